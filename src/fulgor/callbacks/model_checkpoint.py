@@ -1,0 +1,484 @@
+"""`ModelCheckpoint`: when to save (epochs, steps, time, validation end, exceptions), file names, top-k bookkeeping
+with deletion after the new file is committed, `last.ckpt` (file or link), and the callback's own checkpoint state."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from copy import deepcopy
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from fulgor.callbacks.callback import Callback
+from fulgor.errors import MisconfigurationException
+from fulgor.rank import rank_zero_info, rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulgor.module import LightningModule
+    from fulgor.trainer.trainer import Trainer
+
+__all__ = ["ModelCheckpoint"]
+
+
+class ModelCheckpoint(Callback):
+    """Save checkpoints while training: the latest, the best `save_top_k` by `monitor`, and optionally `last.ckpt`.
+
+    Arguments and behaviour are Lightning 2.6.6's (see docs/checkpointing.md). Differences: every file is written
+    atomically, and with `save_last=True` `last.ckpt` is rewritten at every check so it always holds the latest state
+    (Lightning 2.6 rewrites it only when a top-k file was saved at the same step).
+
+    Example::
+
+        checkpoint = ModelCheckpoint(monitor="val_loss", save_top_k=2, filename="{epoch}-{val_loss:.2f}")
+        trainer = Trainer(callbacks=[checkpoint])
+        trainer.fit(model)
+        best = MyModel.load_from_checkpoint(checkpoint.best_model_path)
+    """
+
+    order: ClassVar[int] = 100
+    monitors_metrics: ClassVar[bool] = True
+
+    CHECKPOINT_JOIN_CHAR = "-"
+    CHECKPOINT_EQUALS_CHAR = "="
+    CHECKPOINT_NAME_LAST = "last"
+    FILE_EXTENSION = ".ckpt"
+    STARTING_VERSION = 1
+
+    def __init__(
+        self,
+        dirpath: str | os.PathLike[str] | None = None,
+        filename: str | None = None,
+        monitor: str | None = None,
+        verbose: bool = False,
+        save_last: bool | Literal["link"] | None = None,
+        save_top_k: int = 1,
+        save_on_exception: bool = False,
+        save_weights_only: bool = False,
+        mode: str = "min",
+        auto_insert_metric_name: bool = True,
+        every_n_train_steps: int | None = None,
+        train_time_interval: timedelta | None = None,
+        every_n_epochs: int | None = None,
+        save_on_train_epoch_end: bool | None = None,
+        enable_version_counter: bool = True,
+    ) -> None:
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_last = save_last
+        self.save_top_k = save_top_k
+        self.save_on_exception = save_on_exception
+        self.save_weights_only = save_weights_only
+        self.auto_insert_metric_name = auto_insert_metric_name
+        self._save_on_train_epoch_end = save_on_train_epoch_end
+        self._enable_version_counter = enable_version_counter
+        self._last_global_step_saved = 0  # nothing to save before the first optimizer step
+        self._last_time_checked: float | None = None
+        self.current_score: Tensor | None = None
+        self.best_k_models: dict[str, Tensor] = {}
+        self.kth_best_model_path = ""
+        self.best_model_score: Tensor | None = None
+        self.best_model_path = ""
+        self.last_model_path = ""
+        self._last_checkpoint_saved = ""
+        self._defer_save_until_validation = False
+        if mode not in ("min", "max"):
+            raise MisconfigurationException(f"`mode` can be min, max but got {mode}")
+        self.mode = mode
+        self.kth_value: Tensor = torch.tensor(float("inf") if mode == "min" else float("-inf"))
+        self._dirpath_from_user = dirpath is not None
+        self.dirpath: str | None = os.path.realpath(os.path.expanduser(dirpath)) if dirpath else None
+        self.filename = filename
+        self._init_triggers(every_n_train_steps, every_n_epochs, train_time_interval)
+        self._validate()
+
+    # ------------------------------------------------------------------ configuration
+    def _init_triggers(self, steps: int | None, epochs: int | None, interval: timedelta | None) -> None:
+        if steps is None and epochs is None and interval is None:
+            epochs, steps = 1, 0
+        self._train_time_interval = interval
+        self._every_n_epochs: int = epochs or 0
+        self._every_n_train_steps: int = steps or 0
+
+    def _validate(self) -> None:
+        if self.save_top_k < -1:
+            raise MisconfigurationException(f"Invalid value for save_top_k={self.save_top_k}. Must be >= -1")
+        if self._every_n_train_steps < 0:
+            raise MisconfigurationException(
+                f"Invalid value for every_n_train_steps={self._every_n_train_steps}. Must be >= 0"
+            )
+        if self._every_n_epochs < 0:
+            raise MisconfigurationException(f"Invalid value for every_n_epochs={self._every_n_epochs}. Must be >= 0")
+        active = (self._every_n_train_steps >= 1) + (self._every_n_epochs >= 1) + (self._train_time_interval is not None)
+        if active > 1:
+            raise MisconfigurationException(
+                f"Combination of parameters every_n_train_steps={self._every_n_train_steps}, "
+                f"every_n_epochs={self._every_n_epochs} and train_time_interval={self._train_time_interval} "
+                "should be mutually exclusive."
+            )
+        if self.monitor is None and self.save_top_k not in (-1, 0, 1):
+            raise MisconfigurationException(
+                f"ModelCheckpoint(save_top_k={self.save_top_k}, monitor=None) is not a valid"
+                " configuration. No quantity for top_k to track."
+            )
+
+    @property
+    def every_n_epochs(self) -> int:
+        return self._every_n_epochs
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(
+            monitor=self.monitor,
+            mode=self.mode,
+            every_n_train_steps=self._every_n_train_steps,
+            every_n_epochs=self._every_n_epochs,
+            train_time_interval=self._train_time_interval,
+        )
+
+    # ------------------------------------------------------------------ hooks
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.dirpath = trainer.strategy.broadcast(self._resolve_dir(trainer))
+        assert self.dirpath is not None
+        if trainer.is_global_zero and stage == "fit" and self.save_top_k != 0:
+            if os.path.isdir(self.dirpath) and os.listdir(self.dirpath):
+                rank_zero_warn(f"Checkpoint directory {self.dirpath} exists and is not empty.")
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._last_time_checked = time.monotonic()
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Step- and time-based saving; deferred to validation end when the monitored value is not ready yet."""
+        skip_batch = self._every_n_train_steps < 1 or trainer.global_step % self._every_n_train_steps != 0
+        skip_time = True
+        now = time.monotonic()
+        if self._train_time_interval is not None:
+            previous = self._last_time_checked
+            skip_time = previous is None or now - previous < self._train_time_interval.total_seconds()
+            skip_time = trainer.strategy.broadcast(skip_time)
+        if skip_batch and skip_time:
+            return
+        if not skip_time:
+            self._last_time_checked = now
+        candidates = self._monitor_candidates(trainer)
+        if self.monitor is not None and (self.monitor not in candidates or self._validation_follows(trainer)):
+            self._defer_save_until_validation = True
+            return
+        if self._should_skip_saving_checkpoint(trainer):
+            return
+        self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
+
+    def _validation_follows(self, trainer: Trainer) -> bool:
+        """A stale monitored value: validation runs right after this last batch and saving waits for it."""
+        if self._should_save_on_train_epoch_end(trainer) or not trainer.is_last_batch:
+            return False
+        if not getattr(trainer, "enable_validation", False) or not sum(_finite(n) for n in trainer.num_val_batches):
+            return False
+        every = trainer.check_val_every_n_epoch
+        return every is None or (trainer.current_epoch + 1) % every == 0
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(trainer):
+            self._save_at_check(trainer)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._should_skip_saving_checkpoint(trainer) or self._should_save_on_train_epoch_end(trainer):
+            return
+        if self._defer_save_until_validation:
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
+            self._defer_save_until_validation = False
+            return
+        self._save_at_check(trainer)
+
+    def _save_at_check(self, trainer: Trainer) -> None:
+        candidates = self._monitor_candidates(trainer)
+        if self._every_n_epochs >= 1 and (trainer.current_epoch + 1) % self._every_n_epochs == 0:
+            self._save_topk_checkpoint(trainer, candidates)
+        # Lightning 2.6 rewrites last.ckpt here only if a top-k file was saved at this step, leaving it stale
+        # otherwise; fulgor rewrites it at every check so it always holds the latest state (docs/differences.md).
+        self._save_last_checkpoint(trainer, candidates)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if not self._should_save_on_exception(trainer):
+            return
+        candidates = self._monitor_candidates(trainer)
+        filepath = self.format_checkpoint_name(candidates)
+        self._save_checkpoint(trainer, filepath)
+        self._save_last_checkpoint(trainer, candidates)
+        rank_zero_info(
+            f"An {type(exception).__name__} was raised with message: {exception}, saved checkpoint to {filepath}"
+        )
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.save_last and not self._last_checkpoint_saved:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "monitor": self.monitor,
+            "best_model_score": self.best_model_score,
+            "best_model_path": self.best_model_path,
+            "current_score": self.current_score,
+            "dirpath": self.dirpath,
+            "best_k_models": self.best_k_models,
+            "kth_best_model_path": self.kth_best_model_path,
+            "kth_value": self.kth_value,
+            "last_model_path": self.last_model_path,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved_dir = state_dict.get("dirpath", self.dirpath)
+        if self.dirpath == saved_dir:
+            self.best_model_score = state_dict["best_model_score"]
+            self.kth_best_model_path = state_dict.get("kth_best_model_path", self.kth_best_model_path)
+            self.kth_value = state_dict.get("kth_value", self.kth_value)
+            self.best_k_models = state_dict.get("best_k_models", self.best_k_models)
+            self.last_model_path = state_dict.get("last_model_path", self.last_model_path)
+        else:
+            rank_zero_warn(
+                f"The dirpath has changed from {saved_dir!r} to {self.dirpath!r},"
+                " therefore `best_model_score`, `kth_best_model_path`, `kth_value`, `last_model_path` and"
+                " `best_k_models` won't be reloaded. Only `best_model_path` will be reloaded."
+            )
+        self.best_model_path = state_dict["best_model_path"]
+
+    def to_yaml(self, filepath: str | os.PathLike[str] | None = None) -> None:
+        """Write `best_k_models` (path -> score) to `filepath` (default `<dirpath>/best_k_models.yaml`)."""
+        import yaml
+
+        best_k = {k: v.item() for k, v in self.best_k_models.items()}
+        if filepath is None:
+            assert self.dirpath
+            filepath = os.path.join(self.dirpath, "best_k_models.yaml")
+        with open(filepath, "w") as fp:
+            yaml.dump(best_k, fp)
+
+    # ------------------------------------------------------------------ decisions
+    def _should_skip_saving_checkpoint(self, trainer: Trainer) -> bool:
+        return (
+            bool(trainer.fast_dev_run)
+            or str(trainer.state.fn) != "fit"
+            or trainer.sanity_checking
+            or self._last_global_step_saved == trainer.global_step
+        )
+
+    def _should_save_on_exception(self, trainer: Trainer) -> bool:
+        return (
+            self.save_on_exception
+            and not bool(trainer.fast_dev_run)
+            and not trainer.sanity_checking
+            and self._last_global_step_saved != trainer.global_step
+        )
+
+    def _should_save_on_train_epoch_end(self, trainer: Trainer) -> bool:
+        if self._save_on_train_epoch_end is not None:
+            return self._save_on_train_epoch_end
+        if getattr(trainer, "_val_check_time_interval", None) is not None:
+            return False
+        if trainer.check_val_every_n_epoch != 1:
+            return False
+        if sum(_finite(n) for n in trainer.num_val_batches) == 0:
+            return True
+        return trainer.val_check_interval == 1.0
+
+    def check_monitor_top_k(self, trainer: Trainer, current: Tensor | None = None) -> bool:
+        """Whether `current` earns a place among the best `save_top_k`."""
+        if current is None:
+            return False
+        if self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
+            return True
+        kth = self.best_k_models[self.kth_best_model_path]
+        better = bool(current < kth) if self.mode == "min" else bool(current > kth)
+        return trainer.strategy.reduce_boolean_decision(better)
+
+    # ------------------------------------------------------------------ names
+    def format_checkpoint_name(
+        self, metrics: dict[str, Tensor], filename: str | None = None, ver: int | None = None, prefix: str | None = None
+    ) -> str:
+        """The checkpoint path for `metrics` from the template (e.g. `"{epoch}-{val_loss:.2f}"` -> `epoch=2-val_loss=0.12.ckpt`)."""
+        name = self._format_name(filename or self.filename, metrics, prefix)
+        if ver is not None:
+            name = self.CHECKPOINT_JOIN_CHAR.join((name, f"v{ver}"))
+        name = f"{name}{self.FILE_EXTENSION}"
+        return os.path.join(self.dirpath, name) if self.dirpath else name
+
+    def _format_name(self, template: str | None, metrics: dict[str, Tensor], prefix: str | None) -> str:
+        template = template or "{epoch}" + self.CHECKPOINT_JOIN_CHAR + "{step}"
+        # Longest names first, so "{epoch_test" is rewritten before "{epoch".
+        groups = sorted(re.findall(r"(\{.*?)[:\}]", template), key=len, reverse=True)
+        for group in groups:
+            key = group[1:]
+            if self.auto_insert_metric_name:
+                template = template.replace(group, key + self.CHECKPOINT_EQUALS_CHAR + "{" + key)
+            template = template.replace(group, f"{{0[{key}]")  # an index lookup, so names with "." or "/" work
+            if key not in metrics:
+                metrics[key] = torch.tensor(0)
+        name = template.format(metrics)
+        return self.CHECKPOINT_JOIN_CHAR.join([prefix, name]) if prefix is not None else name
+
+    def _resolve_dir(self, trainer: Trainer) -> str:
+        if self.dirpath is not None:
+            return self.dirpath
+        if trainer.loggers:
+            logger = trainer.loggers[0]
+            save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
+            version = logger.version
+            version = version if isinstance(version, str) else f"version_{version}"
+            return os.path.join(save_dir, str(logger.name), version, "checkpoints")
+        return os.path.join(trainer.default_root_dir, "checkpoints")
+
+    def _find_last_checkpoints(self, trainer: Trainer) -> set[str]:
+        folder = self._resolve_dir(trainer)
+        pattern = rf"^{self.CHECKPOINT_NAME_LAST}(-(\d+))?"
+        if not os.path.isdir(folder):
+            return set()
+        return {
+            os.path.normpath(os.path.join(folder, name))
+            for name in os.listdir(folder)
+            if name.endswith(self.FILE_EXTENSION) and re.match(pattern, Path(name).stem)
+        }
+
+    def _monitor_candidates(self, trainer: Trainer) -> dict[str, Tensor]:
+        candidates = deepcopy(trainer.callback_metrics)
+        epoch, step = candidates.get("epoch"), candidates.get("step")
+        candidates["epoch"] = epoch.int() if isinstance(epoch, Tensor) else torch.tensor(trainer.current_epoch)
+        candidates["step"] = step.int() if isinstance(step, Tensor) else torch.tensor(trainer.global_step)
+        return candidates
+
+    def _free_name(self, trainer: Trainer, metrics: dict[str, Tensor], template: str | None, reusable: str | None) -> str:
+        """The formatted name, with `-vN` appended while it collides with an existing file (other than `reusable`)."""
+        filepath = self.format_checkpoint_name(metrics, template)
+        if self._enable_version_counter:
+            version = self.STARTING_VERSION
+            while self.file_exists(filepath, trainer) and filepath != reusable:
+                filepath = self.format_checkpoint_name(metrics, template, ver=version)
+                version += 1
+        return filepath
+
+    def file_exists(self, filepath: str | os.PathLike[str], trainer: Trainer) -> bool:
+        """Whether `filepath` exists on rank 0 (the decision is shared by every rank)."""
+        local = os.path.exists(filepath) if trainer.is_global_zero else False
+        return trainer.strategy.reduce_boolean_decision(local, all=False)
+
+    # ------------------------------------------------------------------ saving
+    def _save_topk_checkpoint(self, trainer: Trainer, candidates: dict[str, Tensor]) -> None:
+        if self.save_top_k == 0:
+            return
+        if self.monitor is None:
+            self._save_none_monitor_checkpoint(trainer, candidates)
+            return
+        if self.monitor not in candidates:
+            message = (
+                f"`ModelCheckpoint(monitor={self.monitor!r})` could not find the monitored key in the returned"
+                f" metrics: {list(candidates)}."
+                f" HINT: Did you call `log({self.monitor!r}, value)` in the `LightningModule`?"
+            )
+            if trainer.state.val_batches_seen > 0:
+                raise MisconfigurationException(message)
+            rank_zero_warn(message)
+        current = candidates.get(self.monitor)
+        if self.check_monitor_top_k(trainer, current):
+            assert current is not None
+            self._update_best_and_save(current, trainer, candidates)
+        elif self.verbose:
+            epoch, step = candidates["epoch"], candidates["step"]
+            rank_zero_info(f"Epoch {epoch:d}, global step {step:d}: {self.monitor!r} was not in top {self.save_top_k}")
+
+    def _save_none_monitor_checkpoint(self, trainer: Trainer, candidates: dict[str, Tensor]) -> None:
+        filepath = self._free_name(trainer, candidates, None, self.best_model_path)
+        previous, self.best_model_path = self.best_model_path, filepath  # part of the saved state
+        self._save_checkpoint(trainer, filepath)
+        if self.save_top_k == 1 and previous and self._should_remove_checkpoint(trainer, previous, filepath):
+            self._remove_checkpoint(trainer, previous)
+
+    def _update_best_and_save(self, current: Tensor, trainer: Trainer, candidates: dict[str, Tensor]) -> None:
+        k = len(self.best_k_models) + 1 if self.save_top_k == -1 else self.save_top_k
+        del_filepath = None
+        if len(self.best_k_models) == k and k > 0:
+            del_filepath = self.kth_best_model_path
+            self.best_k_models.pop(del_filepath)
+        if torch.isnan(current):
+            current = torch.tensor(float("inf" if self.mode == "min" else "-inf"), device=current.device)
+        filepath = self._free_name(trainer, candidates, None, del_filepath)
+        self.current_score = current
+        self.best_k_models[filepath] = current
+        worst, best = (max, min) if self.mode == "min" else (min, max)
+        if len(self.best_k_models) == k:
+            self.kth_best_model_path = worst(self.best_k_models, key=self.best_k_models.__getitem__)
+            self.kth_value = self.best_k_models[self.kth_best_model_path]
+        self.best_model_path = best(self.best_k_models, key=self.best_k_models.__getitem__)
+        self.best_model_score = self.best_k_models[self.best_model_path]
+        if self.verbose:
+            epoch, step = candidates["epoch"], candidates["step"]
+            rank_zero_info(
+                f"Epoch {epoch:d}, global step {step:d}: {self.monitor!r} reached {current:0.5f}"
+                f" (best {self.best_model_score:0.5f}), saving model to {filepath!r} as top {k}"
+            )
+        self._save_checkpoint(trainer, filepath)
+        # Only now that the new file is committed may the one it replaces go.
+        if del_filepath and self._should_remove_checkpoint(trainer, del_filepath, filepath):
+            self._remove_checkpoint(trainer, del_filepath)
+
+    def _save_last_checkpoint(self, trainer: Trainer, candidates: dict[str, Tensor]) -> None:
+        if not self.save_last:
+            return
+        filepath = self._free_name(trainer, candidates, self.CHECKPOINT_NAME_LAST, self.last_model_path)
+        previous, self.last_model_path = self.last_model_path, filepath
+        if self.save_last == "link" and self._last_checkpoint_saved and self.save_top_k != 0:
+            self._link_checkpoint(trainer, self._last_checkpoint_saved, filepath)
+        else:
+            self._save_checkpoint(trainer, filepath)
+        if previous and self._should_remove_checkpoint(trainer, previous, filepath):
+            self._remove_checkpoint(trainer, previous)
+
+    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        trainer.save_checkpoint(filepath, self.save_weights_only)
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(self)
+
+    @staticmethod
+    def _link_checkpoint(trainer: Trainer, filepath: str, linkpath: str) -> None:
+        """Point `linkpath` at the committed `filepath` (relative symlink, swapped in atomically; copy if no symlinks)."""
+        if trainer.is_global_zero and os.path.abspath(filepath) != os.path.abspath(linkpath):
+            if os.path.isdir(linkpath) and not os.path.islink(linkpath):
+                shutil.rmtree(linkpath)
+            tmp = f"{linkpath}.{os.getpid()}.tmp-link"
+            try:
+                os.symlink(os.path.relpath(filepath, os.path.dirname(linkpath)), tmp)
+            except OSError:
+                shutil.copy(filepath, tmp)
+            os.replace(tmp, linkpath)
+        trainer.strategy.barrier()
+
+    def _should_remove_checkpoint(self, trainer: Trainer, previous: str, current: str) -> bool:
+        """Never remove the new file, files outside `dirpath`, or the checkpoint this run resumed from."""
+        if previous == current:
+            return False
+        previous_path = Path(previous).absolute()
+        resumed = trainer.ckpt_path
+        if resumed is not None and previous_path == Path(resumed).absolute():
+            return False
+        assert self.dirpath is not None
+        return Path(self.dirpath).absolute() in previous_path.parents
+
+    def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        if trainer.is_global_zero and (os.path.isfile(filepath) or os.path.islink(filepath)):
+            os.remove(filepath)
+
+
+def _finite(n: int | float) -> int | float:
+    return 0 if n == float("inf") else n

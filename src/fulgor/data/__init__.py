@@ -1,0 +1,1 @@
+"""Data helpers shared by the module and the loops (moving batches between devices)."""

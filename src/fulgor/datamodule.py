@@ -1,0 +1,242 @@
+"""`LightningDataModule`: the data hooks (prepare/setup/teardown, the four dataloaders, batch transfer), its
+hyperparameters and state, and `from_datasets`."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import types
+from collections.abc import Callable, Iterable, Sized
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from fulgor import hparams as _hp
+from fulgor.data.transfer import move_data_to_device
+from fulgor.errors import MisconfigurationException
+from fulgor.module import _class_only
+
+if TYPE_CHECKING:
+    from fulgor.trainer.trainer import Trainer
+
+__all__ = ["LightningDataModule", "dataloader_is_defined"]
+
+_DATALOADER_HOOKS = ("train_dataloader", "val_dataloader", "test_dataloader", "predict_dataloader")
+_LOADER_LABELS = tuple(zip(("Train", "Validation", "Test", "Predict"), _DATALOADER_HOOKS))  # for __str__
+
+
+class LightningDataModule:
+    """Groups the data steps of a project: download, split, transform, and the dataloaders for each stage.
+
+    Example::
+
+        class MNISTData(LightningDataModule):
+            def __init__(self, batch_size: int = 32):
+                super().__init__()
+                self.save_hyperparameters()
+
+            def setup(self, stage):
+                self.train, self.val = random_split(load_mnist(), [55000, 5000])
+
+            def train_dataloader(self):
+                return DataLoader(self.train, batch_size=self.hparams.batch_size)
+    """
+
+    name: str | None = None
+    CHECKPOINT_HYPER_PARAMS_KEY: ClassVar[str] = "datamodule_hyper_parameters"
+    CHECKPOINT_HYPER_PARAMS_NAME: ClassVar[str] = "datamodule_hparams_name"
+    CHECKPOINT_HYPER_PARAMS_TYPE: ClassVar[str] = "datamodule_hparams_type"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        self.trainer: Trainer | None = None
+        # True: prepare_data runs on local rank 0 of every node; False: only on global rank 0.
+        self.prepare_data_per_node: bool = True
+        self.allow_zero_length_dataloader_with_multiple_devices: bool = False
+        self._log_hyperparams = False
+
+    # -- hyperparameters ----------------------------------------------------------------------------------------------
+
+    def save_hyperparameters(
+        self,
+        *args: Any,
+        ignore: str | Iterable[str] | None = None,
+        frame: types.FrameType | None = None,
+        logger: bool = True,
+    ) -> None:
+        """Save ``__init__`` arguments to ``self.hparams`` (see :func:`fulgor.hparams.save_hyperparameters`)."""
+        if frame is None:
+            current = inspect.currentframe()
+            frame = current.f_back if current is not None else None
+        _hp.save_hyperparameters(self, *args, ignore=ignore, frame=frame, logger=logger)
+
+    @property
+    def hparams(self) -> _hp.AttributeDict:
+        """The hyperparameters saved with :meth:`save_hyperparameters` (mutable)."""
+        return _hp.hparams_of(self)
+
+    @property
+    def hparams_initial(self) -> _hp.AttributeDict:
+        """A copy of the hyperparameters as first saved; these are what loggers receive."""
+        return _hp.hparams_initial_of(self)
+
+    # -- data hooks ---------------------------------------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        """Download or preprocess data. Runs in one process per node (or per job); do not set state here."""
+
+    def setup(self, stage: str) -> None:
+        """Build datasets and state on every process. ``stage`` is "fit", "validate", "test" or "predict"."""
+
+    def teardown(self, stage: str) -> None:
+        """Release what ``setup`` built, at the end of ``stage``."""
+
+    def train_dataloader(self) -> Any:
+        """Return the training dataloader(s)."""
+        raise MisconfigurationException("`train_dataloader` must be implemented to be used with the Lightning Trainer")
+
+    def val_dataloader(self) -> Any:
+        """Return the validation dataloader(s)."""
+        raise MisconfigurationException("`val_dataloader` must be implemented to be used with the Lightning Trainer")
+
+    def test_dataloader(self) -> Any:
+        """Return the test dataloader(s)."""
+        raise MisconfigurationException("`test_dataloader` must be implemented to be used with the Lightning Trainer")
+
+    def predict_dataloader(self) -> Any:
+        """Return the prediction dataloader(s)."""
+        raise MisconfigurationException(
+            "`predict_dataloader` must be implemented to be used with the Lightning Trainer"
+        )
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move ``batch`` to ``device``; the default handles tensors in (nested) collections and objects with `.to`."""
+        return move_data_to_device(batch, device)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Alter ``batch`` before it is moved to the device (default: unchanged)."""
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Alter ``batch`` after it was moved to the device (default: unchanged)."""
+        return batch
+
+    # -- state --------------------------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """State to store in checkpoints (default: none)."""
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the state returned by :meth:`state_dict`."""
+
+    @_class_only
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: str | os.PathLike[str] | Any,
+        map_location: Any = None,
+        hparams_file: str | os.PathLike[str] | None = None,
+        weights_only: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Build the datamodule from a checkpoint's datamodule hparams (overridden by ``kwargs``) and state."""
+        from fulgor.checkpointing import load_datamodule_from_checkpoint
+
+        return load_datamodule_from_checkpoint(cls, checkpoint_path, map_location, hparams_file, weights_only, **kwargs)
+
+    def on_exception(self, exception: BaseException) -> None:
+        """Called when a Trainer run is interrupted by ``exception``."""
+
+    def __str__(self) -> str:
+        """One line per dataloader hook with the dataset size(s), e.g. ``{Train dataloader: size=80}``."""
+        lines = []
+        for stage, hook in _LOADER_LABELS:
+            try:
+                info = _describe_loaders(getattr(self, hook)())
+            except Exception:  # a missing or failing hook is shown as unavailable, as Lightning does
+                info = "None"
+            lines.append(f"{{{stage} dataloader: {info}}}")
+        return os.linesep.join(lines)
+
+    # -- construction -------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_datasets(
+        cls,
+        train_dataset: Dataset[Any] | Iterable[Dataset[Any]] | None = None,
+        val_dataset: Dataset[Any] | Iterable[Dataset[Any]] | None = None,
+        test_dataset: Dataset[Any] | Iterable[Dataset[Any]] | None = None,
+        predict_dataset: Dataset[Any] | Iterable[Dataset[Any]] | None = None,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        **datamodule_kwargs: Any,
+    ) -> LightningDataModule:
+        """Build a datamodule whose dataloaders wrap the given datasets.
+
+        Each dataset (or each dataset in a list/dict of them) gets a ``DataLoader(batch_size, num_workers,
+        pin_memory=True)``; training data is shuffled unless it is an ``IterableDataset``.
+
+        Args:
+            train_dataset: dataset(s) for ``train_dataloader``.
+            val_dataset: dataset(s) for ``val_dataloader``.
+            test_dataset: dataset(s) for ``test_dataloader``.
+            predict_dataset: dataset(s) for ``predict_dataloader``.
+            batch_size: batch size of every dataloader; also passed to ``__init__`` if it takes ``batch_size``.
+            num_workers: worker processes per dataloader; also passed to ``__init__`` if it takes ``num_workers``.
+            **datamodule_kwargs: more arguments for ``__init__``.
+        """
+
+        def loaders(datasets: Any, shuffle: bool) -> Callable[[], Any]:
+            def make() -> Any:
+                return _map_datasets(datasets, batch_size, num_workers, shuffle)
+
+            return make
+
+        params = inspect.signature(cls.__init__).parameters
+        special = {"batch_size": batch_size, "num_workers": num_workers}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            special = {k: v for k, v in special.items() if k in params}
+        datamodule = cls(**datamodule_kwargs, **special)
+        given = (train_dataset, val_dataset, test_dataset, predict_dataset)
+        for hook, datasets in zip(_DATALOADER_HOOKS, given):
+            if datasets is not None:
+                # An instance attribute overrides the hook for this object only; see `dataloader_is_defined`.
+                setattr(datamodule, hook, loaders(datasets, shuffle=hook == "train_dataloader"))
+        return datamodule
+
+
+def _describe_loaders(loaders: Any) -> str:
+    if isinstance(loaders, DataLoader):
+        return f"size={_dataset_size(loaders)}"
+    if isinstance(loaders, (list, tuple)):
+        return " ; ".join(
+            f"{i}. size={_dataset_size(loader)}" if isinstance(loader, DataLoader) else "None"
+            for i, loader in enumerate(loaders, start=1)
+        )
+    return "None"
+
+
+def _dataset_size(loader: DataLoader[Any]) -> str:
+    dataset = loader.dataset
+    return str(len(dataset)) if isinstance(dataset, Sized) else "NA"
+
+
+def _map_datasets(datasets: Any, batch_size: int, num_workers: int, shuffle: bool) -> Any:
+    """Replace every Dataset in ``datasets`` (a dataset or a list/tuple/dict of them) by a DataLoader."""
+    if isinstance(datasets, Dataset):
+        shuffle = shuffle and not isinstance(datasets, IterableDataset)
+        return DataLoader(datasets, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, pin_memory=True)
+    if isinstance(datasets, dict):
+        return {k: _map_datasets(v, batch_size, num_workers, shuffle) for k, v in datasets.items()}
+    if isinstance(datasets, (list, tuple)):
+        return type(datasets)(_map_datasets(v, batch_size, num_workers, shuffle) for v in datasets)
+    return datasets
+
+
+def dataloader_is_defined(datamodule: LightningDataModule, hook: str) -> bool:
+    """Whether ``datamodule`` provides ``hook`` (e.g. "train_dataloader"): overridden in its class or, as
+    :meth:`LightningDataModule.from_datasets` does, set on the instance."""
+    if hook in vars(datamodule):
+        return True
+    return getattr(type(datamodule), hook) is not getattr(LightningDataModule, hook)

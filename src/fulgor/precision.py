@@ -1,0 +1,331 @@
+"""The `precision` Trainer flag: accepted values and their normalisation, and the precision object the loop uses
+(autocast context, module/input dtype conversion, loss scaling, optimizer step and GradScaler state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from fulgor.errors import MisconfigurationException
+from fulgor.rank import rank_zero_info, rank_zero_warn
+
+# Lightning's tuple, in its order: the invalid-value error prints it verbatim.
+ALLOWED_PRECISIONS: tuple[str | int, ...] = (
+    "transformer-engine",
+    "transformer-engine-float16",
+    "16-true",
+    "16-mixed",
+    "bf16-true",
+    "bf16-mixed",
+    "32-true",
+    "64-true",
+    64,
+    32,
+    16,
+    "64",
+    "32",
+    "16",
+    "bf16",
+)
+_LEGACY = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+
+
+def normalize_precision(value: str | int | None, accelerator: str) -> str:
+    """Turn the `precision` Trainer flag into its canonical string, as `trainer.precision` reports it.
+
+    Legacy values map as 64 → "64-true", 32 → "32-true", 16 → "16-mixed", "bf16" → "bf16-mixed" (16 and "bf16" with
+    Lightning's "supported for historical reasons" warning). "16-mixed" on CPU becomes "bf16-mixed" with a warning,
+    because fp16 autocast is not supported there.
+
+    Args:
+        value: the flag: None (→ "32-true"), one of `ALLOWED_PRECISIONS`.
+        accelerator: the resolved device type ("cpu", "cuda", "mps").
+
+    Raises:
+        ValueError: a value not in `ALLOWED_PRECISIONS` (Lightning's message).
+        NotImplementedError: "transformer-engine*", which fulgor does not implement.
+    """
+    if value is None:
+        return "32-true"
+    # `type` rather than isinstance: True == 1 and 16.0 == 16, but neither is a precision.
+    if type(value) not in (int, str) or value not in ALLOWED_PRECISIONS:
+        raise ValueError(f"Precision {value!r} is invalid. Allowed precision values: {ALLOWED_PRECISIONS}")
+    name = str(value)
+    if name in _LEGACY:
+        if name in ("16", "bf16"):
+            rank_zero_warn(
+                f"`precision={name}` is supported for historical reasons but its usage is discouraged. "
+                f"Please set your precision to {_LEGACY[name]} instead!"
+            )
+        name = _LEGACY[name]
+    if name.startswith("transformer-engine"):
+        raise NotImplementedError(
+            f"`Trainer(precision={value!r})` needs NVIDIA Transformer Engine, which fulgor does not support. Use"
+            " `precision='bf16-mixed'` or `'16-mixed'` instead."
+        )
+    if name == "16-mixed" and accelerator == "cpu":
+        rank_zero_warn(
+            "You passed `Trainer(accelerator='cpu', precision='16-mixed')` but AMP with fp16 is not supported on CPU."
+            " Using `precision='bf16-mixed'` instead."
+        )
+        name = "bf16-mixed"
+    return name
+
+
+def select_precision(value: str | int | None, accelerator: str) -> Precision:
+    """Normalise the `precision` flag and build its precision object (printing Lightning's AMP info line).
+
+    Args:
+        value: the `precision` Trainer flag.
+        accelerator: the resolved device type ("cpu", "cuda", "mps").
+    """
+    name = normalize_precision(value, accelerator)
+    precision: Precision
+    if name == "32-true":
+        precision = Precision()
+    elif name == "64-true":
+        precision = DoublePrecision()
+    elif name in ("16-true", "bf16-true"):
+        precision = HalfPrecision(name)
+    else:
+        precision = MixedPrecision(name, accelerator)
+    if precision.amp_message is not None:
+        rank_zero_info(precision.amp_message)
+    return precision
+
+
+_NULL_CONTEXT = contextlib.nullcontext()
+
+
+class _DefaultDtype:
+    """Sets `torch.get_default_dtype()` while entered, so tensors created in `forward` get the run's dtype.
+
+    One instance is reused every step; the stack makes it safe to nest.
+    """
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+        self._previous: list[torch.dtype] = []
+
+    def __enter__(self) -> None:
+        self._previous.append(torch.get_default_dtype())
+        torch.set_default_dtype(self.dtype)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        torch.set_default_dtype(self._previous.pop())
+
+
+class Precision:
+    """Full fp32 ("32-true"): every hook is the identity. Also the base of the other precisions.
+
+    Subclasses set `_dtype` to train entirely in another dtype (`DoublePrecision`, `HalfPrecision`), or override the
+    autocast and scaling hooks (`MixedPrecision`). The class name is the checkpoint key of `state_dict()`, as in
+    Lightning (`checkpoint["MixedPrecision"]`).
+    """
+
+    name: str = "32-true"
+    bits: int = 32
+    scaler: torch.amp.GradScaler | None = None
+    amp_message: str | None = None
+    # For "*-true": the dtype of weights, float inputs and tensors created in forward. None keeps everything as is.
+    _dtype: torch.dtype | None = None
+
+    def __init__(self) -> None:
+        self._dtype_context = None if self._dtype is None else _DefaultDtype(self._dtype)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    @property
+    def checkpoint_key(self) -> str:
+        """The key under which Lightning stores `state_dict()` in a checkpoint (when it is not empty)."""
+        return type(self).__qualname__
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The context to run `*_step`/`forward` in: autocast for mixed precision, the default dtype for "*-true".
+
+        For "32-true" this is one shared `nullcontext`, so entering it every step costs nothing.
+        """
+        return _NULL_CONTEXT if self._dtype_context is None else self._dtype_context
+
+    def forward_context(self) -> contextlib.AbstractContextManager[Any]:
+        """Lightning's name for `autocast()`."""
+        return self.autocast()
+
+    def convert_module(self, module: nn.Module) -> nn.Module:
+        """Cast the module's floating-point parameters and buffers to the precision's dtype ("*-true" only)."""
+        return module if self._dtype is None else module.to(dtype=self._dtype)
+
+    def convert_input(self, data: Any) -> Any:
+        """Cast floating-point tensors inside nested lists/tuples/dicts/dataclasses to the dtype ("*-true" only)."""
+        return data if self._dtype is None else _cast_floats(data, self._dtype)
+
+    def scale_loss(self, loss: Tensor) -> Tensor:
+        """The loss to call `backward` on: scaled by the GradScaler for "16-mixed", unchanged otherwise."""
+        return loss
+
+    def unscale_gradients(self, optimizer: Optimizer) -> None:
+        """Divide the gradients by the loss scale before clipping/inspection ("16-mixed"; a no-op otherwise)."""
+
+    def check_gradient_clipping(self, optimizer: Optimizer, clip_val: float) -> None:
+        """Raise if gradients of `optimizer` cannot be clipped at this precision (call before clipping)."""
+
+    def optimizer_step(
+        self,
+        optimizer: Optimizer,
+        closure: Callable[[], Any],
+        *,
+        automatic_optimization: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Step the optimizer, running `closure` (forward, backward, before-step hooks) inside it.
+
+        Args:
+            optimizer: the torch optimizer.
+            closure: computes the loss and gradients; returns None when the step must be skipped.
+            automatic_optimization: False for manual optimization, where the closure returns None by design.
+            **kwargs: passed to `optimizer.step`.
+
+        Returns:
+            What `optimizer.step` returned.
+        """
+        return optimizer.step(closure=closure, **kwargs)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state to checkpoint: the GradScaler's for "16-mixed", else empty."""
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore `state_dict()`."""
+
+
+class DoublePrecision(Precision):
+    """ "64-true": module, float inputs and new tensors in float64."""
+
+    name = "64-true"
+    bits = 64
+    _dtype = torch.float64
+
+
+class HalfPrecision(Precision):
+    """ "16-true" / "bf16-true": module, float inputs and new tensors in float16 / bfloat16 (no autocast, no scaler)."""
+
+    bits = 16
+
+    def __init__(self, name: str = "16-true") -> None:
+        if name not in ("16-true", "bf16-true"):
+            raise ValueError(f"`HalfPrecision(name={name!r})`: the name must be '16-true' or 'bf16-true'.")
+        self.name = name
+        self._dtype = torch.bfloat16 if name == "bf16-true" else torch.float16
+        super().__init__()
+
+
+class MixedPrecision(Precision):
+    """ "16-mixed" / "bf16-mixed": fp32 weights, `torch.autocast` in forward; fp16 also scales the loss (GradScaler)."""
+
+    def __init__(self, name: str = "16-mixed", device_type: str = "cuda") -> None:
+        if name not in ("16-mixed", "bf16-mixed"):
+            raise ValueError(f"`MixedPrecision(name={name!r})`: the name must be '16-mixed' or 'bf16-mixed'.")
+        super().__init__()
+        self.name = name
+        self.device_type = device_type
+        self.autocast_dtype = torch.bfloat16 if name == "bf16-mixed" else torch.float16
+        # bf16 has fp32's exponent range, so only fp16 needs loss scaling to keep small gradients from underflowing.
+        self.scaler = torch.amp.GradScaler(device_type) if name == "16-mixed" else None
+        self.amp_message = f"Using {'16bit' if name == '16-mixed' else 'bfloat16'} Automatic Mixed Precision (AMP)"
+        self._unscaled: set[int] = set()  # ids of optimizers unscaled since the last scaler.update()
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """`torch.autocast` for the device and dtype (weights cache off, as in Lightning)."""
+        return torch.autocast(self.device_type, dtype=self.autocast_dtype, cache_enabled=False)
+
+    def scale_loss(self, loss: Tensor) -> Tensor:
+        """Multiply the loss by the current scale (fp16), so that backward produces scaled gradients."""
+        return loss if self.scaler is None else self.scaler.scale(loss)
+
+    def unscale_gradients(self, optimizer: Optimizer) -> None:
+        """Unscale this optimizer's gradients in place; later calls in the same step do nothing.
+
+        Call it only after a backward ran (GradScaler cannot be unscaled and then skipped). Optimizers that unscale
+        inside their own `step` (fused ones) are left alone.
+        """
+        if self.scaler is None or id(optimizer) in self._unscaled:
+            return
+        if not getattr(optimizer, "_step_supports_amp_scaling", False):
+            self.scaler.unscale_(optimizer)
+        self._unscaled.add(id(optimizer))
+
+    def check_gradient_clipping(self, optimizer: Optimizer, clip_val: float) -> None:
+        """Fused optimizers unscale inside `step`, after clipping would run, so their gradients are still scaled."""
+        if clip_val > 0 and getattr(optimizer, "_step_supports_amp_scaling", False):
+            raise RuntimeError(
+                f"The current optimizer, {type(optimizer).__qualname__}, does not allow for gradient clipping"
+                " because it performs unscaling of gradients internally. HINT: Are you using a 'fused' optimizer?"
+            )
+
+    def optimizer_step(
+        self,
+        optimizer: Optimizer,
+        closure: Callable[[], Any],
+        *,
+        automatic_optimization: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Step with the GradScaler for fp16: run the closure, then `scaler.step` (skips non-finite grads) and update.
+
+        A closure that returns None in automatic optimization means "no backward ran": the step is skipped.
+        """
+        if self.scaler is None:
+            return optimizer.step(closure=closure, **kwargs)
+        if isinstance(optimizer, torch.optim.LBFGS):
+            # LBFGS re-evaluates the closure several times per step; GradScaler can only check one backward per step.
+            raise MisconfigurationException("AMP and the LBFGS optimizer are not compatible.")
+        closure_result = closure()
+        if closure_result is None and automatic_optimization:
+            self._unscaled.discard(id(optimizer))
+            return None
+        self.unscale_gradients(optimizer)  # no-op when the closure already did it
+        step_output = self.scaler.step(optimizer, **kwargs)
+        self.scaler.update()
+        self._unscaled.clear()
+        return step_output
+
+    def state_dict(self) -> dict[str, Any]:
+        """The GradScaler state (scale, growth tracker, ...) for "16-mixed"; empty for "bf16-mixed"."""
+        return {} if self.scaler is None else self.scaler.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the GradScaler state written by `state_dict()`."""
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state_dict)
+
+
+def _cast_floats(data: Any, dtype: torch.dtype) -> Any:
+    """`data` with every floating-point tensor cast to `dtype`; containers are rebuilt with their own type."""
+    if isinstance(data, Tensor):
+        return data.to(dtype) if data.is_floating_point() else data
+    if isinstance(data, Mapping):
+        items = {key: _cast_floats(value, dtype) for key, value in data.items()}
+        mapping_type: Any = type(data)
+        if isinstance(data, defaultdict):
+            return mapping_type(data.default_factory, items)
+        return mapping_type(items)
+    if isinstance(data, tuple) and hasattr(data, "_fields"):  # namedtuple
+        return type(data)(*(_cast_floats(value, dtype) for value in data))
+    if isinstance(data, (list, tuple)):
+        return type(data)(_cast_floats(value, dtype) for value in data)
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        changes = {f.name: _cast_floats(getattr(data, f.name), dtype) for f in dataclasses.fields(data) if f.init}
+        return dataclasses.replace(data, **changes)
+    return data

@@ -1,0 +1,371 @@
+"""Dataloaders: where they come from (arguments, datamodule, module), how many batches each stage runs, and the
+samplers fulgor swaps in (overfitting now; distributed and resumable samplers build on `rebuild_dataloader`)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler
+
+from fulgor.errors import MisconfigurationException, PossibleUserWarning
+from fulgor.module import LightningModule, is_overridden
+from fulgor.rank import rank_zero_info, rank_zero_warn
+from fulgor.trainer.dispatch import call_module
+from fulgor.trainer.state import RunningStage
+
+if TYPE_CHECKING:
+    from fulgor.trainer.trainer import Trainer
+
+
+class DataSource:
+    """Where one stage's dataloaders come from: the argument given to fit/validate/..., else a method."""
+
+    def __init__(self, instance: Any, name: str) -> None:
+        self.instance = instance  # dataloader(s), a LightningModule or a LightningDataModule
+        self.name = name  # e.g. "train_dataloader"
+
+    def is_defined(self) -> bool:
+        if not _is_module_or_dm(self.instance):
+            return self.instance is not None
+        if isinstance(self.instance, LightningModule):
+            return is_overridden(self.name, self.instance, LightningModule)
+        from fulgor.datamodule import dataloader_is_defined
+
+        return dataloader_is_defined(self.instance, self.name)
+
+    def request(self, trainer: Trainer) -> Any:
+        if isinstance(self.instance, LightningModule):
+            return call_module(trainer, self.name)
+        if _is_module_or_dm(self.instance):
+            return getattr(self.instance, self.name)()
+        return self.instance
+
+
+def _is_module_or_dm(obj: Any) -> bool:
+    from fulgor.datamodule import LightningDataModule
+
+    return isinstance(obj, (LightningModule, LightningDataModule))
+
+
+def select_source(module: LightningModule, datamodule: Any, given: Any, name: str) -> DataSource:
+    """Explicit loaders win, then the datamodule's method, then the module's."""
+    if given is not None:
+        return DataSource(given, name)
+    if datamodule is not None:
+        return DataSource(datamodule, name)
+    return DataSource(module, name)
+
+
+def as_loader_list(loaders: Any) -> list[Any]:
+    """One loader or a list/tuple/dict of loaders (evaluated one after the other) → a list."""
+    if isinstance(loaders, Mapping):
+        return list(loaders.values())
+    if isinstance(loaders, (list, tuple)):
+        return list(loaders)
+    return [loaders]
+
+
+def check_iterable(loader: Any, source: DataSource, stage: RunningStage) -> None:
+    """Fail early, naming the method, when a stage's data is not iterable."""
+    if isinstance(loader, Iterable):
+        return
+    origin = (
+        f"`{type(source.instance).__name__}.{source.name}()`"
+        if _is_module_or_dm(source.instance)
+        else f"`Trainer.{_trainer_fn_name(stage)}({_arg_name(stage)}=...)`"
+    )
+    raise TypeError(
+        f"An invalid dataloader was passed to {origin}. Found {loader!r}: it is not iterable."
+        " Return a `torch.utils.data.DataLoader` (or any iterable of batches)."
+    )
+
+
+def _trainer_fn_name(stage: RunningStage) -> str:
+    return {"train": "fit", "sanity_check": "fit"}.get(stage.value, stage.value)
+
+
+def _arg_name(stage: RunningStage) -> str:
+    return {"train": "train_dataloaders", "sanity_check": "val_dataloaders"}.get(stage.value, "dataloaders")
+
+
+def loader_length(loader: Any) -> int | float:
+    """`len(loader)`, or inf for iterables without a length."""
+    if isinstance(loader, DataLoader) and isinstance(loader.dataset, IterableDataset):
+        try:
+            return len(loader)
+        except TypeError:
+            return float("inf")
+    try:
+        return len(loader)
+    except (TypeError, NotImplementedError):
+        return float("inf")
+
+
+def num_batches(stage: RunningStage, length: int | float, limit: int | float) -> int | float:
+    """How many batches of a loader of `length` a stage runs under `limit_*_batches` (Lightning's rule)."""
+    if length == 0:
+        return 0
+    prefix = stage.dataloader_prefix
+    result: int | float = length
+    if isinstance(limit, int):
+        result = min(length, limit)
+    elif isinstance(limit, float) and length != float("inf"):
+        result = int(length * limit)
+    elif limit != 1.0:
+        raise MisconfigurationException(
+            f"When using an `IterableDataset`, `Trainer(limit_{prefix}_batches)` must be"
+            f" `1.0` or an int. An int specifies `num_{prefix}_batches` to use."
+        )
+    if result == 0 and limit > 0.0 and isinstance(limit, float) and length != float("inf"):
+        raise MisconfigurationException(
+            f"You requested to check {limit} of the `{prefix}_dataloader` but"
+            f" {limit} * {length} < 1. Please increase the"
+            f" `limit_{prefix}_batches` argument. Try at least"
+            f" `limit_{prefix}_batches={1.0 / length}`"
+        )
+    return result
+
+
+def determine_batch_limit(value: int | float | None, name: str) -> int | float:
+    """Validate a `limit_*_batches`/`overfit_batches`/`val_check_interval` value (None → 1.0)."""
+    if value is None:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MisconfigurationException(
+            f"You have passed invalid value {value!r} for {name}, it has to be in [0.0, 1.0] or an int."
+        )
+    if isinstance(value, int) and value == 1:
+        what = {"limit_train_batches": "1 batch per epoch will be used", "val_check_interval": None}.get(
+            name, "1 batch will be used"
+        )
+        rank_zero_info(
+            f"`Trainer({name}=1)` was configured so "
+            + ("validation will run after every batch." if what is None else f"{what}.")
+        )
+    elif isinstance(value, float) and value == 1.0:
+        what = {
+            "limit_train_batches": "100% of the batches per epoch will be used",
+            "val_check_interval": "validation will run at the end of the training epoch",
+        }.get(name, "100% of the batches will be used")
+        rank_zero_info(f"`Trainer({name}=1.0)` was configured so {what}.")
+    if 0 <= value <= 1:
+        return value
+    if value > 1 and value % 1.0 == 0:
+        return int(value)
+    raise MisconfigurationException(
+        f"You have passed invalid value {value} for {name}, it has to be in [0.0, 1.0] or an int."
+    )
+
+
+def prepare_loader(trainer: Trainer, loader: Any, stage: RunningStage) -> Any:
+    """Per-loader adjustments: overfitting samplers, the shuffling warning, and worker seeding."""
+    if not isinstance(loader, DataLoader):
+        return loader
+    if stage != RunningStage.TRAINING and isinstance(loader.sampler, RandomSampler):
+        rank_zero_warn(
+            f"Your `{stage.dataloader_prefix}_dataloader`'s sampler has shuffling enabled,"
+            " it is strongly recommended that you turn shuffling off for val/test dataloaders.",
+            PossibleUserWarning,
+        )
+    overfitting = trainer.overfit_batches > 0 and stage in (RunningStage.TRAINING, RunningStage.VALIDATING)
+    if overfitting and isinstance(loader.sampler, RandomSampler):
+        if stage == RunningStage.TRAINING:
+            rank_zero_warn(
+                "You requested to overfit but enabled train dataloader shuffling."
+                " We are turning off the train dataloader shuffling for you."
+            )
+        loader = rebuild_dataloader(loader, SequentialSampler(loader.dataset))  # type: ignore[arg-type]
+    if os.environ.get("PL_SEED_WORKERS") == "1" and loader.num_workers > 0 and loader.worker_init_fn is None:
+        from fulgor.seed import pl_worker_init_function
+
+        loader.worker_init_fn = partial(pl_worker_init_function, rank=trainer.global_rank)
+    return loader
+
+
+_LOADER_ARGS = (
+    "batch_size", "num_workers", "collate_fn", "pin_memory", "drop_last", "timeout", "worker_init_fn",
+    "multiprocessing_context", "generator", "prefetch_factor", "persistent_workers", "pin_memory_device", "in_order",
+)  # fmt: skip
+
+
+def rebuild_dataloader(loader: DataLoader[Any], sampler: Any) -> DataLoader[Any]:
+    """A copy of `loader` (same dataset and arguments, same class) that draws indices from `sampler`."""
+    accepted = inspect.signature(DataLoader.__init__).parameters
+    kwargs = {name: getattr(loader, name) for name in _LOADER_ARGS if name in accepted and hasattr(loader, name)}
+    if loader.batch_sampler is None:  # batch_size=None: samples are batches
+        kwargs["batch_size"] = None
+    if kwargs.get("num_workers", 0) == 0:
+        kwargs.pop("prefetch_factor", None)
+        kwargs["persistent_workers"] = False
+    kwargs["sampler"] = sampler
+    return DataLoader(loader.dataset, **kwargs)
+
+
+def resolve_batch_transfer(trainer: Trainer) -> Any:
+    """The object whose batch-transfer hooks run: the datamodule's when it overrides them (with a warning)."""
+    module = trainer.lightning_module
+    datamodule = trainer.datamodule
+    if datamodule is None:
+        return module
+    from fulgor.datamodule import LightningDataModule
+
+    owner: Any = module
+    for hook in ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"):
+        if is_overridden(hook, datamodule, LightningDataModule):
+            if is_overridden(hook, module, LightningModule):
+                rank_zero_warn(
+                    f"You have overridden `{hook}` in both `LightningModule` and `LightningDataModule`."
+                    " It will use the implementation from `LightningDataModule` instance."
+                )
+            owner = datamodule
+    return owner
+
+
+def accepts_batch_idx(step: Any) -> bool:
+    """Whether a `*_step` takes `batch_idx` (a parameter of that name, `*args`, or a second positional one)."""
+    params = inspect.signature(step).parameters.values()
+    if any(p.name == "batch_idx" or p.kind is p.VAR_POSITIONAL for p in params):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2
+
+
+def step_accepts_dataloader_idx(step: Any) -> tuple[bool, bool]:
+    """(has a `dataloader_idx` parameter, that parameter has no default)."""
+    params = inspect.signature(step).parameters
+    if "dataloader_idx" not in params:
+        return False, False
+    return True, params["dataloader_idx"].default is inspect.Parameter.empty
+
+
+def check_dataloader_idx(module: LightningModule, step_name: str, num_loaders: int, loader_name: str) -> None:
+    """Lightning's signature checks for `*_step(..., dataloader_idx)` against the number of loaders."""
+    has_arg, required = step_accepts_dataloader_idx(getattr(module, step_name))
+    cls = type(module).__name__
+    if num_loaders > 1 and not has_arg:
+        raise RuntimeError(
+            f"You provided multiple `{loader_name}`, but no `dataloader_idx` argument in `{cls}.{step_name}()`."
+            " Try adding `dataloader_idx=0` to its signature."
+        )
+    if num_loaders == 1 and required:
+        raise RuntimeError(
+            f"You provided only a single `{loader_name}`, but have included `dataloader_idx` in"
+            f" `{cls}.{step_name}()`. Either remove the argument or give it a default value i.e."
+            " `dataloader_idx=0`."
+        )
+
+
+def setup_train_data(trainer: Trainer, create_iterator: bool = True) -> Iterator[Any] | None:
+    """Request the training data (once), count its batches, derive the validation interval; return the epoch-0
+    iterator. The first iterator is created here (before `on_train_start`), later ones at each epoch start, as
+    Lightning does, so random samplers draw their seeds at the same moments."""
+    module = trainer.lightning_module
+    if trainer.limit_train_batches == 0 or not is_overridden("training_step", module):
+        trainer.num_training_batches = 0
+        return None
+    if trainer._train_loader is None:
+        _request_train_loader(trainer)
+    loader = trainer._train_loader
+    return iter(loader) if create_iterator and trainer.num_training_batches else None
+
+
+def _request_train_loader(trainer: Trainer) -> None:
+    source = trainer._sources["train"]
+    loader = source.request(trainer)
+    check_iterable(loader, source, RunningStage.TRAINING)
+    loader = prepare_loader(trainer, loader, RunningStage.TRAINING)
+    trainer._train_loader = loader
+    trainer._last_train_reload_epoch = trainer.current_epoch
+    length = loader_length(loader)
+    trainer.num_training_batches = num_batches(RunningStage.TRAINING, length, trainer.limit_train_batches)
+    _set_val_check_batch(trainer, sized=length != float("inf"))
+    if trainer.loggers and trainer.num_training_batches < trainer.log_every_n_steps and not trainer.fast_dev_run:
+        rank_zero_warn(
+            f"The number of training batches ({trainer.num_training_batches}) is smaller than the logging interval"
+            f" Trainer(log_every_n_steps={trainer.log_every_n_steps}). Set a lower value for log_every_n_steps if"
+            " you want to see logs for the training epoch.",
+            PossibleUserWarning,
+        )
+
+
+def _set_val_check_batch(trainer: Trainer, sized: bool) -> None:
+    n = trainer.num_training_batches
+    interval = trainer.val_check_interval
+    if trainer._val_check_time_interval is not None:
+        trainer.val_check_batch = float("inf")
+    elif isinstance(interval, int):
+        trainer.val_check_batch = interval
+        if interval > n and trainer.check_val_every_n_epoch is not None and trainer.limit_val_batches > 0:
+            raise ValueError(
+                f" `val_check_interval` ({interval}) must be less than or equal"
+                f" to the number of the training batches ({n})."
+                " If you want to disable validation set `limit_val_batches` to 0.0 instead."
+                " If you want to validate based on the total training batches, set `check_val_every_n_epoch=None`."
+            )
+    elif not sized:
+        if interval != 1.0:
+            raise MisconfigurationException(
+                "When using an IterableDataset for `train_dataloader`,"
+                " `Trainer(val_check_interval)` must be time based, `1.0` or an int. An int k specifies"
+                " checking validation every k training batches."
+            )
+        trainer.val_check_batch = float("inf")
+    else:
+        trainer.val_check_batch = max(1, int(n * interval))
+
+
+def reload_train_data_if_due(trainer: Trainer) -> Any:
+    """The training loader for this epoch, re-requested every `reload_dataloaders_every_n_epochs` epochs."""
+    every = trainer.reload_dataloaders_every_n_epochs
+    last = trainer._last_train_reload_epoch
+    if every and last is not None and trainer.current_epoch - last >= every:
+        _request_train_loader(trainer)
+    return trainer._train_loader
+
+
+def eval_loaders(trainer: Trainer, stage: RunningStage) -> tuple[list[Any], list[int | float]]:
+    """The loaders of an evaluation stage and how many batches each runs (requested once per run)."""
+    key = RunningStage.VALIDATING if stage == RunningStage.SANITY_CHECKING else stage
+    if key not in trainer._loaders:
+        _request_eval_loaders(trainer, key)
+    loaders, limits = trainer._loaders[key], trainer._limits[key]
+    if stage == RunningStage.SANITY_CHECKING:
+        limits = [min(trainer.num_sanity_val_steps, n) for n in limits]
+    return loaders, limits
+
+
+def _request_eval_loaders(trainer: Trainer, stage: RunningStage) -> None:
+    prefix = stage.dataloader_prefix
+    source = trainer._sources.get(prefix)
+    if source is None or not source.is_defined():
+        trainer._loaders[stage], trainer._limits[stage] = [], []
+        return
+    limit = getattr(trainer, f"limit_{prefix}_batches")
+    if limit == 0:
+        trainer._loaders[stage], trainer._limits[stage] = [], []
+        return
+    loaders = []
+    for loader in as_loader_list(source.request(trainer)):
+        check_iterable(loader, source, stage)
+        loaders.append(prepare_loader(trainer, loader, stage))
+    trainer._loaders[stage] = loaders
+    trainer._limits[stage] = [num_batches(stage, loader_length(dl), limit) for dl in loaders]
+    if stage == RunningStage.VALIDATING:
+        trainer._last_val_reload_epoch = trainer.current_epoch
+
+
+def setup_val_data_for_fit(trainer: Trainer) -> None:
+    """Request the validation loaders before `on_train_start` if the sanity check did not (progress bar totals)."""
+    if trainer.enable_validation and RunningStage.VALIDATING not in trainer._loaders:
+        _request_eval_loaders(trainer, RunningStage.VALIDATING)
+
+
+def reload_val_data_if_due(trainer: Trainer) -> None:
+    every = trainer.reload_dataloaders_every_n_epochs
+    last = trainer._last_val_reload_epoch
+    if every and last is not None and trainer.current_epoch - last >= every:
+        trainer._loaders.pop(RunningStage.VALIDATING, None)

@@ -1,0 +1,156 @@
+"""The evaluation loop (sanity check, validation inside fit, `trainer.validate`, `trainer.test`) and the
+prediction loop, as plain functions with every hook call visible."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from fulgor.module import is_overridden
+from fulgor.trainer import data
+from fulgor.trainer.dispatch import call_hook, call_module, set_fx_name
+from fulgor.trainer.logging import ResultStore
+from fulgor.trainer.state import RunningStage
+
+if TYPE_CHECKING:
+    from fulgor.trainer.trainer import Trainer
+
+_NAMES = {
+    RunningStage.SANITY_CHECKING: "validation",
+    RunningStage.VALIDATING: "validation",
+    RunningStage.TESTING: "test",
+    RunningStage.PREDICTING: "predict",
+}
+
+
+def run_evaluation(trainer: Trainer, stage: RunningStage) -> list[dict[str, float]]:
+    """Run the validation or test loop over every loader of the stage; return one metric dict per loader."""
+    name = _NAMES[stage]  # "validation" or "test"
+    loaders, limits = data.eval_loaders(trainer, stage)
+    if not loaders or sum(limits) == 0 or not is_overridden(f"{name}_step", trainer.lightning_module):
+        return []
+    module = trainer.lightning_module
+    store = trainer._results = ResultStore(training=False, sync=trainer.strategy.reduce)
+    data.check_dataloader_idx(
+        module, f"{name}_step", len(loaders), "val_dataloader" if name == "validation" else "test_dataloader"
+    )
+    modes = _eval_mode(trainer, name)
+    call_hook(trainer, f"on_{name}_start")
+    call_hook(trainer, f"on_{name}_epoch_start")
+
+    outputs: list[dict[str, Tensor]] = []
+    for dl_idx, (loader, limit) in enumerate(zip(loaders, limits)):
+        _run_eval_batches(trainer, stage, name, loader, limit, dl_idx if len(loaders) > 1 else None)
+        store.in_epoch_phase = True
+        outputs.append(store.epoch_metrics(store.dataloader_idx, trainer._metrics))
+
+    store.dataloader_idx = None
+    call_hook(trainer, f"on_{name}_epoch_end")
+    epoch_end = store.epoch_metrics(None, trainer._metrics)
+    for out in outputs:
+        out.update(epoch_end)
+    if stage != RunningStage.SANITY_CHECKING:
+        trainer._log_metrics({k: v for out in outputs for k, v in out.items()})
+    call_hook(trainer, f"on_{name}_end")
+    store.reset()
+    trainer._results = None
+    _restore_mode(trainer, name, modes)
+    return [{k: float(v) for k, v in out.items()} for out in outputs]
+
+
+def _run_eval_batches(
+    trainer: Trainer, stage: RunningStage, name: str, loader: Any, limit: int | float, dl_idx: int | None
+) -> None:
+    module = trainer.lightning_module
+    store = trainer._results
+    assert store is not None
+    step = trainer.strategy.step_fn(module, f"{name}_step")
+    pass_batch_idx = data.accepts_batch_idx(getattr(module, f"{name}_step"))
+    hook_idx = () if dl_idx is None else (dl_idx,)
+    transfer = trainer._batch_to_device
+    autocast = trainer.precision_plugin.autocast
+    logging_steps = stage != RunningStage.SANITY_CHECKING
+    seen = trainer._eval_steps_logged
+    for batch_idx, batch in _limited(loader, limit):
+        batch = transfer(batch, dl_idx or 0)
+        store.start_batch(batch, dl_idx)
+        call_hook(trainer, f"on_{name}_batch_start", batch, batch_idx, *hook_idx)
+        set_fx_name(module, f"{name}_step")
+        with autocast():
+            output = step(batch, batch_idx, *hook_idx) if pass_batch_idx else step(batch, *hook_idx)
+        set_fx_name(module, None)
+        call_hook(trainer, f"on_{name}_batch_end", output, batch, batch_idx, *hook_idx)
+        store.flush(trainer._metrics)
+        if logging_steps:
+            key = (name, dl_idx or 0)
+            trainer._log_metrics(store.step_log_metrics(dl_idx), step=seen.get(key, 0))
+            seen[key] = seen.get(key, 0) + 1
+    store.batch = None
+
+
+def _limited(loader: Any, limit: int | float) -> Iterator[tuple[int, Any]]:
+    iterator = iter(loader)
+    if limit == float("inf"):
+        return enumerate(iterator)
+    return enumerate(islice(iterator, int(limit)))
+
+
+def _eval_mode(trainer: Trainer, name: str) -> dict[torch.nn.Module, bool]:
+    """Remember each submodule's training flag, then run `on_<stage>_model_eval` (default: `.eval()`)."""
+    module = trainer.lightning_module
+    modes = {m: m.training for m in module.modules()}
+    call_module(trainer, f"on_{name}_model_eval")
+    return modes
+
+
+def _restore_mode(trainer: Trainer, name: str, modes: dict[torch.nn.Module, bool]) -> None:
+    """`on_<stage>_model_train` when the user overrides it, else put every submodule back as it was."""
+    hook = f"on_{name}_model_train"
+    if name != "predict" and is_overridden(hook, trainer.lightning_module):
+        call_module(trainer, hook)
+        return
+    for submodule, training in modes.items():
+        submodule.training = training
+
+
+def run_prediction(trainer: Trainer, return_predictions: bool) -> list[Any] | None:
+    """Run `predict_step` over every predict loader; return the outputs (a list per loader when several)."""
+    loaders, limits = data.eval_loaders(trainer, RunningStage.PREDICTING)
+    if not loaders or sum(limits) == 0:
+        return [] if return_predictions else None
+    module = trainer.lightning_module
+    data.check_dataloader_idx(module, "predict_step", len(loaders), "predict_dataloader")
+    modes = _eval_mode(trainer, "predict")
+    call_hook(trainer, "on_predict_start")
+    call_hook(trainer, "on_predict_epoch_start")
+    step = trainer.strategy.step_fn(module, "predict_step")
+    pass_batch_idx = data.accepts_batch_idx(module.predict_step)
+    all_predictions: list[list[Any]] = []
+    for dl_idx, (loader, limit) in enumerate(zip(loaders, limits)):
+        predictions: list[Any] = []
+        hook_idx = () if len(loaders) == 1 else (dl_idx,)
+        for batch_idx, batch in _limited(loader, limit):
+            batch = trainer._batch_to_device(batch, dl_idx)
+            call_hook(trainer, "on_predict_batch_start", batch, batch_idx, *hook_idx)
+            with trainer.precision_plugin.autocast():
+                output = step(batch, batch_idx, *hook_idx) if pass_batch_idx else step(batch, *hook_idx)
+            call_hook(trainer, "on_predict_batch_end", output, batch, batch_idx, *hook_idx)
+            if return_predictions:
+                predictions.append(_to_cpu(output))
+        all_predictions.append(predictions)
+    call_hook(trainer, "on_predict_epoch_end")
+    call_hook(trainer, "on_predict_end")
+    _restore_mode(trainer, "predict", modes)
+    if not return_predictions:
+        return None
+    return all_predictions[0] if len(all_predictions) == 1 else all_predictions
+
+
+def _to_cpu(output: Any) -> Any:
+    from fulgor.data.transfer import move_data_to_device
+
+    return move_data_to_device(output, torch.device("cpu"))

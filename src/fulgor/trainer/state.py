@@ -1,0 +1,94 @@
+"""TrainerState: every loop counter of a run in one dataclass, with the enums Lightning exposes
+(`TrainerFn`, `RunningStage`, `TrainerStatus`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+class TrainerFn(str, Enum):
+    """The public entry point that is running."""
+
+    FITTING = "fit"
+    VALIDATING = "validate"
+    TESTING = "test"
+    PREDICTING = "predict"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RunningStage(str, Enum):
+    """The loop that is running right now (a fit alternates between training, sanity check and validation)."""
+
+    TRAINING = "train"
+    SANITY_CHECKING = "sanity_check"
+    VALIDATING = "validate"
+    TESTING = "test"
+    PREDICTING = "predict"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def evaluating(self) -> bool:
+        return self in (RunningStage.VALIDATING, RunningStage.TESTING, RunningStage.SANITY_CHECKING)
+
+    @property
+    def dataloader_prefix(self) -> str:
+        """The prefix of the `*_dataloader` method and `num_*_batches` attribute of this stage."""
+        return {"sanity_check": "val", "validate": "val"}.get(self.value, self.value)
+
+
+class TrainerStatus(str, Enum):
+    """Whether the Trainer is idle, running, finished or interrupted."""
+
+    INITIALIZING = "initializing"
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def stopped(self) -> bool:
+        return self in (TrainerStatus.FINISHED, TrainerStatus.INTERRUPTED)
+
+
+@dataclass
+class TrainerState:
+    """Where the Trainer is: which function and stage, and the loop counters that must survive a restart."""
+
+    status: TrainerStatus = TrainerStatus.INITIALIZING
+    fn: TrainerFn | None = None
+    stage: RunningStage | None = None
+    epoch: int = 0  # == trainer.current_epoch: epochs completed
+    global_step: int = 0  # optimizer steps taken
+    batches_that_stepped: int = 0  # the step number loggers see (Lightning's `_batches_that_stepped`)
+    batch_idx: int = 0  # index of the next training batch within the epoch
+    total_batch_idx: int = 0  # training batches seen in the whole fit (for `check_val_every_n_epoch=None`)
+    is_last_batch: bool = False
+    should_stop: bool = False
+    val_batches_seen: int = 0  # validation batches run during this fit
+
+    @property
+    def finished(self) -> bool:
+        return self.status == TrainerStatus.FINISHED
+
+    @property
+    def stopped(self) -> bool:
+        return self.status.stopped
+
+    def counters(self) -> dict[str, Any]:
+        """The counters that must be restored to resume a fit."""
+        return {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "batches_that_stepped": self.batches_that_stepped,
+            "batch_idx": self.batch_idx,
+            "total_batch_idx": self.total_batch_idx,
+            "val_batches_seen": self.val_batches_seen,
+        }
