@@ -13,7 +13,6 @@ import pickle
 import re
 import sys
 import uuid
-import zipfile
 from typing import Any, TypeVar
 
 import torch
@@ -126,7 +125,7 @@ def _load(source: Any, map_location: Any, weights_only: bool | None, name: str) 
             loaded = _safe_load(source, location, name)
     except UnsafeCheckpointError:
         raise
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as e:
+    except Exception as e:  # torch raises many types for damaged files (RuntimeError, EOFError, KeyError, ...)
         raise CheckpointError(
             f"Checkpoint file {name} cannot be read: it is truncated, corrupt or not a PyTorch file ({e})."
         ) from e
@@ -176,6 +175,11 @@ def _first_line(text: str) -> str:
         if "Unsupported global" in line or "GLOBAL" in line:
             return line.strip()
     return text.splitlines()[0] if text else text
+
+
+def _value(member: Any) -> Any:
+    """The plain value of a str enum member (`TrainerFn.FITTING` -> "fit"), None stays None."""
+    return getattr(member, "value", member)
 
 
 def _default_map_location(storage: Any, location: str) -> Any:
@@ -269,12 +273,12 @@ def _both(counts: dict[str, int], current: dict[str, int] | None = None) -> dict
 def _epoch_phase(trainer: Any) -> str:
     """Where the fit is when saving: "boundary" (between epochs), "end" (in on_train_epoch_end), or "inside"."""
     state = trainer.state
-    if str(state.fn) != "fit" or str(state.status) != "running":
+    if _value(state.fn) != "fit" or _value(state.status) != "running":
         return "boundary"
     fx = trainer.lightning_module._current_fx_name
     if fx == "on_train_epoch_end":
         return "end"
-    if str(state.stage) in ("train", "validate") and fx not in _OUTSIDE_EPOCH_HOOKS:
+    if _value(state.stage) in ("train", "validate") and fx not in _OUTSIDE_EPOCH_HOOKS:
         return "inside"
     return "boundary"
 
@@ -303,12 +307,13 @@ def build_loops(trainer: Any) -> dict[str, Any]:
         "is_last_batch": bool(state.is_last_batch),
     }
     automatic = trainer.lightning_module.automatic_optimization
-    steps = state.global_step
-    auto_steps = steps if automatic else 0
-    step_counts = {"ready": auto_steps, "completed": auto_steps}
-    zero_grad = _progress(auto_steps, auto_steps, auto_steps, auto_steps)
-    del zero_grad["processed"]
-    manual = {"ready": 0 if automatic else steps, "completed": 0 if automatic else steps}
+    steps = (state.global_step, _steps_this_epoch(trainer))
+    auto = [n if automatic else 0 for n in steps]
+    manual = [0 if automatic else n for n in steps]
+    step_counts = _two({"ready": auto[0], "completed": auto[0]}, {"ready": auto[1], "completed": auto[1]})
+    zero_grad = _two({"ready": auto[0], "completed": auto[0], "started": auto[0]},
+                     {"ready": auto[1], "completed": auto[1], "started": auto[1]})  # fmt: skip
+    manual_counts = _two({"ready": manual[0], "completed": manual[0]}, {"ready": manual[1], "completed": manual[1]})
     val_seen = state.val_batches_seen
     val_current = min(val_seen, int(sum(_finite(n) for n in _num_val(trainer))))
     return {
@@ -317,13 +322,13 @@ def build_loops(trainer: Any) -> dict[str, Any]:
             "epoch_progress": _both(epochs),
             "epoch_loop.state_dict": {"_batches_that_stepped": state.batches_that_stepped},
             "epoch_loop.batch_progress": batches,
-            "epoch_loop.scheduler_progress": _both(_scheduler_counts(trainer, epochs["processed"], steps)),
+            "epoch_loop.scheduler_progress": _scheduler_progress(trainer, epochs["processed"]),
             "epoch_loop.automatic_optimization.state_dict": {},
             "epoch_loop.automatic_optimization.optim_progress": {
-                "optimizer": {"step": _both(step_counts), "zero_grad": _both(zero_grad)}
+                "optimizer": {"step": step_counts, "zero_grad": zero_grad}
             },
             "epoch_loop.manual_optimization.state_dict": {},
-            "epoch_loop.manual_optimization.optim_step_progress": _both(manual),
+            "epoch_loop.manual_optimization.optim_step_progress": manual_counts,
             "epoch_loop.val_loop.state_dict": {},
             "epoch_loop.val_loop.batch_progress": {
                 "total": _progress(val_seen, val_seen, val_seen, val_seen),
@@ -335,6 +340,18 @@ def build_loops(trainer: Any) -> dict[str, Any]:
         "test_loop": _eval_loop_progress(),
         "predict_loop": {"state_dict": {}, "batch_progress": _both(_progress(0, 0, 0, 0))},
     }
+
+
+def _two(total: dict[str, int], current: dict[str, int]) -> dict[str, dict[str, int]]:
+    return {"total": total, "current": current}
+
+
+def _steps_this_epoch(trainer: Any) -> int:
+    """Optimizer steps taken in the current epoch (every `accumulate_grad_batches` batches and at the last one)."""
+    state = trainer.state
+    accumulate = int(getattr(trainer, "accumulate_grad_batches", 1))
+    done = int(state.batch_idx)
+    return done // accumulate + (1 if state.is_last_batch and done % accumulate else 0)
 
 
 def _eval_loop_progress() -> dict[str, Any]:
@@ -352,10 +369,14 @@ def _finite(n: int | float) -> int | float:
     return 0 if n == float("inf") else n
 
 
-def _scheduler_counts(trainer: Any, epochs: int, steps: int) -> dict[str, int]:
+def _scheduler_progress(trainer: Any, epochs: int) -> dict[str, dict[str, int]]:
+    """Scheduler updates in the fit (`total`) and this epoch (`current`); Lightning only reports these."""
     intervals = {getattr(config, "interval", "epoch") for config in trainer.lr_scheduler_configs}
-    n = (steps if "step" in intervals else 0) + (epochs if "epoch" in intervals else 0)
-    return {"ready": n, "completed": n}
+    state = trainer.state
+    by_step, by_epoch = "step" in intervals, "epoch" in intervals
+    total = (state.global_step if by_step else 0) + (epochs if by_epoch else 0)
+    current = (state.batch_idx if by_step else 0) + (1 if by_epoch and state.is_last_batch else 0)
+    return {"total": {"ready": total, "completed": total}, "current": {"ready": current, "completed": current}}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -379,7 +400,7 @@ def select_ckpt_path(trainer: Any, fn: str, ckpt_path: Any, model_provided: bool
 
 def resolve_ckpt_path(trainer: Any, ckpt_path: Any) -> str | None:
     """Turn "best", "last", "hpc" or a path into a file path (None: "last" found nothing), with Lightning's errors."""
-    fn = str(trainer.state.fn)
+    fn = _value(trainer.state.fn)
     if ckpt_path == "best":
         return _best_path(trainer, fn)
     if ckpt_path == "last":
@@ -397,7 +418,7 @@ def resolve_ckpt_path(trainer: Any, ckpt_path: Any) -> str | None:
             f"`.{fn}()` found no path for the best weights: {ckpt_path!r}. Please"
             f" specify a path for a checkpoint `.{fn}(ckpt_path=PATH)`"
         )
-    return os.fspath(ckpt_path)
+    return str(os.fspath(ckpt_path))
 
 
 def _best_path(trainer: Any, fn: str) -> str:
@@ -490,7 +511,7 @@ def restore_before_setup(trainer: Any, ckpt_path: Any, weights_only: bool | None
     if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
         datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
     _restore_callbacks(trainer, checkpoint)
-    if str(trainer.state.fn) == "fit":
+    if _value(trainer.state.fn) == "fit":
         return checkpoint
     rank_zero_info(f"Loaded model weights from the checkpoint at {path}")
     return None
@@ -520,9 +541,7 @@ def _warn_keys(keys: Any) -> None:
     if keys.missing_keys:
         rank_zero_warn(f"Found keys that are in the model state dict but not in the checkpoint: {keys.missing_keys}")
     if keys.unexpected_keys:
-        rank_zero_warn(
-            f"Found keys that are not in the model state dict but in the checkpoint: {keys.unexpected_keys}"
-        )
+        rank_zero_warn(f"Found keys that are not in the model state dict but in the checkpoint: {keys.unexpected_keys}")
 
 
 def _restore_callbacks(trainer: Any, checkpoint: dict[str, Any]) -> None:
@@ -588,7 +607,8 @@ def _restore_counters(trainer: Any, checkpoint: dict[str, Any]) -> None:
     max_epochs = trainer.max_epochs
     if max_epochs is not None and max_epochs != -1 and state.epoch > max_epochs:
         raise MisconfigurationException(
-            f"You restored a checkpoint with current_epoch={state.epoch}, but you have set Trainer(max_epochs={max_epochs})."
+            f"You restored a checkpoint with current_epoch={state.epoch},"
+            f" but you have set Trainer(max_epochs={max_epochs})."
         )
 
 
@@ -720,4 +740,3 @@ def _instantiate(cls: Any, checkpoint: dict[str, Any], new_kwargs: dict[str, Any
     if not takes_var_kwargs:
         kwargs = {k: v for k, v in kwargs.items() if k in names}
     return cls(**kwargs)
-

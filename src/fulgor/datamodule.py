@@ -133,7 +133,7 @@ class LightningDataModule:
 
     @_class_only
     def load_from_checkpoint(
-        cls,
+        cls: Any,
         checkpoint_path: str | os.PathLike[str] | Any,
         map_location: Any = None,
         hparams_file: str | os.PathLike[str] | None = None,

@@ -74,7 +74,7 @@ class LitAutoEncoder(pl.LightningModule):
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, _ = batch
-        return self(x)
+        return self.encoder(x.view(x.size(0), -1))  # type: ignore[no-any-return]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr)

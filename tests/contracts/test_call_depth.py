@@ -39,7 +39,7 @@ class DepthModel(trace_model_class(fulgor)):  # type: ignore[misc]
         self.chains: list[list[str]] = []
 
     def _record(self) -> None:
-        self.chains.append(fulgor_chain(sys._getframe(2), self.entry))
+        self.chains.append(fulgor_chain(sys._getframe(1), self.entry))
 
     def training_step(self, batch: Any, batch_idx: int) -> Any:
         self._record()

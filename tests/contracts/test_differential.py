@@ -33,11 +33,19 @@ def run(
     base = model_cls(lib) if model_cls is not None else trace_model_class(lib)
     model = recorder.module_class(base)()
     logger = lib.loggers.CSVLogger(save_dir=root / lib.__name__)
-    settings: dict[str, Any] = dict(
-        max_epochs=2, limit_train_batches=2, limit_val_batches=2, limit_test_batches=2, limit_predict_batches=2,
-        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, logger=logger,
-        default_root_dir=root / lib.__name__, callbacks=[recorder.callback()],
-    )  # fmt: skip
+    settings: dict[str, Any] = {
+        "max_epochs": 2,
+        "limit_train_batches": 2,
+        "limit_val_batches": 2,
+        "limit_test_batches": 2,
+        "limit_predict_batches": 2,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,
+        "logger": logger,
+        "default_root_dir": root / lib.__name__,
+        "callbacks": [recorder.callback()],
+    }
     settings.update(flags)
     trainer = lib.Trainer(**settings)
     with warnings.catch_warnings():
@@ -84,9 +92,9 @@ def assert_same(ours: SimpleNamespace, theirs: SimpleNamespace, trace_filter: An
 
 def assert_same_returned(ours: Any, theirs: Any) -> None:
     if isinstance(theirs, torch.Tensor):
-        assert isinstance(ours, torch.Tensor) and torch.allclose(ours, theirs, atol=1e-6)
+        assert isinstance(ours, torch.Tensor) and torch.allclose(ours, theirs, atol=1e-6)  # noqa: PT018
     elif isinstance(theirs, (list, tuple)):
-        assert type(ours) is type(theirs) and len(ours) == len(theirs), (ours, theirs)
+        assert type(ours) is type(theirs) and len(ours) == len(theirs), (ours, theirs)  # noqa: PT018
         for a, b in zip(ours, theirs):
             assert_same_returned(a, b)
     elif isinstance(theirs, dict):
@@ -162,19 +170,22 @@ def test_on_train_batch_start_minus_one(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- flag scenarios
 FLAG_SCENARIOS = {
-    "val_check_interval=0.5": dict(limit_train_batches=4, val_check_interval=0.5),
-    "accumulate_grad_batches=2": dict(limit_train_batches=3, accumulate_grad_batches=2),
-    "limits 3/2": dict(limit_train_batches=3, limit_val_batches=2),
-    "fast_dev_run=True": dict(fast_dev_run=True),
-    "fast_dev_run=3": dict(fast_dev_run=3),
-    "overfit_batches=2": dict(limit_train_batches=None, limit_val_batches=None, overfit_batches=2),
-    "check_val_every_n_epoch=2": dict(max_epochs=4, check_val_every_n_epoch=2),
-    "num_sanity_val_steps=-1": dict(limit_val_batches=None, num_sanity_val_steps=-1, max_epochs=1),
-    "max_steps=5": dict(limit_train_batches=None, max_epochs=None, max_steps=5),
-    "log_every_n_steps=1": dict(log_every_n_steps=1),
-    "val_check_interval=3 across epochs": dict(
-        limit_train_batches=None, val_check_interval=3, check_val_every_n_epoch=None, max_epochs=2
-    ),
+    "val_check_interval=0.5": {"limit_train_batches": 4, "val_check_interval": 0.5},
+    "accumulate_grad_batches=2": {"limit_train_batches": 3, "accumulate_grad_batches": 2},
+    "limits 3/2": {"limit_train_batches": 3, "limit_val_batches": 2},
+    "fast_dev_run=True": {"fast_dev_run": True},
+    "fast_dev_run=3": {"fast_dev_run": 3},
+    "overfit_batches=2": {"limit_train_batches": None, "limit_val_batches": None, "overfit_batches": 2},
+    "check_val_every_n_epoch=2": {"max_epochs": 4, "check_val_every_n_epoch": 2},
+    "num_sanity_val_steps=-1": {"limit_val_batches": None, "num_sanity_val_steps": -1, "max_epochs": 1},
+    "max_steps=5": {"limit_train_batches": None, "max_epochs": None, "max_steps": 5},
+    "log_every_n_steps=1": {"log_every_n_steps": 1},
+    "val_check_interval=3 across epochs": {
+        "limit_train_batches": None,
+        "val_check_interval": 3,
+        "check_val_every_n_epoch": None,
+        "max_epochs": 2,
+    },
 }
 
 
@@ -234,24 +245,50 @@ def logging_model(lib: ModuleType) -> type:
 
 
 def test_logging_experiment(tmp_path: Path) -> None:
-    flags = dict(model_cls=logging_model, limit_train_batches=3, limit_val_batches=None, num_sanity_val_steps=0,
-                 log_every_n_steps=1)  # fmt: skip
+    flags = {
+        "model_cls": logging_model,
+        "limit_train_batches": 3,
+        "limit_val_batches": None,
+        "num_sanity_val_steps": 0,
+        "log_every_n_steps": 1,
+    }
     ours, theirs = both(tmp_path, **flags)
     assert_same(ours, theirs)
     assert sorted(ours.callback_metrics) == [
-        "a", "b", "b_epoch", "b_step", "c", "d", "d_epoch", "d_step", "ep_end", "train/slash",
-        "v/dataloader_idx_0", "v/dataloader_idx_1", "vs/dataloader_idx_0", "vs/dataloader_idx_1",
-        "vs_epoch/dataloader_idx_0", "vs_epoch/dataloader_idx_1", "vsum/dataloader_idx_0", "vsum/dataloader_idx_1",
-    ]  # fmt: skip
+        "a",
+        "b",
+        "b_epoch",
+        "b_step",
+        "c",
+        "d",
+        "d_epoch",
+        "d_step",
+        "ep_end",
+        "train/slash",
+        "v/dataloader_idx_0",
+        "v/dataloader_idx_1",
+        "vs/dataloader_idx_0",
+        "vs/dataloader_idx_1",
+        "vs_epoch/dataloader_idx_0",
+        "vs_epoch/dataloader_idx_1",
+        "vsum/dataloader_idx_0",
+        "vsum/dataloader_idx_1",
+    ]
     assert sorted(ours.progress_bar_metrics) == ["c", "train/slash", "vsum/dataloader_idx_0", "vsum/dataloader_idx_1"]
     validated = both(tmp_path / "validate", fn="validate", **flags)
     assert_same(*validated)
     assert validated[0].returned == [
-        {"v/dataloader_idx_0": 0.800000011920929, "vs_epoch/dataloader_idx_0": 0.800000011920929,
-         "vsum/dataloader_idx_0": 3.0},
-        {"v/dataloader_idx_1": 0.3333333432674408, "vs_epoch/dataloader_idx_1": 0.3333333432674408,
-         "vsum/dataloader_idx_1": 2.0},
-    ]  # fmt: skip
+        {
+            "v/dataloader_idx_0": 0.800000011920929,
+            "vs_epoch/dataloader_idx_0": 0.800000011920929,
+            "vsum/dataloader_idx_0": 3.0,
+        },
+        {
+            "v/dataloader_idx_1": 0.3333333432674408,
+            "vs_epoch/dataloader_idx_1": 0.3333333432674408,
+            "vsum/dataloader_idx_1": 2.0,
+        },
+    ]
 
 
 def test_predict_with_two_dataloaders(tmp_path: Path) -> None:

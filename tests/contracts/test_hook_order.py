@@ -3,6 +3,7 @@ pytorch-lightning 2.6.6 (reference §2), with the configuration used for those r
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -399,10 +400,17 @@ M.on_train_epoch_end
 
 
 def _trainer(pl: Any, recorder: HookRecorder, root: Path, **kwargs: Any) -> Any:
-    flags: dict[str, Any] = dict(
-        max_epochs=2, limit_train_batches=2, limit_val_batches=2, limit_test_batches=2, limit_predict_batches=2,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=root, callbacks=[recorder.callback()],
-    )  # fmt: skip
+    flags: dict[str, Any] = {
+        "max_epochs": 2,
+        "limit_train_batches": 2,
+        "limit_val_batches": 2,
+        "limit_test_batches": 2,
+        "limit_predict_batches": 2,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "default_root_dir": root,
+        "callbacks": [recorder.callback()],
+    }
     flags.update(kwargs)
     return pl.Trainer(**flags)
 
@@ -423,7 +431,7 @@ def without_sanity_check(trace: list[str]) -> list[str]:
     body = trace[:start] + trace[end + 1 :]
     body.remove("M.train_dataloader")
     i = body.index("C.on_train_start")
-    return body[:i] + ["M.train_dataloader", "M.val_dataloader"] + body[i:]
+    return [*body[:i], "M.train_dataloader", "M.val_dataloader", *body[i:]]
 
 
 def assert_trace(actual: list[str], expected: list[str]) -> None:
@@ -471,9 +479,20 @@ def test_eval_traces(tmp_path: Path, fn: str, expected: list[str]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ datamodule
-DM_MODULE_HOOKS = {"M.prepare_data", "M.setup", "M.configure_model", "M.configure_optimizers", "M.on_fit_start",
-                   "M.on_train_start", "M.on_save_checkpoint", "M.teardown", "C.setup", "C.on_fit_start",
-                   "C.on_save_checkpoint", "C.teardown"}  # fmt: skip
+DM_MODULE_HOOKS = {
+    "M.prepare_data",
+    "M.setup",
+    "M.configure_model",
+    "M.configure_optimizers",
+    "M.on_fit_start",
+    "M.on_train_start",
+    "M.on_save_checkpoint",
+    "M.teardown",
+    "C.setup",
+    "C.on_fit_start",
+    "C.on_save_checkpoint",
+    "C.teardown",
+}
 
 
 def run_datamodule_trace(pl: Any, root: Path, **kwargs: Any) -> tuple[list[str], list[str]]:
@@ -504,11 +523,19 @@ def run_datamodule_trace(pl: Any, root: Path, **kwargs: Any) -> tuple[list[str],
     model = recorder.module_class(NoLoaders)()
     datamodule = recorder.datamodule_class(DataModule)()
     trainer = pl.Trainer(
-        max_epochs=1, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0, logger=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=root, callbacks=[recorder.callback()],
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        callbacks=[recorder.callback()],
         **kwargs,
-    )  # fmt: skip
-    with pytest.warns(UserWarning, match="You have overridden `on_before_batch_transfer` in both"):
+    )
+    with warnings.catch_warnings():  # the "overridden in both" warning is tested in tests/test_module.py
+        warnings.simplefilter("ignore")
         trainer.fit(model, datamodule=datamodule)
     return recorder.calls, [c for c in recorder.calls if c.startswith("DM.") or c.split("(")[0] in DM_MODULE_HOOKS]
 
@@ -524,9 +551,18 @@ def test_fit_with_datamodule_trace_without_checkpointing(tmp_path: Path) -> None
 
 
 # ------------------------------------------------------------------------------------- on_train_batch_start -> -1
-MINUS_ONE_HOOKS = {"M.on_train_epoch_start", "M.on_train_batch_start", "M.training_step", "M.on_train_batch_end",
-                   "M.lr_scheduler_step", "C.on_train_epoch_end", "M.on_train_epoch_end", "M.on_validation_epoch_start",
-                   "M.validation_step", "C.on_validation_end"}  # fmt: skip
+MINUS_ONE_HOOKS = {
+    "M.on_train_epoch_start",
+    "M.on_train_batch_start",
+    "M.training_step",
+    "M.on_train_batch_end",
+    "M.lr_scheduler_step",
+    "C.on_train_epoch_end",
+    "M.on_train_epoch_end",
+    "M.on_validation_epoch_start",
+    "M.validation_step",
+    "C.on_validation_end",
+}
 
 
 def run_minus_one(pl: Any, root: Path) -> tuple[list[str], Any]:
@@ -565,7 +601,6 @@ def test_hook_table_matches_fit_trace() -> None:
 def test_golden_traces_are_lightnings(tmp_path: Path) -> None:
     """The same recorder under pytorch-lightning 2.6.6 reproduces every golden sequence of this file."""
     pl = pytest.importorskip("pytorch_lightning")
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -87,6 +87,7 @@ class ModelCheckpoint(Callback):
         self.last_model_path = ""
         self._last_checkpoint_saved = ""
         self._defer_save_until_validation = False
+        self._validation_ran = False  # a missing monitor is an error once validation has run, a warning before
         if mode not in ("min", "max"):
             raise MisconfigurationException(f"`mode` can be min, max but got {mode}")
         self.mode = mode
@@ -114,7 +115,9 @@ class ModelCheckpoint(Callback):
             )
         if self._every_n_epochs < 0:
             raise MisconfigurationException(f"Invalid value for every_n_epochs={self._every_n_epochs}. Must be >= 0")
-        active = (self._every_n_train_steps >= 1) + (self._every_n_epochs >= 1) + (self._train_time_interval is not None)
+        active = (
+            (self._every_n_train_steps >= 1) + (self._every_n_epochs >= 1) + (self._train_time_interval is not None)
+        )
         if active > 1:
             raise MisconfigurationException(
                 f"Combination of parameters every_n_train_steps={self._every_n_train_steps}, "
@@ -145,9 +148,9 @@ class ModelCheckpoint(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.dirpath = trainer.strategy.broadcast(self._resolve_dir(trainer))
         assert self.dirpath is not None
-        if trainer.is_global_zero and stage == "fit" and self.save_top_k != 0:
-            if os.path.isdir(self.dirpath) and os.listdir(self.dirpath):
-                rank_zero_warn(f"Checkpoint directory {self.dirpath} exists and is not empty.")
+        folder_in_use = os.path.isdir(self.dirpath) and bool(os.listdir(self.dirpath))
+        if trainer.is_global_zero and stage == "fit" and self.save_top_k != 0 and folder_in_use:
+            rank_zero_warn(f"Checkpoint directory {self.dirpath} exists and is not empty.")
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._last_time_checked = time.monotonic()
@@ -190,6 +193,7 @@ class ModelCheckpoint(Callback):
             self._save_at_check(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._validation_ran = True
         if self._should_skip_saving_checkpoint(trainer) or self._should_save_on_train_epoch_end(trainer):
             return
         if self._defer_save_until_validation:
@@ -268,7 +272,7 @@ class ModelCheckpoint(Callback):
     def _should_skip_saving_checkpoint(self, trainer: Trainer) -> bool:
         return (
             bool(trainer.fast_dev_run)
-            or str(trainer.state.fn) != "fit"
+            or trainer.state.fn != "fit"
             or trainer.sanity_checking
             or self._last_global_step_saved == trainer.global_step
         )
@@ -306,7 +310,7 @@ class ModelCheckpoint(Callback):
     def format_checkpoint_name(
         self, metrics: dict[str, Tensor], filename: str | None = None, ver: int | None = None, prefix: str | None = None
     ) -> str:
-        """The checkpoint path for `metrics` from the template (e.g. `"{epoch}-{val_loss:.2f}"` -> `epoch=2-val_loss=0.12.ckpt`)."""
+        """The checkpoint path for `metrics` (template `"{epoch}-{val_loss:.2f}"` -> `epoch=2-val_loss=0.12.ckpt`)."""
         name = self._format_name(filename or self.filename, metrics, prefix)
         if ver is not None:
             name = self.CHECKPOINT_JOIN_CHAR.join((name, f"v{ver}"))
@@ -356,7 +360,9 @@ class ModelCheckpoint(Callback):
         candidates["step"] = step.int() if isinstance(step, Tensor) else torch.tensor(trainer.global_step)
         return candidates
 
-    def _free_name(self, trainer: Trainer, metrics: dict[str, Tensor], template: str | None, reusable: str | None) -> str:
+    def _free_name(
+        self, trainer: Trainer, metrics: dict[str, Tensor], template: str | None, reusable: str | None
+    ) -> str:
         """The formatted name, with `-vN` appended while it collides with an existing file (other than `reusable`)."""
         filepath = self.format_checkpoint_name(metrics, template)
         if self._enable_version_counter:
@@ -384,7 +390,7 @@ class ModelCheckpoint(Callback):
                 f" metrics: {list(candidates)}."
                 f" HINT: Did you call `log({self.monitor!r}, value)` in the `LightningModule`?"
             )
-            if trainer.state.val_batches_seen > 0:
+            if self._validation_ran or trainer.state.val_batches_seen > 0:
                 raise MisconfigurationException(message)
             rank_zero_warn(message)
         current = candidates.get(self.monitor)
@@ -452,7 +458,7 @@ class ModelCheckpoint(Callback):
 
     @staticmethod
     def _link_checkpoint(trainer: Trainer, filepath: str, linkpath: str) -> None:
-        """Point `linkpath` at the committed `filepath` (relative symlink, swapped in atomically; copy if no symlinks)."""
+        """Point `linkpath` at the committed `filepath`: a relative symlink swapped in atomically (a copy if needed)."""
         if trainer.is_global_zero and os.path.abspath(filepath) != os.path.abspath(linkpath):
             if os.path.isdir(linkpath) and not os.path.islink(linkpath):
                 shutil.rmtree(linkpath)

@@ -13,7 +13,6 @@ from torch import Tensor
 from fulgor.module import is_overridden
 from fulgor.trainer import data
 from fulgor.trainer.dispatch import call_hook, call_module, set_fx_name
-from fulgor.trainer.logging import ResultStore
 from fulgor.trainer.state import RunningStage
 
 if TYPE_CHECKING:
@@ -34,7 +33,7 @@ def run_evaluation(trainer: Trainer, stage: RunningStage) -> list[dict[str, floa
     if not loaders or sum(limits) == 0 or not is_overridden(f"{name}_step", trainer.lightning_module):
         return []
     module = trainer.lightning_module
-    store = trainer._results = ResultStore(training=False, sync=trainer.strategy.reduce)
+    store = trainer._results = trainer._eval_store
     data.check_dataloader_idx(
         module, f"{name}_step", len(loaders), "val_dataloader" if name == "validation" else "test_dataloader"
     )
@@ -57,7 +56,6 @@ def run_evaluation(trainer: Trainer, stage: RunningStage) -> list[dict[str, floa
         trainer._log_metrics({k: v for out in outputs for k, v in out.items()})
     call_hook(trainer, f"on_{name}_end")
     store.reset()
-    trainer._results = None
     _restore_mode(trainer, name, modes)
     return [{k: float(v) for k, v in out.items()} for out in outputs]
 

@@ -54,6 +54,8 @@ def run_sanity_check(trainer: Trainer) -> None:
             run_evaluation(trainer, RunningStage.SANITY_CHECKING)
         call_hook(trainer, "on_sanity_check_end")
         trainer._metrics.clear()
+        trainer._stage(RunningStage.TRAINING)
+        trainer._results = trainer._train_store
 
 
 def fit_done(trainer: Trainer) -> bool:
@@ -80,46 +82,45 @@ def can_stop_early(trainer: Trainer) -> bool:
 
 
 def train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
-    """One training epoch: the batches, validation when due, then the epoch-end hooks and logging."""
+    """One training epoch: each batch with its hooks, validation when due, then the epoch-end hooks and logging."""
     state = trainer.state
     loader = data.reload_train_data_if_due(trainer)
     _set_sampler_epoch(loader, state.epoch)
     state.batch_idx = 0
     state.is_last_batch = False
     store = trainer._train_store
-    trainer._results = store
     call_hook(trainer, "on_train_epoch_start")
     if iterator is None:
         iterator = iter(loader)
     n_batches = trainer.num_training_batches
-    batches = _with_last_flag(
-        iterator if n_batches == float("inf") else islice(iterator, int(n_batches)), state, n_batches
-    )
+    batches = _with_last_flag(iterator if n_batches == inf else islice(iterator, int(n_batches)), state, n_batches)
     while not _epoch_done(trainer):
         batch = next(batches, _END)
-        if batch is _END or not _train_one(trainer, batch):
+        if batch is _END:
             break
+        batch_idx = state.batch_idx
+        batch = trainer._batch_to_device(batch, 0)
+        store.start_batch(batch)
+        stepping = _will_step(trainer)
+        if call_hook(trainer, "on_train_batch_start", batch, batch_idx) == -1:
+            state.is_last_batch = True  # skip the rest of the epoch; schedulers still step as on a last batch
+            _step_schedulers_after_batch(trainer, batch_idx, stepping=True)
+            break
+        output = train_batch(trainer, batch, batch_idx, stepping)
+        _step_schedulers_after_batch(trainer, batch_idx, stepping)
+        call_hook(trainer, "on_train_batch_end", output, batch, batch_idx)
+        _after_batch(trainer, batch_idx, stepping)
     _end_epoch(trainer)
 
 
 _END = object()
+inf = float("inf")
 
 
-def _train_one(trainer: Trainer, batch: Any) -> bool:
-    """Run one batch with its hooks; False when `on_train_batch_start` returned -1 (end the epoch)."""
+def _after_batch(trainer: Trainer, batch_idx: int, stepping: bool) -> None:
+    """Step logging, validation when due, plateau schedulers, and the counters, after `on_train_batch_end`."""
     state = trainer.state
-    batch_idx = state.batch_idx
-    batch = trainer._batch_to_device(batch, 0)
     store = trainer._train_store
-    store.start_batch(batch)
-    stepping = _will_step(trainer)
-    if call_hook(trainer, "on_train_batch_start", batch, batch_idx) == -1:
-        state.is_last_batch = True  # skip the rest of the epoch; schedulers still step as on a last batch
-        _step_schedulers_after_batch(trainer, batch_idx, stepping=True)
-        return False
-    output = train_batch(trainer, batch, batch_idx, stepping)
-    _step_schedulers_after_batch(trainer, batch_idx, stepping)
-    call_hook(trainer, "on_train_batch_end", output, batch, batch_idx)
     store.flush(trainer._metrics)
     state.batch_idx += 1
     state.total_batch_idx += 1
@@ -133,7 +134,6 @@ def _train_one(trainer: Trainer, batch: Any) -> bool:
         state.batches_that_stepped += 1
     if state.should_stop:
         trainer._save_loggers()
-    return True
 
 
 def _will_step(trainer: Trainer) -> bool:
@@ -216,8 +216,10 @@ def _end_epoch(trainer: Trainer) -> None:
     store.flush(trainer._metrics)
     if trainer.lr_scheduler_configs and (state.batch_idx == trainer.num_training_batches or state.is_last_batch):
         step_schedulers(trainer, "epoch", plateau=True, batch_idx=state.batch_idx)
-    # Epoch rows use the step of the last batch, as Lightning's loggers expect.
-    trainer._log_metrics(store.epoch_metrics(None, trainer._metrics), step=state.batches_that_stepped - 1)
+    # Epoch rows carry the step of the epoch's last batch (and the epoch number), as Lightning's loggers expect.
+    state.batches_that_stepped -= 1
+    trainer._log_metrics(store.epoch_metrics(None, trainer._metrics))
+    state.batches_that_stepped += 1
     store.reset()
     state.epoch += 1
 

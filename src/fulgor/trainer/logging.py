@@ -113,9 +113,9 @@ class Entry:
         "valid",
     )  # fmt: skip
 
-    def __init__(self, base: str, fx: str, dataloader_idx: int | None, options: tuple[Any, ...]) -> None:
+    def __init__(self, base: str, fx: str, dataloader_idx: int | None, options: tuple[Any, ...], suffix: bool) -> None:
         self.base = base
-        self.suffix = DATALOADER_SUFFIX.format(dataloader_idx) if dataloader_idx is not None else ""
+        self.suffix = DATALOADER_SUFFIX.format(dataloader_idx) if suffix and dataloader_idx is not None else ""
         self.name = base + self.suffix
         self.fx = fx
         self.dataloader_idx = dataloader_idx
@@ -211,15 +211,16 @@ class ResultStore:
                 f"You called `self.log` with the key `{name}`"
                 " but it should not contain information about `dataloader_idx` when `add_dataloader_idx=True`"
             )
-        dl_idx = self.dataloader_idx if add_idx else None
-        key = (fx, name, dl_idx)
+        dl_idx = self.dataloader_idx
+        # Without the suffix, one key serves every loader; logging it from two loaders is then an error.
+        key = (fx, name, dl_idx if add_idx else None)
         options = (
             kwargs["prog_bar"], kwargs["logger"], on_step, on_epoch, parse_reduce_fx(kwargs["reduce_fx"]),
-            kwargs["enable_graph"], add_idx, kwargs["sync_dist"], kwargs["rank_zero_only"],
+            kwargs["enable_graph"], add_idx, kwargs["sync_dist"], kwargs["rank_zero_only"], dl_idx,
         )  # fmt: skip
         entry = self.entries.get(key)
         if entry is None:
-            entry = self.entries[key] = Entry(name, fx, dl_idx, options)
+            entry = self.entries[key] = Entry(name, fx, dl_idx, options, suffix=add_idx)
             if kwargs["sync_dist"] and self._sync is not None:
                 entry.sync = self._sync
         elif entry.options != options:

@@ -16,9 +16,6 @@ class TrainerFn(str, Enum):
     TESTING = "test"
     PREDICTING = "predict"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 class RunningStage(str, Enum):
     """The loop that is running right now (a fit alternates between training, sanity check and validation)."""
@@ -28,9 +25,6 @@ class RunningStage(str, Enum):
     VALIDATING = "validate"
     TESTING = "test"
     PREDICTING = "predict"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def evaluating(self) -> bool:
@@ -49,9 +43,6 @@ class TrainerStatus(str, Enum):
     RUNNING = "running"
     FINISHED = "finished"
     INTERRUPTED = "interrupted"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def stopped(self) -> bool:

@@ -290,6 +290,7 @@ class Trainer(TrainerProperties):
         self._hooks: dict[str, Receivers] = {}
         self._results: ResultStore | None = None
         self._train_store = ResultStore(training=True, sync=self.strategy.reduce)
+        self._eval_store = ResultStore(training=False, sync=self.strategy.reduce)
         self._metrics = MetricDicts()
         self._eval_steps_logged: dict[tuple[str, int], int] = {}
         self._sources: dict[str, data.DataSource] = {}
@@ -432,6 +433,11 @@ class Trainer(TrainerProperties):
         self.state.should_stop = False
         self.lightning_module_ = model
         model.trainer = self
+        # As in Lightning, the stage (and so the store `self.log` writes to) is set for the whole run.
+        self._stage(_FIRST_STAGE[fn])
+        self._results = self._train_store if fn == TrainerFn.FITTING else self._eval_store
+        if fn == TrainerFn.PREDICTING:
+            self._results = None
         self.datamodule = datamodule
         if datamodule is not None:
             datamodule.trainer = self
@@ -470,7 +476,7 @@ class Trainer(TrainerProperties):
         self._prepare_data()
         for logger in self.loggers:
             _ = getattr(logger, "experiment", None)  # creates the log directory before setup hooks run
-        call_hook(self, "setup", fn.value)
+        call_hook(self, "setup", fn)
         if is_overridden("configure_model", module):
             call_module(self, "configure_model")
         self._ckpt_to_resume = None
@@ -500,7 +506,7 @@ class Trainer(TrainerProperties):
         self._metrics_to_cpu()
         if self.state.fn == TrainerFn.FITTING:
             call_hook(self, "on_fit_end")
-        call_hook(self, "teardown", self.state.fn.value if self.state.fn else "")
+        call_hook(self, "teardown", self.state.fn)
         set_fx_name(self.lightning_module, None)
         for logger in self.loggers:
             logger.finalize("success")
@@ -639,6 +645,14 @@ class Trainer(TrainerProperties):
             for key, value in store.items():
                 if isinstance(value, Tensor) and value.device.type != "cpu":
                     store[key] = value.cpu()
+
+
+_FIRST_STAGE = {
+    TrainerFn.FITTING: RunningStage.TRAINING,
+    TrainerFn.VALIDATING: RunningStage.VALIDATING,
+    TrainerFn.TESTING: RunningStage.TESTING,
+    TrainerFn.PREDICTING: RunningStage.PREDICTING,
+}
 
 
 def _identity_convert() -> Any:
