@@ -499,7 +499,7 @@ def restore_before_setup(trainer: Any, ckpt_path: Any, weights_only: bool | None
     Returns the checkpoint when fitting (for `restore_training_state`), else None.
     """
     path = resolve_ckpt_path(trainer, ckpt_path)
-    trainer.ckpt_path = path
+    trainer._ckpt_path = path  # the path loaded (not a user request: that is `trainer.ckpt_path = ...`)
     if path is None:
         return None
     rank_zero_info(f"Restoring states from the checkpoint path at {path}")

@@ -148,7 +148,7 @@ def run_demo(epochs: int = 20, root: str | os.PathLike[str] = ".", progress_bar:
     (test_metrics,) = trainer.test(model, test_loader)
     predictions = trainer.predict(model, test_loader)
     assert predictions is not None
-    log_dir = trainer.log_dir or os.fspath(root)
+    log_dir = os.path.abspath(trainer.log_dir or os.fspath(root))
     return DemoResult(
         train_loss=train_loss,
         val_loss=val_loss,

@@ -8,7 +8,7 @@ import inspect
 import numbers
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -677,8 +677,9 @@ class LightningModule(nn.Module):
         """Build the module from a checkpoint's hyperparameters (overridable by `kwargs`) and load its weights."""
         from fulgor.checkpointing import load_module_from_checkpoint
 
+        # `cls` is the class (`_class_only` is a classmethod), which mypy cannot see through the decorator.
         module: Self = load_module_from_checkpoint(
-            cls, checkpoint_path, map_location, hparams_file, strict, weights_only, **kwargs
+            cast(Any, cls), checkpoint_path, map_location, hparams_file, strict, weights_only, **kwargs
         )
         return module
 

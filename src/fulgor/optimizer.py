@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -40,16 +41,23 @@ class LRSchedulerConfig:
 
 
 class LightningOptimizer:
-    """Wraps a torch optimizer: `step()` goes through the precision (AMP) and counts steps; other attributes are
-    the wrapped optimizer's. Its class name is ``"Lightning" + <optimizer class name>``, as in Lightning."""
+    """Wraps a torch optimizer: `step()` goes through the precision (AMP) and, in manual optimization, counts a
+    global step and runs `on_before_optimizer_step`; other attributes are the wrapped optimizer's.
+
+    Its class is created per optimizer as a subclass of both this class and the optimizer's class, named
+    ``"Lightning" + <optimizer class name>`` (``LightningSGD``), so ``isinstance(opt, torch.optim.SGD)`` holds and
+    a scheduler can be built on it, as in Lightning.
+    """
 
     def __init__(self, optimizer: Optimizer) -> None:
         self.__dict__["_optimizer"] = optimizer
         self.__dict__["_trainer"] = None
-        object.__setattr__(self, "__class__", type("Lightning" + optimizer.__class__.__name__, (type(self),), {}))
+        cls = type("Lightning" + type(optimizer).__name__, (LightningOptimizer, type(optimizer)), {})
+        object.__setattr__(self, "__class__", cls)
 
     @property
     def optimizer(self) -> Optimizer:
+        """The wrapped torch optimizer."""
         return self._optimizer  # type: ignore[no-any-return]
 
     def __getattr__(self, name: str) -> Any:
@@ -58,22 +66,64 @@ class LightningOptimizer:
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._optimizer, name, value)
 
+    def __repr__(self) -> str:
+        return repr(self._optimizer)
+
+    # The optimizer class's own methods would run on the wrapper (and `load_state_dict` would fill the wrapper's
+    # `__dict__`): the ones users call go to the wrapped optimizer explicitly.
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """`optimizer.zero_grad(set_to_none)` of the wrapped optimizer."""
+        self._optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The wrapped optimizer's `state_dict()`."""
+        return self._optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load into the wrapped optimizer."""
+        self._optimizer.load_state_dict(state_dict)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a parameter group to the wrapped optimizer."""
+        self._optimizer.add_param_group(param_group)
+
     def step(self, closure: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
-        """Step the optimizer through the Trainer's precision; `closure` is required by some optimizers."""
-        trainer: Trainer | None = self._trainer
+        """Step the optimizer through the Trainer's precision; `closure` is required by some optimizers (LBFGS).
+
+        In manual optimization every call counts as one `global_step` (two optimizers stepped per batch: +2), and
+        `on_before_optimizer_step` runs after the closure (gradients unscaled under "16-mixed").
+
+        Raises:
+            MisconfigurationException: `closure` is given but not callable.
+        """
         if closure is None:
             closure = _no_closure
+        elif not callable(closure):
+            raise MisconfigurationException("When `optimizer.step(closure)` is called, the closure should be callable")
+        trainer: Trainer | None = self._trainer
         if trainer is None:
             return self._optimizer.step(closure=closure, **kwargs)
-        if not trainer.lightning_module.automatic_optimization:
-            trainer.state.global_step += 1  # manual optimization: every call is a step (automatic: counted by the loop)
         precision = trainer.precision_plugin
-        if precision.scaler is None:
-            return self._optimizer.step(closure=closure, **kwargs)
-        return precision.optimizer_step(self._optimizer, closure, **kwargs)
+        if trainer.lightning_module.automatic_optimization:
+            # The loop's closure already runs on_before_optimizer_step and clipping; the loop counts the step.
+            if precision.scaler is None:
+                return self._optimizer.step(closure=closure, **kwargs)
+            return precision.optimizer_step(self._optimizer, closure, **kwargs)
+        output = precision.optimizer_step(
+            self._optimizer, partial(_manual_closure, trainer, self._optimizer, closure), automatic_optimization=False, **kwargs
+        )
+        trainer.state.global_step += 1  # after the step, as Lightning's progress counts completed steps
+        return output
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self._optimizer.zero_grad(set_to_none=set_to_none)
+
+def _manual_closure(trainer: Trainer, optimizer: Optimizer, closure: Callable[[], Any]) -> Any:
+    """The user's closure, then (gradients unscaled) `on_before_optimizer_step`, as Lightning's precision does."""
+    from fulgor.trainer.dispatch import call_hook
+
+    result = closure()
+    trainer.precision_plugin.unscale_gradients(optimizer)
+    call_hook(trainer, "on_before_optimizer_step", optimizer)
+    return result
 
 
 def _no_closure() -> None:

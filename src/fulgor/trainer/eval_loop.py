@@ -13,7 +13,7 @@ from torch import Tensor
 from fulgor.module import is_overridden
 from fulgor.trainer import data
 from fulgor.trainer.dispatch import call_hook, call_module, set_fx_name
-from fulgor.trainer.state import RunningStage
+from fulgor.trainer.state import RunningStage, TrainerFn
 
 if TYPE_CHECKING:
     from fulgor.trainer.trainer import Trainer
@@ -83,6 +83,8 @@ def _run_eval_batches(
         set_fx_name(module, None)
         call_hook(trainer, f"on_{name}_batch_end", output, batch, batch_idx, *hook_idx)
         store.flush(trainer._metrics)
+        if stage == RunningStage.VALIDATING and trainer.state.fn == TrainerFn.FITTING:
+            trainer.state.val_batches_seen += 1  # saved in checkpoints as the fit's validation progress
         if logging_steps:
             key = (name, dl_idx or 0)
             trainer._log_metrics(store.step_log_metrics(dl_idx), step=seen.get(key, 0))

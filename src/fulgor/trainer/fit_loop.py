@@ -88,6 +88,7 @@ def train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
     _set_sampler_epoch(loader, state.epoch)
     state.batch_idx = 0
     state.is_last_batch = False
+    state.val_batches_seen = 0  # Lightning's in-fit validation progress counts per training epoch
     store = trainer._train_store
     call_hook(trainer, "on_train_epoch_start")
     if iterator is None:

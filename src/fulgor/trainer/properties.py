@@ -318,11 +318,13 @@ class TrainerProperties:
     # ------------------------------------------------------------------ misc
     @property
     def ckpt_path(self) -> str | None:
+        """The checkpoint the last run loaded; set it before `fit`/`validate`/... to load that checkpoint."""
         return getattr(self, "_ckpt_path", None)
 
     @ckpt_path.setter
     def ckpt_path(self, path: str | os.PathLike[str] | None) -> None:
         self._ckpt_path = None if path is None else os.fspath(path)
+        self._user_ckpt_path = self._ckpt_path
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """`print` on global rank 0 only."""

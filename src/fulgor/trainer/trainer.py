@@ -23,6 +23,7 @@ from fulgor.rank import rank_zero_info, rank_zero_warn
 from fulgor.strategies import SingleDeviceStrategy, Strategy
 from fulgor.trainer import data, eval_loop, fit_loop
 from fulgor.trainer.callback_list import build_callbacks, check_unique_state_keys, merge_model_callbacks
+from fulgor.trainer.checks import verify_loop_configuration
 from fulgor.trainer.dispatch import Receivers, call_hook, call_module, resolve_hooks, set_fx_name
 from fulgor.trainer.flags import apply_barebones, defaults_from_env_vars, refuse_unimplemented
 from fulgor.trainer.logging import MetricDicts, ResultStore
@@ -323,6 +324,7 @@ class Trainer(TrainerProperties):
                 "You cannot pass `train_dataloader` or `val_dataloaders` to `trainer.fit(datamodule=...)`"
             )
         _check_module(model, "fit")
+        ckpt_path = self._choose_ckpt_path(TrainerFn.FITTING, ckpt_path, model_provided=True)
         with self._running(TrainerFn.FITTING, model, datamodule):
             self._sources = {
                 "train": data.select_source(model, datamodule, train_dataloaders, "train_dataloader"),
@@ -372,6 +374,7 @@ class Trainer(TrainerProperties):
             raise MisconfigurationException(
                 f"You cannot pass both `trainer.{fn.value}(dataloaders=..., datamodule=...)`"
             )
+        ckpt_path = self._choose_ckpt_path(fn, ckpt_path, model_provided=model is not None)
         model = self._model_for(fn, model)
         stage = RunningStage.VALIDATING if fn == TrainerFn.VALIDATING else RunningStage.TESTING
         prefix = stage.dataloader_prefix
@@ -402,6 +405,7 @@ class Trainer(TrainerProperties):
         dataloaders, datamodule = _datamodule_in_place_of_loaders(dataloaders, datamodule)
         if dataloaders is not None and datamodule is not None:
             raise MisconfigurationException("You cannot pass both `trainer.predict(dataloaders=..., datamodule=...)`")
+        ckpt_path = self._choose_ckpt_path(TrainerFn.PREDICTING, ckpt_path, model_provided=model is not None)
         model = self._model_for(TrainerFn.PREDICTING, model)
         with self._running(TrainerFn.PREDICTING, model, datamodule):
             self._sources = {"predict": data.select_source(model, datamodule, dataloaders, "predict_dataloader")}
@@ -412,6 +416,24 @@ class Trainer(TrainerProperties):
                 predictions = eval_loop.run_prediction(self, return_predictions is not False)
             self._finish_run()
         return predictions
+
+    def _choose_ckpt_path(self, fn: TrainerFn, ckpt_path: Any, model_provided: bool) -> Any:
+        """A path set with `trainer.ckpt_path = ...` applies unless one is passed; without a model, "best"."""
+        user_path = getattr(self, "_user_ckpt_path", None)
+        if user_path is not None:
+            if ckpt_path:
+                rank_zero_warn(
+                    f"`trainer.ckpt_path = {user_path!r}` was called but then you"
+                    f" passed `trainer.{fn.value}(ckpt_path={ckpt_path!r})`. The latter will be loaded."
+                )
+            else:
+                ckpt_path = user_path
+            self._user_ckpt_path = None
+        if fn == TrainerFn.FITTING:
+            return ckpt_path
+        from fulgor import checkpointing
+
+        return checkpointing.select_ckpt_path(self, fn.value, ckpt_path, model_provided)
 
     def _model_for(self, fn: TrainerFn, model: LightningModule | None) -> LightningModule:
         if model is None:
@@ -470,7 +492,7 @@ class Trainer(TrainerProperties):
             )
         self.callbacks = merge_model_callbacks(self.callbacks, call_module(self, "configure_callbacks"))
         check_unique_state_keys(self.callbacks)
-        _verify_loop_configuration(self, fn)
+        verify_loop_configuration(self, fn)
         self._hooks = resolve_hooks(self)
         self._hooks_prepared()
         self._prepare_data()
@@ -681,65 +703,3 @@ def _datamodule_in_place_of_loaders(loaders: Any, datamodule: Any) -> tuple[Any,
 def _check_module(model: Any, fn: str) -> None:
     if not isinstance(model, LightningModule):
         raise TypeError(f"`Trainer.{fn}()` requires a `LightningModule`, got: {model.__class__.__qualname__}")
-
-
-def _verify_loop_configuration(trainer: Trainer, fn: TrainerFn) -> None:
-    """Lightning's checks that the module defines what the requested run needs."""
-    from fulgor.hooks import REMOVED_EPOCH_END_HOOKS
-
-    module = trainer.lightning_module
-    needed = {"fit": ("training_epoch_end", "validation_epoch_end"), "validate": ("validation_epoch_end",),
-              "test": ("test_epoch_end",), "predict": ()}[fn.value]  # fmt: skip
-    for hook in needed:
-        if callable(getattr(module, hook, None)):
-            raise NotImplementedError(
-                f"Support for `{hook}` has been removed in v2.0.0. `{type(module).__name__}` implements this"
-                f" method. You can use the `{REMOVED_EPOCH_END_HOOKS[hook]}` hook instead. To access outputs, save"
-                " them in-memory as instance attributes."
-                " You can find migration examples in https://github.com/Lightning-AI/pytorch-lightning/pull/16520."
-            )
-    if fn == TrainerFn.FITTING:
-        _verify_fit(trainer, module)
-    elif fn == TrainerFn.PREDICTING:
-        if getattr(module, "predict_step", None) is None:
-            raise MisconfigurationException("`predict_step` cannot be None to run `Trainer.predict`")
-        if not is_overridden("predict_step", module) and not is_overridden("forward", module):
-            raise MisconfigurationException("`Trainer.predict` requires `forward` method to run.")
-    else:
-        step = "validation_step" if fn == TrainerFn.VALIDATING else "test_step"
-        if not is_overridden(step, module):
-            raise MisconfigurationException(f"No `{step}()` method defined to run `Trainer.{fn.value}`.")
-
-
-def _verify_fit(trainer: Trainer, module: LightningModule) -> None:
-    if not is_overridden("training_step", module):
-        raise MisconfigurationException(
-            "No `training_step()` method defined. Lightning `Trainer` expects as minimum a"
-            " `training_step()`, `train_dataloader()` and `configure_optimizers()` to be defined."
-        )
-    if not is_overridden("configure_optimizers", module):
-        raise MisconfigurationException(
-            "No `configure_optimizers()` method defined. Lightning `Trainer` expects as minimum a"
-            " `training_step()`, `train_dataloader()` and `configure_optimizers()` to be defined."
-        )
-    has_val_loader = trainer._sources["val"].is_defined()
-    has_val_step = is_overridden("validation_step", module)
-    if has_val_loader and not has_val_step:
-        rank_zero_warn("You passed in a `val_dataloader` but have no `validation_step`. Skipping val loop.")
-    if has_val_step and not has_val_loader:
-        rank_zero_warn(
-            "You defined a `validation_step` but have no `val_dataloader`. Skipping val loop.", PossibleUserWarning
-        )
-    if not module.automatic_optimization:
-        if trainer.gradient_clip_val is not None and trainer.gradient_clip_val > 0:
-            raise MisconfigurationException(
-                "Automatic gradient clipping is not supported for manual optimization."
-                f" Remove `Trainer(gradient_clip_val={trainer.gradient_clip_val})`"
-                " or switch to automatic optimization."
-            )
-        if trainer.accumulate_grad_batches != 1:
-            raise MisconfigurationException(
-                "Automatic gradient accumulation is not supported for manual optimization."
-                f" Remove `Trainer(accumulate_grad_batches={trainer.accumulate_grad_batches})`"
-                " or switch to automatic optimization."
-            )

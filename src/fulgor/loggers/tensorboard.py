@@ -1,0 +1,325 @@
+"""`TensorBoardLogger`: scalars, hparams and graphs as TensorBoard event files in `<save_dir>/<name>/version_N/`, plus
+`hparams.yaml`, laid out as Lightning lays them out. tensorboard (or tensorboardX) is imported only when used."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from argparse import Namespace
+from collections.abc import Mapping, MutableMapping
+from dataclasses import asdict, is_dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from torch import Tensor
+from torch.nn import Module
+
+from fulgor import fs
+from fulgor.hparams import save_hparams_to_yaml
+from fulgor.loggers.logger import Logger, rank_zero_experiment
+from fulgor.rank import rank_zero_only, rank_zero_warn
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+__all__ = ["TensorBoardLogger"]
+
+_INSTALL_HINT = "Install it with `pip install tensorboard` (or `pip install tensorboardX`)."
+
+
+def tensorboard_available() -> bool:
+    """Whether ``tensorboard`` (used through ``torch.utils.tensorboard``) is installed, without importing it."""
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def _tensorboardx_available() -> bool:
+    return importlib.util.find_spec("tensorboardX") is not None
+
+
+def _convert_params(params: Mapping[str, Any] | Namespace | None) -> dict[str, Any]:
+    if params is None:
+        return {}
+    return dict(vars(params) if isinstance(params, Namespace) else params)
+
+
+def _flatten_dict(params: Mapping[Any, Any], delimiter: str = "/", parent: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}, "l": [{"c": 2}]}`` -> ``{"a/b": 1, "l/0/c": 2}`` (Namespaces and dataclasses too)."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{parent}{delimiter}{key}" if parent else str(key)
+        if is_dataclass(value) and not isinstance(value, type):
+            value = asdict(value)
+        elif isinstance(value, Namespace):
+            value = vars(value)
+        if isinstance(value, MutableMapping):
+            flat.update(_flatten_dict(value, delimiter, name))
+        elif isinstance(value, list) and value and all(isinstance(item, MutableMapping) for item in value):
+            for i, item in enumerate(value):
+                flat.update(_flatten_dict(item, delimiter, f"{name}{delimiter}{i}"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _sanitize_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Keep bool/int/float/str/Tensor values (numpy scalars become Python numbers); everything else becomes ``str``."""
+    clean: dict[str, Any] = {}
+    for key, value in params.items():
+        if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+            value = value.item()
+        clean[key] = value if type(value) in (bool, int, float, str, Tensor) else str(value)
+    return clean
+
+
+class TensorBoardLogger(Logger):
+    """Log to TensorBoard event files in ``save_dir/name/version_N`` (Lightning's layout).
+
+    Also writes ``hparams.yaml`` next to the event files. Uses ``torch.utils.tensorboard`` when ``tensorboard`` is
+    installed, else ``tensorboardX``. Only global rank 0 writes.
+
+    Args:
+        save_dir: the directory holding all experiments (a local path, or a URL when fsspec is installed).
+        name: the experiment name; ``None`` or ``""`` puts versions directly in ``save_dir``.
+        version: an int (directory ``version_<N>``), a string (used as the directory name), or ``None`` for the next
+            free integer after the existing ``version_*`` directories.
+        log_graph: record the model graph, traced with the module's ``example_input_array``.
+        default_hp_metric: when hyperparameters are logged without metrics, log ``hp_metric = -1`` so TensorBoard's
+            HPARAMS tab shows them.
+        prefix: prepended to every metric name, joined with ``"-"``.
+        sub_dir: an extra directory level under the version directory (``save_dir/name/version_N/sub_dir``).
+        **kwargs: passed to ``SummaryWriter`` (``max_queue``, ``flush_secs``, ``filename_suffix``, ...).
+
+    Raises:
+        ModuleNotFoundError: neither tensorboard nor tensorboardX is installed.
+
+    Example::
+
+        logger = TensorBoardLogger("tb_logs", name="my_model")
+        trainer = Trainer(logger=logger)
+    """
+
+    NAME_HPARAMS_FILE = "hparams.yaml"
+    LOGGER_JOIN_CHAR = "-"
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike[str],
+        name: str | None = "lightning_logs",
+        version: int | str | None = None,
+        log_graph: bool = False,
+        default_hp_metric: bool = True,
+        prefix: str = "",
+        sub_dir: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if not tensorboard_available() and not _tensorboardx_available():
+            raise ModuleNotFoundError(f"`TensorBoardLogger` needs `tensorboard` or `tensorboardX`. {_INSTALL_HINT}")
+        if log_graph and not tensorboard_available():
+            rank_zero_warn(
+                "You set `TensorBoardLogger(log_graph=True)` but `tensorboard` is not available;"
+                " the graph will not be logged. Install it with `pip install tensorboard`."
+            )
+        self._save_dir = os.fspath(save_dir)
+        self._name = name or ""
+        self._version = version
+        self._sub_dir = None if sub_dir is None else os.fspath(sub_dir)
+        self._log_graph = log_graph and tensorboard_available()
+        self._default_hp_metric = default_hp_metric
+        self._prefix = prefix
+        self._kwargs = kwargs
+        self._experiment: SummaryWriter | None = None
+        self.hparams: dict[str, Any] = {}
+
+    # ---- directories ----
+
+    @property
+    def name(self) -> str:
+        """The experiment name ("" when none)."""
+        return self._name
+
+    @property
+    def version(self) -> int | str:
+        """The experiment version; chosen on first access when not given."""
+        if self._version is None:
+            self._version = self._next_version()
+        return self._version
+
+    @property
+    def save_dir(self) -> str:
+        """The directory holding all experiments."""
+        return self._save_dir
+
+    @property
+    def root_dir(self) -> str:
+        """``save_dir/name``: the directory holding every version of this experiment."""
+        return os.path.join(self.save_dir, self.name)
+
+    @property
+    def sub_dir(self) -> str | None:
+        """The extra directory level under the version directory, if any."""
+        return self._sub_dir
+
+    @property
+    def log_dir(self) -> str:
+        """``root_dir/version_<N>[/sub_dir]`` (``~`` and ``$VARS`` expanded), where the event files go."""
+        version = self.version
+        log_dir = os.path.join(self.root_dir, version if isinstance(version, str) else f"version_{version}")
+        if self._sub_dir is not None:
+            log_dir = os.path.join(log_dir, self._sub_dir)
+        return os.path.expanduser(os.path.expandvars(log_dir))
+
+    def _next_version(self) -> int:
+        found = [-1]
+        for entry in fs.listdir(self.root_dir):
+            # Like Lightning: "version_3" and "version_3_old" both count as 3.
+            number = entry.split("_")[1] if entry.startswith("version_") else ""
+            if number.isdigit() and fs.isdir(os.path.join(self.root_dir, entry)):
+                found.append(int(number))
+        return max(found) + 1
+
+    # ---- the writer ----
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> SummaryWriter:
+        """The ``SummaryWriter`` (created, with the directories, on first access; a dummy on other ranks).
+
+        Use it for anything TensorBoard can show: ``logger.experiment.add_image("digits", grid, step)``.
+        """
+        if self._experiment is None:
+            if self.root_dir:
+                fs.makedirs(self.root_dir, exist_ok=True)
+            if tensorboard_available():
+                from torch.utils.tensorboard import SummaryWriter
+            else:  # pragma: no cover - only without tensorboard
+                from tensorboardX import SummaryWriter  # type: ignore[no-redef,import-not-found,unused-ignore]
+            self._experiment = SummaryWriter(log_dir=self.log_dir, **self._kwargs)
+        return self._experiment
+
+    def _writer(self) -> SummaryWriter:
+        # Only called from rank-zero-only methods, where `experiment` is the real writer.
+        return cast("SummaryWriter", self.experiment)
+
+    # ---- logging ----
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Write each metric as a scalar (a dict value becomes a group of scalars via ``add_scalars``).
+
+        Raises:
+            ValueError: a value is neither a number, a one-element tensor nor a dict of numbers.
+        """
+        writer = self._writer()
+        for key, value in metrics.items():
+            name = f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else key
+            if isinstance(value, Tensor):
+                value = value.item()
+            try:
+                if isinstance(value, dict):
+                    writer.add_scalars(name, value, step)
+                else:
+                    writer.add_scalar(name, value, step)
+            except Exception as err:
+                raise ValueError(
+                    f"\n you tried to log {value} which is currently not supported. Try a dict or a scalar/tensor."
+                ) from err
+
+    @rank_zero_only
+    def log_hyperparams(
+        self,
+        params: Mapping[str, Any] | Namespace | None,
+        metrics: Mapping[str, Any] | float | None = None,
+        step: int | None = None,
+    ) -> None:
+        """Record hyperparameters for TensorBoard's HPARAMS tab (and for ``hparams.yaml``).
+
+        Nested dicts are flattened with ``/``; values TensorBoard cannot show become strings.
+
+        Args:
+            params: the hyperparameters.
+            metrics: metrics to show next to them (a number is logged as ``hp_metric``); when ``None`` and
+                ``default_hp_metric`` is on, ``hp_metric = -1`` is logged.
+            step: the step for those metrics.
+        """
+        raw = _convert_params(params)
+        self.hparams.update(raw)
+        flat = _sanitize_params(_flatten_dict(raw))
+        flat = {k: str(v) if getattr(v, "ndim", 0) > 1 else v for k, v in flat.items()}
+        if metrics is None:
+            metrics = {"hp_metric": -1} if self._default_hp_metric else None
+        elif not isinstance(metrics, Mapping):
+            metrics = {"hp_metric": metrics}
+        if not metrics:
+            return
+        self.log_metrics(metrics, step)
+        if tensorboard_available():
+            from torch.utils.tensorboard.summary import hparams
+        else:  # pragma: no cover - only without tensorboard
+            from tensorboardX.summary import hparams  # type: ignore[no-redef,import-not-found,unused-ignore]
+        file_writer = self._writer()._get_file_writer()
+        for summary in hparams(flat, dict(metrics)):
+            file_writer.add_summary(summary, step)
+
+    @rank_zero_only
+    def log_graph(self, model: Module, input_array: Any = None) -> None:
+        """Trace ``model`` with ``input_array`` (default: its ``example_input_array``) and write the graph.
+
+        Does nothing unless the logger was created with ``log_graph=True``. The input goes through the module's
+        batch-transfer hooks first, as a training batch would.
+        """
+        if not self._log_graph:
+            return
+        if input_array is None:
+            input_array = getattr(model, "example_input_array", None)
+        if input_array is None:
+            rank_zero_warn(
+                "Could not log computational graph to TensorBoard: The `model.example_input_array` attribute"
+                " is not set or `input_array` was not given."
+            )
+            return
+        if not isinstance(input_array, (Tensor, tuple)):
+            rank_zero_warn(
+                "Could not log computational graph to TensorBoard: The `input_array` or `model.example_input_array`"
+                f" has type {type(input_array)} which can't be traced by TensorBoard. Make the input array a tuple"
+                " representing the positional arguments to the model's `forward()` implementation."
+            )
+            return
+        self._writer().add_graph(model, _through_transfer_hooks(model, input_array))
+
+    @rank_zero_only
+    def save(self) -> None:
+        """Flush the event files; write ``hparams.yaml`` once the log directory exists (if not written yet)."""
+        self._writer().flush()
+        log_dir = self.log_dir
+        hparams_file = os.path.join(log_dir, self.NAME_HPARAMS_FILE)
+        if not fs.is_remote(log_dir) and os.path.isdir(log_dir) and not os.path.isfile(hparams_file):
+            save_hparams_to_yaml(hparams_file, self.hparams)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        """Flush and close the writer; after a successful run also :meth:`save` (writes ``hparams.yaml``)."""
+        if self._experiment is not None:
+            self._experiment.flush()
+            self._experiment.close()
+        if status == "success":
+            self.save()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The writer holds threads and open files; it is recreated on first use after unpickling.
+        state = self.__dict__.copy()
+        state["_experiment"] = None
+        return state
+
+
+def _through_transfer_hooks(model: Module, batch: Any) -> Any:
+    """Run ``batch`` through a LightningModule's batch hooks onto its device (plain modules: unchanged)."""
+    before = getattr(model, "on_before_batch_transfer", None)
+    transfer = getattr(model, "transfer_batch_to_device", None)
+    after = getattr(model, "on_after_batch_transfer", None)
+    if not (callable(before) and callable(transfer) and callable(after)):
+        return batch
+    batch = before(batch, 0)
+    device = next((p.device for p in model.parameters()), None)
+    if device is not None:
+        batch = transfer(batch, device, 0)
+    return after(batch, 0)

@@ -1,0 +1,232 @@
+"""How DDP processes come to exist: `ScriptLauncher` re-runs the user's script once per extra local rank (`ddp`),
+`MultiProcessingLauncher` runs the entry point in torch.multiprocessing workers (`ddp_spawn`, `ddp_fork`) and brings
+rank 0's results back; watchdogs make a dead process end the whole job with a clear message instead of a hang."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from fulgor.strategies.environments import ClusterEnvironment, find_free_port
+
+if TYPE_CHECKING:
+    from fulgor.strategies.ddp import DDPStrategy
+
+# Set in the processes `ScriptLauncher` starts: the pid of the launching process, which the children watch.
+LAUNCHER_PID_ENV = "FULGOR_LAUNCHER_PID"
+_POLL_SECONDS = 0.2
+
+
+def _stop_job(message: str) -> None:
+    """Print why the job stops and end this process at once: other threads may be blocked in a collective."""
+    sys.stdout.flush()
+    sys.stderr.write(f"\n{message}\n")
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def script_command() -> list[str]:
+    """The command that runs this program again: `python script.py args` or `python -m module args`."""
+    import __main__
+
+    spec = getattr(__main__, "__spec__", None)
+    if spec is None:
+        return [sys.executable, os.path.abspath(sys.argv[0]), *sys.argv[1:]]
+    return [sys.executable, "-m", spec.name, *sys.argv[1:]]
+
+
+class ScriptLauncher:
+    """Start `num_processes - 1` copies of the running script (local ranks 1..n-1) on this node.
+
+    Args:
+        environment: this process's rank layout (must not create processes externally).
+        num_processes: processes per node (`devices`).
+        num_nodes: the `num_nodes` flag.
+    """
+
+    is_interactive_compatible = False
+
+    def __init__(self, environment: ClusterEnvironment, num_processes: int, num_nodes: int) -> None:
+        self.environment = environment
+        self.num_processes = num_processes
+        self.num_nodes = num_nodes
+        self.children: list[subprocess.Popen[bytes]] = []
+        self._finished = False
+
+    @property
+    def launched(self) -> bool:
+        return bool(self.children)
+
+    def launch_children(self) -> None:
+        """Set the rendezvous variables and start the other local ranks (once per process)."""
+        if self.children or self.environment.creates_processes_externally:
+            return
+        env = self.environment
+        port = env.main_port or find_free_port()
+        env.main_port = port
+        os.environ.update(
+            MASTER_ADDR=env.main_address,
+            MASTER_PORT=str(port),
+            NODE_RANK=str(env.node_rank),
+            LOCAL_RANK="0",
+            WORLD_SIZE=str(self.num_processes * self.num_nodes),
+        )
+        command = script_command()
+        for local_rank in range(1, self.num_processes):
+            child_env = {**os.environ, "LOCAL_RANK": str(local_rank), LAUNCHER_PID_ENV: str(os.getpid())}
+            self.children.append(subprocess.Popen(command, env=child_env))  # noqa: S603
+        threading.Thread(target=self._watch_children, name="fulgor-ddp-watchdog", daemon=True).start()
+        atexit.register(self.wait_children)
+
+    def _watch_children(self) -> None:
+        while not self._finished:
+            dead = self.failed_child()
+            if dead is not None:
+                self.kill_children()
+                _stop_job(dead)
+            time.sleep(_POLL_SECONDS)
+
+    def failed_child(self) -> str | None:
+        """A message naming the first child that exited with an error, or None."""
+        for local_rank, child in enumerate(self.children, start=1):
+            code = child.poll()
+            if code is not None and code != 0:
+                rank = self.environment.node_rank * self.num_processes + local_rank
+                return (
+                    f"fulgor: the process of global rank {rank} (local rank {local_rank}, pid {child.pid}) exited"
+                    f" with code {code}. Stopping every process of this job so that none waits forever for it."
+                )
+        return None
+
+    def kill_children(self) -> None:
+        """Terminate every child still running (after a failure in this process or in one of them)."""
+        self._finished = True
+        for child in self.children:
+            if child.poll() is None:
+                child.kill()
+        for child in self.children:
+            child.wait()
+
+    def wait_children(self) -> None:
+        """At exit of the launching process: let the children finish the script too (the watchdog keeps watching)."""
+        for child in self.children:
+            child.wait()
+        self._finished = True
+
+
+def watch_launcher() -> None:
+    """In a child `ScriptLauncher` started: exit (with a message) as soon as the launching process is gone, so a
+    crash of rank 0 never leaves the other ranks waiting in a collective."""
+    parent = os.environ.get(LAUNCHER_PID_ENV)
+    if parent is None or int(parent) != os.getppid():
+        return
+    rank = os.environ.get("LOCAL_RANK", "?")
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(_POLL_SECONDS)
+        _stop_job(
+            f"fulgor: the launching process (local rank 0, pid {parent}) exited; local rank {rank} stops too so that"
+            " it does not wait forever for it."
+        )
+
+    threading.Thread(target=watch, name="fulgor-ddp-parent-watchdog", daemon=True).start()
+
+
+class MultiProcessingLauncher:
+    """Run an entry point in `num_processes` torch.multiprocessing workers ("spawn" or "fork"); only the calling
+    process continues afterwards, with rank 0's weights, metrics, callback states and trainer state.
+
+    Args:
+        strategy: the DDP strategy being launched.
+        start_method: "spawn" or "fork".
+    """
+
+    def __init__(self, strategy: DDPStrategy, start_method: str) -> None:
+        self.strategy = strategy
+        self.start_method = start_method
+        self.in_worker = False
+
+    @property
+    def is_interactive_compatible(self) -> bool:
+        return self.start_method == "fork"
+
+    def launch(self, function: Callable[..., Any], *args: Any, trainer: Any = None, **kwargs: Any) -> Any:
+        """Run `function(*args, **kwargs)` on every rank and return rank 0's return value in this process.
+
+        Args:
+            function: usually the Trainer's fit/validate/test/predict implementation.
+            *args: its positional arguments (the LightningModule first, as for `Trainer.fit`).
+            trainer: the Trainer whose state rank 0 sends back.
+            **kwargs: its keyword arguments.
+        """
+        import torch
+        import torch.multiprocessing as mp
+
+        env = self.strategy.cluster_environment
+        env.main_port = env.main_port or find_free_port()
+        os.environ.update(MASTER_ADDR=env.main_address, MASTER_PORT=str(env.main_port))
+        with tempfile.TemporaryDirectory(prefix="fulgor-spawn-") as tmp:
+            path = os.path.join(tmp, "rank0.pt")
+            mp.start_processes(
+                _run_worker,
+                args=(self, trainer, function, args, kwargs, path),
+                nprocs=self.strategy.num_processes,
+                start_method=self.start_method,
+            )
+            results = torch.load(path, weights_only=False)
+        _restore_in_main(trainer, args, results)
+        return results["return"]
+
+
+def _run_worker(
+    local_rank: int,
+    launcher: MultiProcessingLauncher,
+    trainer: Any,
+    function: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    path: str,
+) -> None:
+    launcher.in_worker = True
+    launcher.strategy.set_local_rank(local_rank)
+    value = function(*args, **kwargs)
+    if launcher.strategy.global_rank == 0:
+        import torch
+
+        torch.save(_rank_zero_results(trainer, value), path)
+
+
+def _rank_zero_results(trainer: Any, value: Any) -> dict[str, Any]:
+    module = trainer.lightning_module
+    return {
+        "return": value,
+        "state_dict": {k: v.cpu() for k, v in module.state_dict().items()},
+        "state": trainer.state,
+        "metrics": trainer._metrics,
+        "callbacks": {cb.state_key: cb.state_dict() for cb in trainer.callbacks if hasattr(cb, "state_key")},
+    }
+
+
+def _restore_in_main(trainer: Any, args: tuple[Any, ...], results: dict[str, Any]) -> None:
+    """Load rank 0's weights (non-strictly, as Lightning) and state into the objects of the calling process."""
+    from fulgor.module import LightningModule
+
+    module = next((a for a in args if isinstance(a, LightningModule)), None) or trainer.lightning_module_
+    if module is not None:
+        module.load_state_dict(results["state_dict"], strict=False)
+        trainer.lightning_module_ = module
+        module.trainer = trainer
+    trainer.state = results["state"]
+    trainer._metrics = results["metrics"]
+    for callback in trainer.callbacks:
+        state = results["callbacks"].get(getattr(callback, "state_key", None))
+        if state:
+            callback.load_state_dict(state)
