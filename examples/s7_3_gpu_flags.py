@@ -68,7 +68,7 @@ if __name__ == "__main__":
     attempt('Trainer(accelerator="gpu", devices=-1)', lambda: Trainer(accelerator="gpu", devices=-1))
     attempt("Trainer(accelerator=\"gpu\", devices='-1')", lambda: Trainer(accelerator="gpu", devices="-1"))
 
-    # CPU equivalents that run anywhere (more than one CPU process needs the DDP work, like devices=k above)
+    # CPU equivalents that run anywhere
     data = DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 4)), batch_size=4)
     quiet = {"max_epochs": 1, "enable_progress_bar": False, "enable_model_summary": False, "logger": False}
     for label, make in (
@@ -80,4 +80,6 @@ if __name__ == "__main__":
         trainer = attempt(label, make)
         trainer.fit(TinyModel(), data)
         print(f"  trained {trainer.global_step} steps on {trainer.strategy.root_device}")
-    attempt('Trainer(accelerator="cpu", devices=k)', lambda: Trainer(accelerator="cpu", devices=k))
+    # More than one device selects DDP (k processes; see docs/distributed.md). Constructed only: no fit here.
+    ddp = attempt('Trainer(accelerator="cpu", devices=k)', lambda: Trainer(accelerator="cpu", devices=k))
+    print(f"  strategy: {type(ddp.strategy).__name__}")

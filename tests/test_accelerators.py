@@ -125,7 +125,7 @@ def test_resolve_accelerator_errors(
     fake_machine(monkeypatch, cuda=cuda, mps=mps)
     with pytest.raises(error) as excinfo:
         resolve_accelerator(flag)
-    assert str(excinfo.value) == message
+    assert str(excinfo.value).startswith(message)  # fulgor may append how to fix it
 
 
 class CPUAccelerator:
@@ -435,7 +435,7 @@ def test_oracle_unavailable_accelerators(accelerator: str) -> None:
     expected = lightning_error(accelerator=accelerator)
     with pytest.raises(MisconfigurationException) as excinfo:
         resolve_accelerator(accelerator)
-    assert str(excinfo.value) == str(expected)
+    assert str(excinfo.value).startswith(str(expected))  # Lightning's text first; fulgor may add the fix
     assert type(expected).__name__ == "MisconfigurationException"
 
 

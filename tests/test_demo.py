@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from fulgor.cli import main
+from helpers.core_only import hide_optional
 
 
 @pytest.fixture(autouse=True)
@@ -27,9 +28,13 @@ def _restore_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_quick_demo_trains_tests_predicts_and_logs(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="fulgor")
+    hide_optional(monkeypatch)  # as on a plain install: the tqdm bar and the plain summary table asserted below
     threads = torch.get_num_threads()
     assert main(["demo", "--quick", "--root", str(tmp_path)]) == 0
     assert torch.get_num_threads() == threads  # the demo's single-thread setting does not leak

@@ -81,7 +81,10 @@ def resolve_accelerator(accelerator: str | object = "auto") -> str:
             return "mps"
         if cuda_available():
             return "cuda"
-        raise MisconfigurationException("No supported gpu backend found!")
+        raise MisconfigurationException(
+            "No supported gpu backend found! `Trainer(accelerator='gpu')` needs a CUDA or MPS device and PyTorch"
+            " sees none. Use `accelerator='cpu'` (or 'auto'), or install a PyTorch build with CUDA support."
+        )
     _check_available(name)
     return name
 

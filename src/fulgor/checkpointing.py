@@ -4,14 +4,19 @@ restoring a run (weights before setup ends, training state after `on_fit_start`)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
+import errno
 import glob
+import hashlib
 import inspect
+import json
 import os
 import pathlib
 import pickle
 import re
 import sys
+import time
 import uuid
 from typing import Any, TypeVar
 
@@ -28,6 +33,9 @@ __all__ = [
     "UnsafeCheckpointError",
     "atomic_save",
     "build_checkpoint",
+    "last_save_seconds",
+    "read_extra",
+    "verify_integrity",
     "load_checkpoint_file",
     "load_datamodule_from_checkpoint",
     "load_module_from_checkpoint",
@@ -59,27 +67,183 @@ class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
 # reading and writing files
 
 
-def atomic_save(checkpoint: dict[str, Any], filepath: str | os.PathLike[str]) -> None:
+_LAST_SAVE_SECONDS = [0.0]  # duration of the latest atomic_save: the preemption path's estimate of the next one
+
+
+def last_save_seconds() -> float:
+    """How long the latest `atomic_save` in this process took (0.0 before the first)."""
+    return _LAST_SAVE_SECONDS[0]
+
+
+def atomic_save(
+    checkpoint: dict[str, Any], filepath: str | os.PathLike[str], extra: dict[str, Any] | None = None
+) -> None:
     """Write `checkpoint` with `torch.save` so that `filepath` is either the old file or the complete new one.
 
     The bytes go to a hidden temporary sibling (not ending in `.ckpt`), which is flushed, fsynced and renamed over
-    `filepath`; the directory is fsynced so the rename survives a power loss.
+    `filepath`; the directory is fsynced so the rename survives a power loss. The size and SHA-256 of the bytes are
+    then recorded in a hidden sidecar (`.<name>.sha256`), which `verify_integrity` checks before loading.
+
+    `extra` (fulgor's resume state) is stored as a separate record of the file's zip archive: `torch.load` (and so
+    Lightning) ignores it, and the checkpoint dict keeps Lightning's exact keys; `read_extra` reads it back.
+
+    Raises:
+        CheckpointError: the folder is a file, not writable, or the disk is full (the previous file is intact).
     """
+    started = time.monotonic()
     path = os.fspath(filepath)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    _make_folder(folder, path)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as file:
             torch.save(checkpoint, file)
-            file.flush()
+        if extra is not None:
+            _append_record(tmp, extra)
+        size, digest = _file_digest(tmp)
+        with open(tmp, "rb+") as file:
             os.fsync(file.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError):
+            raise _write_error(e, path) from e
         raise
     _fsync_dir(folder)
+    _write_sidecar(path, size, digest)
+    _LAST_SAVE_SECONDS[0] = time.monotonic() - started
+
+
+_EXTRA_RECORD = "fulgor_resume.pt"
+
+
+def _append_record(path: str, extra: dict[str, Any]) -> None:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    torch.save(extra, buffer)
+    with zipfile.ZipFile(path, "a") as archive:
+        prefix = archive.namelist()[0].split("/")[0]
+        archive.writestr(f"{prefix}/{_EXTRA_RECORD}", buffer.getvalue())
+
+
+def read_extra(path: str) -> dict[str, Any] | None:
+    """fulgor's resume record of a checkpoint file (None for files without one, e.g. written by Lightning)."""
+    import io
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("/" + _EXTRA_RECORD)), None)
+            if name is None:
+                return None
+            data = archive.read(name)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"Checkpoint file {path!r} cannot be read: its archive is damaged ({e}).") from e
+    with torch.serialization.safe_globals(_SAFE_TYPES):
+        loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return loaded if isinstance(loaded, dict) else None
+
+
+def _file_digest(path: str) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+def _make_folder(folder: str, path: str) -> None:
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except FileExistsError as e:
+        raise CheckpointError(
+            f"Cannot save checkpoint {path!r}: {_first_file(folder)!r} is a file, not a directory. Choose another"
+            " `dirpath`/`default_root_dir` or move that file."
+        ) from e
+    except OSError as e:
+        raise _write_error(e, path) from e
+
+
+def _first_file(folder: str) -> str:
+    while folder and not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    return folder
+
+
+def _write_error(error: OSError, path: str) -> CheckpointError:
+    """A CheckpointError that says what went wrong while writing `path` and that the previous file is untouched."""
+    kept = "The previous file at that path (if any) is unchanged."
+    if error.errno == errno.ENOSPC:
+        return CheckpointError(f"No space left on device while saving checkpoint {path!r}. {kept} Free disk space.")
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return CheckpointError(
+            f"Cannot save checkpoint {path!r}: the folder is not writable ({error.strerror}). {kept} Choose a"
+            " writable `dirpath`/`default_root_dir`."
+        )
+    if error.errno == errno.ENOTDIR:
+        return CheckpointError(
+            f"Cannot save checkpoint {path!r}: a part of the path is a file, not a directory. Choose another path."
+        )
+    return CheckpointError(f"Saving checkpoint {path!r} failed: {error}. {kept}")
+
+
+def _sidecar(path: str) -> str:
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.sha256")
+
+
+def _write_sidecar(path: str, size: int, digest: str) -> None:
+    """Record size, hash and mtime of a committed file (best effort: a missing sidecar only disables the check)."""
+    sidecar = _sidecar(path)
+    try:
+        record = {"size": size, "sha256": digest, "mtime_ns": os.stat(path).st_mtime_ns}
+        tmp = f"{sidecar}.{uuid.uuid4().hex[:8]}.tmp"
+        with open(tmp, "w") as file:
+            json.dump(record, file)
+        os.replace(tmp, sidecar)
+        _remove_orphan_sidecars(os.path.dirname(path))
+    except OSError:
+        pass
+
+
+def _remove_orphan_sidecars(folder: str) -> None:
+    """Sidecars whose checkpoint was deleted (e.g. by `save_top_k`) go too."""
+    names = set(os.listdir(folder))
+    for name in names:
+        if name.startswith(".") and name.endswith(".sha256") and name[1:-7] not in names:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, name))
+
+
+def verify_integrity(path: str) -> None:
+    """Compare `path` with the size and SHA-256 recorded when fulgor committed it.
+
+    Files without a sidecar, or changed by another program since (a different mtime), are not checked.
+
+    Raises:
+        CheckpointError: the size or the hash differ: the file was damaged after it was written.
+    """
+    try:
+        with open(_sidecar(path)) as file:
+            record = json.load(file)
+        stat = os.stat(path)
+    except (OSError, ValueError):
+        return
+    if stat.st_mtime_ns != record.get("mtime_ns"):
+        return
+    if stat.st_size != record.get("size"):
+        raise CheckpointError(
+            f"Checkpoint file {path!r} is damaged: it has {stat.st_size} bytes but {record.get('size')} were written."
+        )
+    if _file_digest(path)[1] != record.get("sha256"):
+        raise CheckpointError(
+            f"Checkpoint file {path!r} is damaged: its SHA-256 differs from the one recorded when it was written"
+            " (corrupted on disk or in transfer)."
+        )
 
 
 def _fsync_dir(folder: str) -> None:
@@ -145,8 +309,12 @@ def _safe_load(source: Any, location: Any, name: str) -> Any:
         try:
             return torch.load(source, map_location=location, weights_only=True)
         except pickle.UnpicklingError as e:
-            if "weights_only" not in str(e) and "Unsupported global" not in str(e):
-                raise
+            # torch's message mentions `weights_only` for any failure; only "Unsupported global" means unsafe.
+            if "Unsupported global" not in str(e):
+                raise CheckpointError(
+                    f"Checkpoint {name} could not be unpickled ({_first_line(str(e))}): the file is probably"
+                    " truncated or corrupt. Use an earlier checkpoint, or `ckpt_path='last'` to fall back to one."
+                ) from e
             raise UnsafeCheckpointError(
                 f"Checkpoint {name} contains Python objects that safe loading does not allow"
                 f" ({_first_line(str(e))}). Loading them could run arbitrary code. If you trust the file, pass"
@@ -213,8 +381,11 @@ def save_trainer_checkpoint(trainer: Any, filepath: Any, weights_only: bool | No
         weights_only = False
         rank_zero_info("`weights_only` was not set, defaulting to `False`.")
     checkpoint = build_checkpoint(trainer, weights_only)
+    from fulgor.trainer import resume
+
+    extra = None if weights_only else resume.capture(trainer)  # exact-resume state, beside Lightning's keys
     if trainer.is_global_zero:
-        atomic_save(checkpoint, filepath)
+        atomic_save(checkpoint, filepath, None if extra is None else {resume.RESUME_KEY: extra})
     trainer.strategy.barrier()
 
 
@@ -502,8 +673,8 @@ def restore_before_setup(trainer: Any, ckpt_path: Any, weights_only: bool | None
     trainer._ckpt_path = path  # the path loaded (not a user request: that is `trainer.ckpt_path = ...`)
     if path is None:
         return None
-    rank_zero_info(f"Restoring states from the checkpoint path at {path}")
-    checkpoint = load_checkpoint_file(path, weights_only=weights_only)
+    path, checkpoint = _load_verified(trainer, ckpt_path, path, weights_only)
+    trainer._ckpt_path = path
     module = trainer.lightning_module
     _call_module_hook(module, "on_load_checkpoint", checkpoint)
     _load_weights(module, checkpoint, path, module.strict_loading)
@@ -515,6 +686,66 @@ def restore_before_setup(trainer: Any, ckpt_path: Any, weights_only: bool | None
         return checkpoint
     rank_zero_info(f"Loaded model weights from the checkpoint at {path}")
     return None
+
+
+def _load_verified(trainer: Any, requested: Any, path: str, weights_only: bool | None) -> tuple[str, dict[str, Any]]:
+    """Load `path` after its integrity check. For "last"/"hpc", a damaged file is moved aside (never deleted) with a
+    warning and the next newest checkpoint of the same folder is tried; an explicit path fails with the error."""
+    if requested not in ("last", "hpc"):
+        rank_zero_info(f"Restoring states from the checkpoint path at {path}")
+        verify_integrity(path)
+        return path, _with_extra(path, load_checkpoint_file(path, weights_only=weights_only))
+    moved: list[str] = []
+    for candidate in [path, *_older_checkpoints(path)]:
+        rank_zero_info(f"Restoring states from the checkpoint path at {candidate}")
+        try:
+            verify_integrity(candidate)
+            return candidate, _with_extra(candidate, load_checkpoint_file(candidate, weights_only=weights_only))
+        except UnsafeCheckpointError:
+            raise
+        except (CheckpointError, FileNotFoundError) as e:
+            aside = _move_aside(candidate) if trainer.is_global_zero else candidate
+            moved.append(aside)
+            rank_zero_warn(
+                f"Checkpoint {candidate!r} cannot be used: {e} It was moved to {aside!r} (not deleted);"
+                " falling back to the previous checkpoint."
+            )
+    raise CheckpointError(
+        f'`ckpt_path="{requested}"` found no usable checkpoint: the damaged files were moved to {moved}. Pass'
+        " `ckpt_path=None` to train from scratch."
+    )
+
+
+def _with_extra(path: str, checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Add fulgor's resume record (stored beside the dict in the file) under its key, for `restore_training_state`."""
+    from fulgor.trainer import resume
+
+    extra = read_extra(path)
+    if extra is not None and resume.RESUME_KEY in extra:
+        checkpoint[resume.RESUME_KEY] = extra[resume.RESUME_KEY]
+    return checkpoint
+
+
+def _older_checkpoints(path: str) -> list[str]:
+    """The other `.ckpt` files in `path`'s folder, newest first."""
+    folder = os.path.dirname(path)
+    found = [os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".ckpt")]
+    others = [p for p in found if os.path.normpath(p) != os.path.normpath(path) and os.path.isfile(p)]
+    return sorted(others, key=os.path.getmtime, reverse=True)
+
+
+def _move_aside(path: str) -> str:
+    """Rename a damaged checkpoint to `<name>.corrupt[-N]` (no longer matched by `*.ckpt`), with its sidecar."""
+    target, n = f"{path}.corrupt", 1
+    while os.path.lexists(target):
+        target, n = f"{path}.corrupt-{n}", n + 1
+    try:
+        os.replace(path, target)
+    except OSError:
+        return path
+    if os.path.exists(_sidecar(path)):
+        os.replace(_sidecar(path), _sidecar(target))
+    return target
 
 
 def _call_module_hook(module: Any, name: str, *args: Any) -> None:
@@ -593,6 +824,13 @@ def restore_training_state(trainer: Any, checkpoint: dict[str, Any]) -> None:
 
 def _restore_counters(trainer: Any, checkpoint: dict[str, Any]) -> None:
     state = trainer.state
+    from fulgor.trainer import resume
+
+    point = checkpoint.get(resume.RESUME_KEY)
+    if isinstance(point, dict) and point.get("format") == 1:
+        resume.restore(trainer, point)  # exact: the epoch in progress continues where it stopped
+        _check_max_epochs(trainer)
+        return
     fit = checkpoint.get("loops", {}).get("fit_loop")
     if fit is None:  # very old checkpoints: only the top-level counters
         state.epoch, state.global_step = int(checkpoint.get("epoch", 0)), int(checkpoint.get("global_step", 0))
@@ -604,6 +842,11 @@ def _restore_counters(trainer: Any, checkpoint: dict[str, Any]) -> None:
     state.batches_that_stepped = int(fit["epoch_loop.state_dict"].get("_batches_that_stepped", state.global_step))
     state.total_batch_idx = int(fit["epoch_loop.batch_progress"]["total"]["processed"])
     state.val_batches_seen = int(fit["epoch_loop.val_loop.batch_progress"]["total"]["completed"])
+    _check_max_epochs(trainer)
+
+
+def _check_max_epochs(trainer: Any) -> None:
+    state = trainer.state
     max_epochs = trainer.max_epochs
     if max_epochs is not None and max_epochs != -1 and state.epoch > max_epochs:
         raise MisconfigurationException(

@@ -1,4 +1,5 @@
-"""The `fulgor` console command (also `python -m fulgor`): subcommands such as `fulgor demo`."""
+"""The `fulgor` console command (also `python -m fulgor`): `fulgor demo`, `fulgor run SCRIPT [ARGS]` (an unchanged
+Lightning script on fulgor) and `fulgor describe SCRIPT [ARGS]` (its plan, without training)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,47 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {DEFAULT_EPOCHS})")
     demo.add_argument("--root", default=".", help="directory for lightning_logs/ (default: current directory)")
     demo.add_argument("--quick", action="store_true", help=f"a short run: {QUICK_EPOCHS} epochs unless --epochs")
+    run = commands.add_parser(
+        "run",
+        help="run an unchanged Lightning script on fulgor (pytorch_lightning / lightning imports become fulgor)",
+        description="Run SCRIPT as `python SCRIPT ARGS` would, with `import pytorch_lightning`, `lightning.pytorch`"
+        " and `lightning` answered by fulgor. Exit status, sys.argv and tracebacks are the script's.",
+    )
+    run.add_argument("--describe", action="store_true", help="print the plan of the first Trainer run, don't train")
+    _add_script_args(run)
+    describe = commands.add_parser(
+        "describe",
+        help="print what a Lightning script's Trainer would do (devices, callbacks, hooks, files), without training",
+        description="Run SCRIPT under fulgor until its first trainer.fit/validate/test/predict, print the resolved"
+        " plan instead of running it, and stop.",
+    )
+    _add_script_args(describe)
+    commands.add_parser(
+        "verify-resume",
+        help="kill a short training of SCRIPT at random steps, resume it, and check the final weights are identical",
+        add_help=False,  # its own options are parsed by fulgor.verify_resume
+    )
+    from fulgor import plot
+
+    plot.add_parser(commands)
     return parser
+
+
+def _add_script_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("script", help="the Python script to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+
+
+def run_script_command(args: argparse.Namespace, describe: bool) -> int:
+    """`fulgor run` / `fulgor describe`: run the script under the Lightning aliases; return its exit status."""
+    from fulgor import compat
+
+    if not describe:
+        return compat.run_script(args.script, args.args)
+    from fulgor.describe import intercept_runs
+
+    with intercept_runs():
+        return compat.run_script(args.script, args.args)
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
@@ -57,9 +98,20 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `fulgor` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["verify-resume"]:
+        from fulgor import verify_resume
+
+        return verify_resume.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "plot":
+        from fulgor import plot
+
+        return plot.run_command(args)
     if args.command == "demo":
         return run_demo_command(args)
+    if args.command in ("run", "describe"):
+        return run_script_command(args, describe=args.command == "describe" or args.describe)
     parser.print_help()
     return 0

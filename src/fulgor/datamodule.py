@@ -148,6 +148,36 @@ class LightningDataModule:
     def on_exception(self, exception: BaseException) -> None:
         """Called when a Trainer run is interrupted by ``exception``."""
 
+    # -- Lightning 1.x argparse helpers (removed in 2.0, kept so 1.x scripts run) -----------------------------------
+
+    @classmethod
+    def add_argparse_args(cls, parent_parser: Any, **kwargs: Any) -> Any:
+        """Add one `--flag` per `__init__` argument (1.x API)."""
+        from fulgor.trainer import argparse
+
+        return argparse.add_argparse_args(cls, parent_parser, **kwargs)
+
+    @classmethod
+    def from_argparse_args(cls, args: Any, **kwargs: Any) -> Any:
+        """Build the datamodule from parsed arguments; `kwargs` win (1.x API)."""
+        from fulgor.trainer import argparse
+
+        return argparse.from_argparse_args(cls, args, **kwargs)
+
+    @classmethod
+    def parse_argparser(cls, arg_parser: Any) -> Any:
+        """Parse `sys.argv` with `arg_parser` and fix up boolean flags (1.x API)."""
+        from fulgor.trainer import argparse
+
+        return argparse.parse_argparser(cls, arg_parser)
+
+    @classmethod
+    def get_init_arguments_and_types(cls) -> list[tuple[str, tuple[Any, ...], Any]]:
+        """(name, types, default) of every `__init__` argument (1.x API)."""
+        from fulgor.trainer import argparse
+
+        return argparse.get_init_arguments_and_types(cls)
+
     def __str__(self) -> str:
         """One line per dataloader hook with the dataset size(s), e.g. ``{Train dataloader: size=80}``."""
         lines = []

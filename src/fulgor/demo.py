@@ -136,9 +136,13 @@ def run_demo(epochs: int = 20, root: str | os.PathLike[str] = ".", progress_bar:
     pl.seed_everything(SEED)
     train_loader, val_loader, test_loader = make_loaders(dataset)
     model = LitAutoEncoder(Encoder(), Decoder())
+    from fulgor.loggers.csv_logs import CSVLogger
+
     trainer = pl.Trainer(
         max_epochs=epochs,
         default_root_dir=os.fspath(root),
+        # A CSV file everyone can open (and `fulgor plot` can draw), whatever optional loggers are installed.
+        logger=CSVLogger(save_dir=os.fspath(root)),
         log_every_n_steps=10,
         enable_progress_bar=progress_bar,
     )
@@ -149,6 +153,7 @@ def run_demo(epochs: int = 20, root: str | os.PathLike[str] = ".", progress_bar:
     predictions = trainer.predict(model, test_loader)
     assert predictions is not None
     log_dir = os.path.abspath(trainer.log_dir or os.fspath(root))
+    _draw_pictures(model, test_loader, log_dir)
     return DemoResult(
         train_loss=train_loss,
         val_loss=val_loss,
@@ -158,6 +163,23 @@ def run_demo(epochs: int = 20, root: str | os.PathLike[str] = ".", progress_bar:
         log_dir=log_dir,
         files=sorted(str(p) for p in Path(log_dir).rglob("*") if p.is_file()),
     )
+
+
+def _draw_pictures(model: LitAutoEncoder, loader: DataLoader[Any], log_dir: str) -> None:
+    """Loss curves and a grid of original vs reconstructed digits, when matplotlib is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        return
+    from fulgor.plot import plot_metrics, reconstruction_grid
+
+    plot_metrics(log_dir)
+    images, _ = next(iter(loader))
+    model.eval()
+    with torch.no_grad():
+        codes = model.encoder(images[:8].flatten(1))
+        reconstructions = model.decoder(codes).view(images[:8].shape)
+    reconstruction_grid(images[:8], reconstructions, os.path.join(log_dir, "reconstructions.png"))
 
 
 def _first_logged(metrics_csv: Path, column: str) -> float:

@@ -61,7 +61,7 @@ def makedirs(path: str | os.PathLike[str], exist_ok: bool = True) -> None:
         os.makedirs(_local(path), exist_ok=exist_ok)
 
 
-def open(path: str | os.PathLike[str], mode: str = "rb", **kwargs: Any) -> IO[Any]:  # noqa: A001
+def open(path: str | os.PathLike[str], mode: str = "rb", **kwargs: Any) -> IO[Any]:
     """Open ``path`` (local or URL) like the builtin ``open``; parents are not created.
 
     Args:

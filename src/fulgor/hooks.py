@@ -154,10 +154,3 @@ LOG_RULES: dict[str, LogRule] = {
         _EPOCH,
     ),
 }
-
-# 1.x hooks that Lightning 2.x refuses; the 1.x compatibility layer is a separate piece of work.
-REMOVED_EPOCH_END_HOOKS = {
-    "training_epoch_end": "on_train_epoch_end",
-    "validation_epoch_end": "on_validation_epoch_end",
-    "test_epoch_end": "on_test_epoch_end",
-}

@@ -287,22 +287,11 @@ class LightningModule(nn.Module):
                 f"You called `self.log({name!r}, ..., logger=True)` but have no logger configured. You can enable one"
                 " by doing `Trainer(logger=ALogger(...))`"
             )
-        results.log(
-            self._current_fx_name,
-            name,
-            value,
-            prog_bar=prog_bar,
-            logger=True if logger is None else logger,
-            on_step=on_step,
-            on_epoch=on_epoch,
-            reduce_fx=reduce_fx,
-            enable_graph=enable_graph,
-            sync_dist=sync_dist,
-            sync_dist_group=sync_dist_group,
-            add_dataloader_idx=add_dataloader_idx,
-            batch_size=batch_size,
-            rank_zero_only=rank_zero_only,
-        )
+        options = (
+            prog_bar, True if logger is None else logger, on_step, on_epoch, reduce_fx, enable_graph,
+            add_dataloader_idx, sync_dist, rank_zero_only,
+        )  # fmt: skip
+        results.log(self._current_fx_name, name, value, options, batch_size)
 
     def log_dict(
         self,
@@ -400,6 +389,11 @@ class LightningModule(nn.Module):
         """Use instead of `loss.backward()` in manual optimization (applies precision scaling and the hooks)."""
         from fulgor.trainer.optimization import run_backward
 
+        if self.automatic_optimization:
+            raise MisconfigurationException(
+                "to use manual_backward, please disable automatic optimization:"
+                " set model property `automatic_optimization` as False"
+            )
         run_backward(self.trainer, loss, *args, **kwargs)
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,9 @@ class LRSchedulerConfig:
     reduce_on_plateau: bool = False
     monitor: str | None = None
     strict: bool = True
+    # How it was given (for the checks that depend on automatic/manual optimization); not config keys.
+    _from_dict: bool = field(default=False, init=False, repr=False, compare=False)
+    _given_keys: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
 
 class LightningOptimizer:
@@ -77,7 +80,8 @@ class LightningOptimizer:
 
     def state_dict(self) -> dict[str, Any]:
         """The wrapped optimizer's `state_dict()`."""
-        return self._optimizer.state_dict()
+        state: dict[str, Any] = self._optimizer.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load into the wrapped optimizer."""
@@ -110,7 +114,10 @@ class LightningOptimizer:
                 return self._optimizer.step(closure=closure, **kwargs)
             return precision.optimizer_step(self._optimizer, closure, **kwargs)
         output = precision.optimizer_step(
-            self._optimizer, partial(_manual_closure, trainer, self._optimizer, closure), automatic_optimization=False, **kwargs
+            self._optimizer,
+            partial(_manual_closure, trainer, self._optimizer, closure),
+            automatic_optimization=False,
+            **kwargs,
         )
         trainer.state.global_step += 1  # after the step, as Lightning's progress counts completed steps
         return output
@@ -131,104 +138,158 @@ def _no_closure() -> None:
 
 
 def parse_configure_optimizers(output: Any) -> tuple[list[Optimizer], list[LRSchedulerConfig], str | None]:
-    """Turn what `configure_optimizers` returned into (optimizers, scheduler configs, monitor)."""
+    """Turn what `configure_optimizers` returned into (optimizers, scheduler configs, monitor).
+
+    Only the shape is checked here; `validate_schedulers` applies the rules that depend on the module (automatic
+    or manual optimization). Accepted: an optimizer; a list/tuple of optimizers; ``([optimizers], scheduler(s))``;
+    a dict ``{"optimizer", "lr_scheduler", "monitor"}``; a list/tuple of such dicts; None (a no-op optimizer).
+
+    Raises:
+        MisconfigurationException: any other shape (Lightning's "Unknown configuration" message).
+    """
     if output is None:
         rank_zero_warn("`LightningModule.configure_optimizers` returned `None`, this fit will run with no optimizer")
-        return [_MockOptimizer()], [], None
+        output = _MockOptimizer()
     if _is_optimizer(output):
         return [output], [], None
+    if (
+        isinstance(output, (list, tuple))
+        and len(output) == 2
+        and isinstance(output[0], list)
+        and all(_is_optimizer(o) for o in output[0])
+    ):
+        schedulers = output[1] if isinstance(output[1], list) else [output[1]]
+        return list(output[0]), [_scheduler_config(s, None) for s in schedulers], None
     if isinstance(output, Mapping):
-        return _parse_dicts([output])
-    if isinstance(output, (list, tuple)):
-        items = list(output)
-        if items and all(_is_optimizer(o) for o in items):
-            return items, [], None
-        if items and all(isinstance(o, Mapping) for o in items):
-            return _parse_dicts(items)
-        if len(items) == 2 and isinstance(items[0], list) and all(_is_optimizer(o) for o in items[0]):
-            schedulers = items[1] if isinstance(items[1], (list, tuple)) else [items[1]]
-            return list(items[0]), [_scheduler_config(s, None) for s in schedulers], None
+        optimizer, scheduler, monitor = _parse_dict(output)
+        return [optimizer], [] if scheduler is _ABSENT else [_scheduler_config(scheduler, monitor)], monitor
+    if isinstance(output, (list, tuple)) and all(isinstance(d, Mapping) for d in output):
+        # As in Lightning, a "monitor" next to a scheduler in a *list* of dicts is not used: give it in the
+        # lr_scheduler dict instead.
+        parsed = [_parse_dict(d) for d in output]
+        configs = [_scheduler_config(s, None, always_dict=True) for _, s, _ in parsed if s is not _ABSENT]
+        return [o for o, _, _ in parsed], configs, None
+    if isinstance(output, (list, tuple)) and all(_is_optimizer(o) for o in output):
+        return list(output), [], None
     raise MisconfigurationException(_UNKNOWN_CONFIG)
 
 
-def _parse_dicts(dicts: list[Mapping[str, Any]]) -> tuple[list[Optimizer], list[LRSchedulerConfig], str | None]:
-    optimizers, configs = [], []
-    monitor = None
-    for d in dicts:
-        extra = set(d) - {"optimizer", "lr_scheduler", "monitor"}
-        if extra:
-            rank_zero_warn(f"Found unsupported keys in the optimizer configuration: {extra}", RuntimeWarning)
-        if "optimizer" not in d or not _is_optimizer(d["optimizer"]):
-            raise MisconfigurationException(_UNKNOWN_CONFIG)
-        optimizers.append(d["optimizer"])
-        monitor = d.get("monitor", monitor)
-        if d.get("lr_scheduler") is not None:
-            configs.append(_scheduler_config(d["lr_scheduler"], d.get("monitor")))
-    return optimizers, configs, monitor
+_ABSENT = object()  # "no lr_scheduler key" (a None value is passed on, and rejected, as in Lightning)
 
 
-def _scheduler_config(scheduler: Any, monitor: str | None) -> LRSchedulerConfig:
-    if isinstance(scheduler, Mapping):
-        if "scheduler" not in scheduler:
-            raise MisconfigurationException(
-                'The lr scheduler dict must have the key "scheduler" with its item being an lr scheduler'
-            )
-        known = {f.name for f in fields(LRSchedulerConfig)}
-        extra = set(scheduler) - known
-        if extra:
-            rank_zero_warn(
-                f"Found unsupported keys in the lr scheduler dict: {extra}."
-                " HINT: remove them from the output of `configure_optimizers`.",
-                RuntimeWarning,
-            )
-        kwargs = {k: v for k, v in scheduler.items() if k in known}
-        if "interval" in kwargs and kwargs["interval"] not in ("step", "epoch"):
-            raise MisconfigurationException(
-                f'The "interval" key in lr scheduler dict must be "step" or "epoch" but is "{kwargs["interval"]}"'
-            )
-        kwargs.setdefault("reduce_on_plateau", _is_plateau(kwargs["scheduler"]))
-        kwargs.setdefault("monitor", monitor)
-        config = LRSchedulerConfig(**kwargs)
-        if config.reduce_on_plateau and config.monitor is None:
-            raise MisconfigurationException(
-                "The lr scheduler dict must include a monitor when a `ReduceLROnPlateau` scheduler is used."
-                ' For example: {"optimizer": optimizer, "lr_scheduler":'
-                ' {"scheduler": scheduler, "monitor": "your_loss"}}'
-            )
-        return config
-    if _is_plateau(scheduler) and monitor is None:
-        raise MisconfigurationException(
-            "`configure_optimizers` must include a monitor when a `ReduceLROnPlateau` scheduler is used."
-            ' For example: {"optimizer": optimizer, "lr_scheduler": scheduler, "monitor": "metric_to_track"}'
+def _parse_dict(d: Mapping[str, Any]) -> tuple[Optimizer, Any, str | None]:
+    extra = set(d) - {"optimizer", "lr_scheduler", "monitor"}
+    if extra:
+        rank_zero_warn(f"Found unsupported keys in the optimizer configuration: {extra}", RuntimeWarning)
+    if not _is_optimizer(d.get("optimizer")):
+        raise MisconfigurationException(_UNKNOWN_CONFIG)
+    return d["optimizer"], d.get("lr_scheduler", _ABSENT), d.get("monitor")
+
+
+_CONFIG_KEYS = frozenset(("scheduler", "name", "interval", "frequency", "reduce_on_plateau", "monitor", "strict"))
+_MANUAL_IGNORED_KEYS = ("reduce_on_plateau", "monitor", "strict")
+
+
+def _scheduler_config(scheduler: Any, monitor: str | None, always_dict: bool = False) -> LRSchedulerConfig:
+    """One scheduler (bare, or its config dict) as an `LRSchedulerConfig`; `monitor` applies to a bare one."""
+    if not isinstance(scheduler, Mapping):
+        if not always_dict:
+            return LRSchedulerConfig(scheduler, reduce_on_plateau=_is_plateau(scheduler), monitor=monitor)
+        scheduler = {"scheduler": scheduler}
+    extra = set(scheduler) - _CONFIG_KEYS
+    if extra:
+        rank_zero_warn(
+            f"Found unsupported keys in the lr scheduler dict: {extra}."
+            " HINT: remove them from the output of `configure_optimizers`.",
+            RuntimeWarning,
         )
-    return LRSchedulerConfig(scheduler, reduce_on_plateau=_is_plateau(scheduler), monitor=monitor)
+    if "scheduler" not in scheduler:
+        raise MisconfigurationException(
+            'The lr scheduler dict must have the key "scheduler" with its item being an lr scheduler'
+        )
+    kwargs = {k: v for k, v in scheduler.items() if k in _CONFIG_KEYS}
+    if kwargs.get("interval", "epoch") not in ("step", "epoch"):
+        raise MisconfigurationException(
+            f'The "interval" key in lr scheduler dict must be "step" or "epoch" but is "{kwargs["interval"]}"'
+        )
+    kwargs.setdefault("reduce_on_plateau", _is_plateau(kwargs["scheduler"]))
+    config = LRSchedulerConfig(**kwargs)
+    config._from_dict = True
+    config._given_keys = tuple(k for k in scheduler if k in _MANUAL_IGNORED_KEYS)
+    return config
 
 
 def validate_schedulers(optimizers: Sequence[Optimizer], configs: Sequence[LRSchedulerConfig], module: Any) -> None:
-    """Lightning's checks: schedulers belong to returned optimizers and follow torch's API (or the hook is custom)."""
-    from fulgor.module import LightningModule, is_overridden
+    """The rules that depend on the module: a monitor for ReduceLROnPlateau and the OneCycleLR interval (automatic
+    optimization), ignored keys (manual), schedulers on returned optimizers, and torch's scheduler API.
 
+    Raises:
+        MisconfigurationException: a plateau scheduler without monitor, a scheduler on another optimizer, or a
+            custom scheduler without an `lr_scheduler_step` override (automatic optimization).
+        TypeError: a scheduler without `state_dict`/`load_state_dict`.
+    """
+    automatic = module.automatic_optimization
     for config in configs:
-        scheduler = config.scheduler
-        owner = getattr(scheduler, "optimizer", None)
-        if owner is not None and all(owner is not opt for opt in optimizers):
+        if automatic:
+            _check_automatic(config)
+        else:
+            _to_manual(config)
+    for config in configs:
+        owner = getattr(config.scheduler, "optimizer", None)
+        if all(owner is not opt for opt in optimizers):
             raise MisconfigurationException(
                 "Some schedulers are attached with an optimizer that wasn't returned from `configure_optimizers`."
             )
-        if not (hasattr(scheduler, "state_dict") and hasattr(scheduler, "load_state_dict")):
-            raise TypeError(
-                f"The provided lr scheduler `{type(scheduler).__name__}` is invalid."
-                " It should have `state_dict` and `load_state_dict` methods defined."
-            )
-        is_torch = isinstance(
-            scheduler, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    for config in configs:
+        _check_scheduler_api(config.scheduler, module, automatic)
+
+
+def _check_automatic(config: LRSchedulerConfig) -> None:
+    if config.reduce_on_plateau and config.monitor is None:
+        raise MisconfigurationException(_PLATEAU_DICT if config._from_dict else _PLATEAU_BARE)
+    if isinstance(config.scheduler, torch.optim.lr_scheduler.OneCycleLR) and config.interval == "epoch":
+        rank_zero_warn(
+            "A `OneCycleLR` scheduler is using 'interval': 'epoch'. Are you sure you didn't mean 'interval': 'step'?",
+            RuntimeWarning,
         )
-        if not is_torch and not is_overridden("lr_scheduler_step", module, LightningModule):
-            raise MisconfigurationException(
-                f"The provided lr scheduler `{type(scheduler).__name__}` doesn't follow PyTorch's LRScheduler"
-                " API. You should override the `LightningModule.lr_scheduler_step` hook with your own logic if"
-                " you are using a custom LR scheduler."
-            )
+
+
+def _to_manual(config: LRSchedulerConfig) -> None:
+    """Manual optimization: the user steps schedulers, so monitor/strict/reduce_on_plateau mean nothing."""
+    if config._given_keys:
+        rank_zero_warn(
+            f"The lr scheduler dict contains the key(s) {list(config._given_keys)}, but the keys will be ignored."
+            " You need to call `lr_scheduler.step()` manually in manual optimization.",
+            RuntimeWarning,
+        )
+    config.reduce_on_plateau, config.monitor, config.strict = False, None, True
+
+
+def _check_scheduler_api(scheduler: Any, module: Any, automatic: bool) -> None:
+    from fulgor.module import LightningModule, is_overridden
+
+    if not (hasattr(scheduler, "state_dict") and hasattr(scheduler, "load_state_dict")):
+        raise TypeError(
+            f"The provided lr scheduler `{type(scheduler).__name__}` is invalid."
+            " It should have `state_dict` and `load_state_dict` methods defined."
+        )
+    is_torch = isinstance(scheduler, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau))
+    if automatic and not is_torch and not is_overridden("lr_scheduler_step", module, LightningModule):
+        raise MisconfigurationException(
+            f"The provided lr scheduler `{type(scheduler).__name__}` doesn't follow PyTorch's LRScheduler"
+            " API. You should override the `LightningModule.lr_scheduler_step` hook with your own logic if"
+            " you are using a custom LR scheduler."
+        )
+
+
+_PLATEAU_DICT = (
+    "The lr scheduler dict must include a monitor when a `ReduceLROnPlateau` scheduler is used."
+    ' For example: {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "your_loss"}}'
+)
+_PLATEAU_BARE = (
+    "`configure_optimizers` must include a monitor when a `ReduceLROnPlateau` scheduler is used."
+    ' For example: {"optimizer": optimizer, "lr_scheduler": scheduler, "monitor": "metric_to_track"}'
+)
 
 
 def _is_optimizer(obj: Any) -> bool:
@@ -253,6 +314,15 @@ class _MockOptimizer(Optimizer):
         return closure() if closure is not None else None
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        pass
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}  # as Lightning's: nothing to checkpoint
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         pass
 
     def __repr__(self) -> str:

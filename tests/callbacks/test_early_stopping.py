@@ -108,7 +108,9 @@ SCHEDULES: list[tuple[str, list[float], dict[str, Any], dict[str, Any], dict[str
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("name", "scores", "kwargs", "trainer_kw", "expected"), SCHEDULES, ids=[s[0] for s in SCHEDULES])
+@pytest.mark.parametrize(
+    ("name", "scores", "kwargs", "trainer_kw", "expected"), SCHEDULES, ids=[s[0] for s in SCHEDULES]
+)
 def test_measured_schedules(
     tmp_path: Path, name: str, scores: list[float], kwargs: dict[str, Any], trainer_kw: dict[str, Any],
     expected: dict[str, Any],
@@ -119,7 +121,9 @@ def test_measured_schedules(
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize(("name", "scores", "kwargs", "trainer_kw", "expected"), SCHEDULES, ids=[s[0] for s in SCHEDULES])
+@pytest.mark.parametrize(
+    ("name", "scores", "kwargs", "trainer_kw", "expected"), SCHEDULES, ids=[s[0] for s in SCHEDULES]
+)
 def test_schedules_match_lightning(
     tmp_path: Path, name: str, scores: list[float], kwargs: dict[str, Any], trainer_kw: dict[str, Any],
     expected: dict[str, Any],
@@ -179,18 +183,25 @@ def test_verbose_messages_match_lightning(tmp_path: Path) -> None:
 def test_stopping_threshold(tmp_path: Path) -> None:
     es = EarlyStopping(monitor="val_loss", stopping_threshold=0.2, patience=10)
     trainer = fit(fulgor, tmp_path, [1.0, 0.5, 0.1, 0.05], es)
-    assert (trainer.current_epoch, es.stopped_epoch, es.stopping_reason) == (3, 2, EarlyStoppingReason.STOPPING_THRESHOLD)
+    assert (trainer.current_epoch, es.stopped_epoch, es.stopping_reason) == (
+        3,
+        2,
+        EarlyStoppingReason.STOPPING_THRESHOLD,
+    )
     assert es.stopping_reason_message == (
         "Stopping threshold reached: val_loss = 0.10000000149011612 < 0.2. Signaling Trainer to stop."
     )
-    assert float(es.best_score) == 0.5 and es.wait_count == 0  # threshold stops do not touch best/wait
+    assert float(es.best_score) == 0.5  # threshold stops do not touch best/wait
+    assert es.wait_count == 0
 
 
 def test_divergence_threshold_prints_lightnings_comparator(tmp_path: Path) -> None:
     es = EarlyStopping(monitor="val_loss", divergence_threshold=5.0, patience=10)
     trainer = fit(fulgor, tmp_path, [1.0, 6.0, 0.1], es)
     assert (trainer.current_epoch, es.stopping_reason) == (2, EarlyStoppingReason.DIVERGENCE_THRESHOLD)
-    assert es.stopping_reason_message == "Divergence threshold reached: val_loss = 6.0 < 5.0. Signaling Trainer to stop."
+    assert (
+        es.stopping_reason_message == "Divergence threshold reached: val_loss = 6.0 < 5.0. Signaling Trainer to stop."
+    )
 
 
 def test_equal_to_threshold_does_not_stop(tmp_path: Path) -> None:
@@ -252,7 +263,8 @@ def test_state_key_and_state_round_trip() -> None:
                      "stopping_reason": 3, "stopping_reason_message": None}  # fmt: skip
     restored = EarlyStopping(monitor="val_loss", patience=7)
     restored.load_state_dict(state)
-    assert restored.state_dict() == state and restored.stopping_reason is EarlyStoppingReason.PATIENCE_EXHAUSTED
+    assert restored.state_dict() == state
+    assert restored.stopping_reason is EarlyStoppingReason.PATIENCE_EXHAUSTED
 
 
 @pytest.mark.oracle
@@ -347,8 +359,25 @@ def test_on_train_batch_start_returning_minus_one_ends_the_epoch(tmp_path: Path)
             return super().training_step(batch, batch_idx)
 
     trainer = fulgor.Trainer(default_root_dir=str(tmp_path), max_epochs=2, logger=False, enable_progress_bar=False,
-                             enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0)  # fmt: skip
+                             enable_model_summary=False, enable_checkpointing=False,
+                             num_sanity_val_steps=0)  # fmt: skip
     model = Skipping()
     trainer.fit(model, data(6), data())
     assert seen == [(0, 0), (1, 0)]
     assert (trainer.current_epoch, trainer.global_step, model.checks) == (2, 2, 0)  # no validation in skipped epochs
+
+
+def test_seed_section_2_3_example_stops_early(tmp_path: Path) -> None:
+    """examples/s2_3_early_stopping.py: the notes' code as written stops both runs long before 1000 epochs."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "s2_3_early_stopping.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, str(script), "--root", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    runs = re.findall(r"stopped at epoch (\d+) \(epochs run: (\d+)\).*reason (\w+)", proc.stdout)
+    assert runs == [("6", "7", "PATIENCE_EXHAUSTED"), ("4", "5", "PATIENCE_EXHAUSTED")]

@@ -54,10 +54,10 @@ def _loader(n: int = 256) -> DataLoader:
 
 
 def _trainer(tmp_path, **kwargs) -> pl.Trainer:
-    defaults = dict(
-        accelerator="gpu", devices=1, max_epochs=1, default_root_dir=tmp_path, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, logger=False,
-    )
+    defaults = {
+        "accelerator": "gpu", "devices": 1, "max_epochs": 1, "default_root_dir": tmp_path,
+        "enable_progress_bar": False, "enable_model_summary": False, "enable_checkpointing": False, "logger": False,
+    }  # fmt: skip
     return pl.Trainer(**{**defaults, **kwargs})
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 import warnings
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader
 
 import fulgor
 from helpers.boring import XYDataset, trace_model_class
+from helpers.core_only import hide_optional
 
 
 def _libs() -> list[Any]:
@@ -331,7 +333,8 @@ def test_log_every_n_steps(lib: ModuleType, tmp_path: Path) -> None:
 def test_device_errors(lib: ModuleType, flags: dict[str, Any], exc: str, text: str) -> None:
     if torch.cuda.is_available():
         pytest.skip("these are the errors of a machine without a GPU")
-    raises(exc, text, lambda: lib.Trainer(**flags))
+    # fulgor adds the fix after Lightning's text (e.g. "No supported gpu backend found! ... Use accelerator='cpu'").
+    raises(exc, text, lambda: lib.Trainer(**flags), prefix=True)
 
 
 def test_unknown_accelerator(lib: ModuleType) -> None:
@@ -471,6 +474,19 @@ def test_default_root_dir_layout(lib: ModuleType, tmp_path: Path) -> None:
     for _ in range(2):
         fit(lib, tmp_path, logger=True, max_epochs=1, limit_train_batches=2, limit_val_batches=1, log_every_n_steps=1)
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    if importlib.util.find_spec("tensorboard") is not None:  # both libraries default to TensorBoard then
+        assert sorted({f.rsplit("/", 1)[0] for f in files}) == ["lightning_logs/version_0", "lightning_logs/version_1"]
+        names = [f.rsplit("/", 1)[1] for f in files]
+        assert all(n.startswith("events.out.tfevents.") or n == "hparams.yaml" for n in names), names
+    else:
+        assert files == ["lightning_logs/version_0/metrics.csv", "lightning_logs/version_1/metrics.csv"]
+
+
+def test_default_root_dir_layout_without_tensorboard(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    hide_optional(monkeypatch)
+    for _ in range(2):
+        fit(fulgor, tmp_path, logger=True, max_epochs=1, limit_train_batches=2, limit_val_batches=1)
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert files == ["lightning_logs/version_0/metrics.csv", "lightning_logs/version_1/metrics.csv"]
 
 
@@ -491,7 +507,16 @@ def test_enable_progress_bar_false_with_progress_bar(lib: ModuleType) -> None:
 
 
 def test_default_callbacks(lib: ModuleType) -> None:
+    # Both libraries pick the rich bar and summary when rich is installed (the test extras install it).
+    rich = importlib.util.find_spec("rich") is not None
     names = [type(c).__name__ for c in lib.Trainer().callbacks]
+    expected = ["RichProgressBar", "RichModelSummary"] if rich else ["TQDMProgressBar", "ModelSummary"]
+    assert names == [*expected, "ModelCheckpoint"]
+
+
+def test_default_callbacks_without_rich(monkeypatch: pytest.MonkeyPatch) -> None:
+    hide_optional(monkeypatch)
+    names = [type(c).__name__ for c in fulgor.Trainer().callbacks]
     assert names == ["TQDMProgressBar", "ModelSummary", "ModelCheckpoint"]
 
 
@@ -561,7 +586,7 @@ def test_positional_arguments(lib: ModuleType) -> None:
 
 
 @pytest.mark.parametrize(
-    ("flag", "value"), [("profiler", "simple"), ("plugins", [object()]), ("sync_batchnorm", True), ("devices", 2)]
+    ("flag", "value"), [("profiler", "simple"), ("plugins", [object()]), ("sync_batchnorm", True)]
 )
 def test_unimplemented_flags_are_refused(flag: str, value: Any) -> None:
     with pytest.raises(NotImplementedError, match=re.escape(flag)):

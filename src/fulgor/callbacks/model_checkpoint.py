@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
-from fulgor.callbacks.callback import Callback
+from fulgor.callbacks.checkpoint import Checkpoint
 from fulgor.errors import MisconfigurationException
 from fulgor.rank import rank_zero_info, rank_zero_warn
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["ModelCheckpoint"]
 
 
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(Checkpoint):
     """Save checkpoints while training: the latest, the best `save_top_k` by `monitor`, and optionally `last.ckpt`.
 
     Arguments and behaviour are Lightning 2.6.6's (see docs/checkpointing.md). Differences: every file is written
@@ -41,7 +41,6 @@ class ModelCheckpoint(Callback):
         best = MyModel.load_from_checkpoint(checkpoint.best_model_path)
     """
 
-    order: ClassVar[int] = 100
     monitors_metrics: ClassVar[bool] = True
 
     CHECKPOINT_JOIN_CHAR = "-"
@@ -484,6 +483,9 @@ class ModelCheckpoint(Callback):
     def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         if trainer.is_global_zero and (os.path.isfile(filepath) or os.path.islink(filepath)):
             os.remove(filepath)
+            sidecar = os.path.join(os.path.dirname(filepath), f".{os.path.basename(filepath)}.sha256")
+            if os.path.isfile(sidecar):  # the integrity record written with it (see checkpointing.atomic_save)
+                os.remove(sidecar)
 
 
 def _finite(n: int | float) -> int | float:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fulgor.callbacks.callback import Callback
+from fulgor.callbacks.checkpoint import Checkpoint
 
 if TYPE_CHECKING:
     from fulgor.module import LightningModule
     from fulgor.trainer.trainer import Trainer
 
 
-class OnExceptionCheckpoint(Callback):
+class OnExceptionCheckpoint(Checkpoint):
     """Write ``<dirpath>/<filename>.ckpt`` through ``trainer.save_checkpoint`` when the run raises.
 
     The file is removed again when the run ends normally. ``trainer.fit(model, ckpt_path="last")`` considers it
@@ -24,7 +24,6 @@ class OnExceptionCheckpoint(Callback):
     """
 
     FILE_EXTENSION: ClassVar[str] = ".ckpt"
-    order: ClassVar[int] = 100  # a checkpoint callback: runs after the others, as Lightning orders them
 
     def __init__(self, dirpath: str | os.PathLike[str], filename: str = "on_exception") -> None:
         super().__init__()

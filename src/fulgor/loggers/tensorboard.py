@@ -6,8 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from argparse import Namespace
-from collections.abc import Mapping, MutableMapping
-from dataclasses import asdict, is_dataclass
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from torch import Tensor
@@ -15,6 +14,7 @@ from torch.nn import Module
 
 from fulgor import fs
 from fulgor.hparams import save_hparams_to_yaml
+from fulgor.loggers._utils import add_prefix, convert_params, flatten_dict, sanitize_params
 from fulgor.loggers.logger import Logger, rank_zero_experiment
 from fulgor.rank import rank_zero_only, rank_zero_warn
 
@@ -33,41 +33,6 @@ def tensorboard_available() -> bool:
 
 def _tensorboardx_available() -> bool:
     return importlib.util.find_spec("tensorboardX") is not None
-
-
-def _convert_params(params: Mapping[str, Any] | Namespace | None) -> dict[str, Any]:
-    if params is None:
-        return {}
-    return dict(vars(params) if isinstance(params, Namespace) else params)
-
-
-def _flatten_dict(params: Mapping[Any, Any], delimiter: str = "/", parent: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}, "l": [{"c": 2}]}`` -> ``{"a/b": 1, "l/0/c": 2}`` (Namespaces and dataclasses too)."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{parent}{delimiter}{key}" if parent else str(key)
-        if is_dataclass(value) and not isinstance(value, type):
-            value = asdict(value)
-        elif isinstance(value, Namespace):
-            value = vars(value)
-        if isinstance(value, MutableMapping):
-            flat.update(_flatten_dict(value, delimiter, name))
-        elif isinstance(value, list) and value and all(isinstance(item, MutableMapping) for item in value):
-            for i, item in enumerate(value):
-                flat.update(_flatten_dict(item, delimiter, f"{name}{delimiter}{i}"))
-        else:
-            flat[name] = value
-    return flat
-
-
-def _sanitize_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Keep bool/int/float/str/Tensor values (numpy scalars become Python numbers); everything else becomes ``str``."""
-    clean: dict[str, Any] = {}
-    for key, value in params.items():
-        if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-            value = value.item()
-        clean[key] = value if type(value) in (bool, int, float, str, Tensor) else str(value)
-    return clean
 
 
 class TensorBoardLogger(Logger):
@@ -210,8 +175,7 @@ class TensorBoardLogger(Logger):
             ValueError: a value is neither a number, a one-element tensor nor a dict of numbers.
         """
         writer = self._writer()
-        for key, value in metrics.items():
-            name = f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else key
+        for name, value in add_prefix(metrics, self._prefix, self.LOGGER_JOIN_CHAR).items():
             if isinstance(value, Tensor):
                 value = value.item()
             try:
@@ -241,9 +205,9 @@ class TensorBoardLogger(Logger):
                 ``default_hp_metric`` is on, ``hp_metric = -1`` is logged.
             step: the step for those metrics.
         """
-        raw = _convert_params(params)
+        raw = convert_params(params)
         self.hparams.update(raw)
-        flat = _sanitize_params(_flatten_dict(raw))
+        flat = sanitize_params(flatten_dict(raw))
         flat = {k: str(v) if getattr(v, "ndim", 0) > 1 else v for k, v in flat.items()}
         if metrics is None:
             metrics = {"hp_metric": -1} if self._default_hp_metric else None
@@ -256,8 +220,8 @@ class TensorBoardLogger(Logger):
             from torch.utils.tensorboard.summary import hparams
         else:  # pragma: no cover - only without tensorboard
             from tensorboardX.summary import hparams  # type: ignore[no-redef,import-not-found,unused-ignore]
-        file_writer = self._writer()._get_file_writer()
-        for summary in hparams(flat, dict(metrics)):
+        file_writer = self._writer()._get_file_writer()  # type: ignore[no-untyped-call]
+        for summary in hparams(flat, dict(metrics)):  # type: ignore[no-untyped-call]
             file_writer.add_summary(summary, step)
 
     @rank_zero_only

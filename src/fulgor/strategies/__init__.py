@@ -1,6 +1,7 @@
-"""Strategies: where the model runs and how processes talk (one device now; DDP and FSDP build on the same ABC)."""
+"""Strategies: where the model runs and how processes talk (one device, DDP), and the `strategy=` names."""
 
+from fulgor.strategies.ddp import DDPStrategy
 from fulgor.strategies.single_device import SingleDeviceStrategy
 from fulgor.strategies.strategy import Strategy
 
-__all__ = ["SingleDeviceStrategy", "Strategy"]
+__all__ = ["DDPStrategy", "SingleDeviceStrategy", "Strategy"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 # Set in the processes `ScriptLauncher` starts: the pid of the launching process, which the children watch.
 LAUNCHER_PID_ENV = "FULGOR_LAUNCHER_PID"
 _POLL_SECONDS = 0.2
+# How long a failing launcher waits for a child's exit code before killing it (only on the failure path).
+_GRACE_SECONDS = 1.0
 
 
 def _stop_job(message: str) -> None:
@@ -35,7 +38,10 @@ def _stop_job(message: str) -> None:
 def script_command() -> list[str]:
     """The command that runs this program again: `python script.py args` or `python -m module args`."""
     import __main__
+    from fulgor import compat
 
+    if compat.is_installed():  # under `fulgor run`: the other ranks must get the Lightning aliases too
+        return [sys.executable, "-m", "fulgor", "run", os.path.abspath(sys.argv[0]), *sys.argv[1:]]
     spec = getattr(__main__, "__spec__", None)
     if spec is None:
         return [sys.executable, os.path.abspath(sys.argv[0]), *sys.argv[1:]]
@@ -81,7 +87,7 @@ class ScriptLauncher:
         command = script_command()
         for local_rank in range(1, self.num_processes):
             child_env = {**os.environ, "LOCAL_RANK": str(local_rank), LAUNCHER_PID_ENV: str(os.getpid())}
-            self.children.append(subprocess.Popen(command, env=child_env))  # noqa: S603
+            self.children.append(subprocess.Popen(command, env=child_env))
         threading.Thread(target=self._watch_children, name="fulgor-ddp-watchdog", daemon=True).start()
         atexit.register(self.wait_children)
 
@@ -106,8 +112,17 @@ class ScriptLauncher:
         return None
 
     def kill_children(self) -> None:
-        """Terminate every child still running (after a failure in this process or in one of them)."""
+        """Terminate every child still running (after a failure in this process or in one of them), first saying
+        which child failed when one did: its death is usually what made this process fail."""
         self._finished = True
+        dead = self.failed_child()
+        deadline = time.monotonic() + _GRACE_SECONDS
+        while dead is None and time.monotonic() < deadline:
+            # A peer's death reaches this process (as a gloo/nccl error) before the OS reports the exit code.
+            time.sleep(0.05)
+            dead = self.failed_child()
+        if dead is not None:
+            sys.stderr.write(f"\n{dead}\n")
         for child in self.children:
             if child.poll() is None:
                 child.kill()
@@ -175,9 +190,14 @@ class MultiProcessingLauncher:
         os.environ.update(MASTER_ADDR=env.main_address, MASTER_PORT=str(env.main_port))
         with tempfile.TemporaryDirectory(prefix="fulgor-spawn-") as tmp:
             path = os.path.join(tmp, "rank0.pt")
-            mp.start_processes(
+            call: Any = (self, trainer, function, args, kwargs)
+            if self.start_method == "spawn":
+                # Plain pickle copies tensors; torch.multiprocessing's pickler would put the parameters in shared
+                # memory, and every worker would then update the same weights.
+                call = pickle.dumps(call)
+            mp.start_processes(  # type: ignore[attr-defined,no-untyped-call]
                 _run_worker,
-                args=(self, trainer, function, args, kwargs, path),
+                args=(call, path),
                 nprocs=self.strategy.num_processes,
                 start_method=self.start_method,
             )
@@ -186,15 +206,10 @@ class MultiProcessingLauncher:
         return results["return"]
 
 
-def _run_worker(
-    local_rank: int,
-    launcher: MultiProcessingLauncher,
-    trainer: Any,
-    function: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    path: str,
-) -> None:
+def _run_worker(local_rank: int, call: Any, path: str) -> None:
+    if isinstance(call, bytes):
+        call = pickle.loads(call)
+    launcher, trainer, function, args, kwargs = call
     launcher.in_worker = True
     launcher.strategy.set_local_rank(local_rank)
     value = function(*args, **kwargs)
@@ -227,6 +242,9 @@ def _restore_in_main(trainer: Any, args: tuple[Any, ...], results: dict[str, Any
     trainer.state = results["state"]
     trainer._metrics = results["metrics"]
     for callback in trainer.callbacks:
-        state = results["callbacks"].get(getattr(callback, "state_key", None))
-        if state:
-            callback.load_state_dict(state)
+        state = results["callbacks"].get(getattr(callback, "state_key", None)) or {}
+        # Attributes, not `load_state_dict`: that one refuses state from another dirpath, and this callback in the
+        # calling process never resolved its dirpath.
+        for key, value in state.items():
+            if hasattr(callback, key):
+                setattr(callback, key, value)

@@ -49,6 +49,23 @@ class Strategy(ABC):
     def launcher(self) -> Any:
         return None
 
+    @property
+    def launches_workers(self) -> bool:
+        """True when the Trainer's entry points must run through `launcher.launch(...)` in worker processes
+        (`ddp_spawn`/`ddp_fork` in the calling process); False on one device and inside the workers."""
+        return False
+
+    @property
+    def distributed_sampler_kwargs(self) -> dict[str, int] | None:
+        """`num_replicas`/`rank` for the `DistributedSampler` fulgor injects; None when not distributed."""
+        return None
+
+    def configure(self, accelerator: str, device_ids: list[int], num_nodes: int) -> None:  # noqa: B027
+        """Receive the parsed `accelerator`/`devices`/`num_nodes` flags (called by the Trainer's constructor)."""
+
+    def setup_environment(self, trainer: Any) -> None:  # noqa: B027
+        """Start of every run: launch processes and join the process group (nothing to do on one device)."""
+
     def setup_module(self, module: nn.Module) -> nn.Module:
         """Move the module to the root device; distributed strategies also wrap it."""
         self.model = module.to(self.root_device)

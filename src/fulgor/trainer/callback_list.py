@@ -3,6 +3,7 @@ summary, checkpointing), ordered by each callback's `order` attribute, and merge
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -43,18 +44,31 @@ def build_callbacks(
             "Trainer was configured with `enable_progress_bar=False`"
             f" but found `{type(bars[0]).__name__}` in callbacks list."
         )
+    # Lightning's rule: the rich bar and summary when rich is installed (found without importing it).
+    rich = importlib.util.find_spec("rich") is not None
     if enable_progress_bar and not bars:
-        result.append(TQDMProgressBar())
+        if rich:
+            from fulgor.callbacks.rich_progress import RichProgressBar
+
+            result.append(RichProgressBar())
+        else:
+            result.append(TQDMProgressBar())
     if enable_model_summary and not any(isinstance(cb, ModelSummary) for cb in result):
-        result.append(ModelSummary(max_depth=1))
+        if rich:
+            from fulgor.callbacks.rich_model_summary import RichModelSummary
+
+            result.append(RichModelSummary(max_depth=1))
+        else:
+            result.append(ModelSummary(max_depth=1))
     _add_checkpointing(result, enable_checkpointing)
     return sort_callbacks(result)
 
 
 def _add_checkpointing(callbacks: list[Callback], enabled: bool) -> None:
+    from fulgor.callbacks.checkpoint import Checkpoint
     from fulgor.callbacks.model_checkpoint import ModelCheckpoint
 
-    present = any(isinstance(cb, ModelCheckpoint) for cb in callbacks)
+    present = any(isinstance(cb, Checkpoint) for cb in callbacks)
     if present and not enabled:
         raise MisconfigurationException(
             "Trainer was configured with `enable_checkpointing=False` but found `ModelCheckpoint` in callbacks list."

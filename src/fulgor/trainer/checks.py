@@ -15,20 +15,9 @@ if TYPE_CHECKING:
 
 
 def verify_loop_configuration(trainer: Trainer, fn: TrainerFn) -> None:
-    """Lightning's checks that the module defines what the requested run needs."""
-    from fulgor.hooks import REMOVED_EPOCH_END_HOOKS
-
+    """Lightning's checks that the module defines what the requested run needs (1.x `*_epoch_end` hooks are
+    supported: see `fulgor.trainer.legacy_hooks`)."""
     module = trainer.lightning_module
-    needed = {"fit": ("training_epoch_end", "validation_epoch_end"), "validate": ("validation_epoch_end",),
-              "test": ("test_epoch_end",), "predict": ()}[fn.value]  # fmt: skip
-    for hook in needed:
-        if callable(getattr(module, hook, None)):
-            raise NotImplementedError(
-                f"Support for `{hook}` has been removed in v2.0.0. `{type(module).__name__}` implements this"
-                f" method. You can use the `{REMOVED_EPOCH_END_HOOKS[hook]}` hook instead. To access outputs, save"
-                " them in-memory as instance attributes."
-                " You can find migration examples in https://github.com/Lightning-AI/pytorch-lightning/pull/16520."
-            )
     if fn == TrainerFn.FITTING:
         _verify_fit(trainer, module)
     elif fn == TrainerFn.PREDICTING:

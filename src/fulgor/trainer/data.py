@@ -179,11 +179,31 @@ def prepare_loader(trainer: Trainer, loader: Any, stage: RunningStage) -> Any:
                 " We are turning off the train dataloader shuffling for you."
             )
         loader = rebuild_dataloader(loader, SequentialSampler(loader.dataset))  # type: ignore[arg-type]
+    sampler_kwargs = trainer.strategy.distributed_sampler_kwargs
+    if trainer.use_distributed_sampler and sampler_kwargs is not None and _can_distribute(loader):
+        from torch.utils.data import DistributedSampler
+
+        # Lightning's rule: training keeps the user's choice of shuffling, evaluation never shuffles.
+        shuffle = stage == RunningStage.TRAINING and isinstance(loader.sampler, RandomSampler) and not overfitting
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        replicas, rank = sampler_kwargs["num_replicas"], sampler_kwargs["rank"]
+        sampler: DistributedSampler[Any] = DistributedSampler(loader.dataset, replicas, rank, shuffle, seed)
+        loader = rebuild_dataloader(loader, sampler)
     if os.environ.get("PL_SEED_WORKERS") == "1" and loader.num_workers > 0 and loader.worker_init_fn is None:
         from fulgor.seed import pl_worker_init_function
 
         loader.worker_init_fn = partial(pl_worker_init_function, rank=trainer.global_rank)
     return loader
+
+
+def _can_distribute(loader: DataLoader[Any]) -> bool:
+    """A DistributedSampler replaces Random/Sequential samplers only: user distributed or custom samplers, custom
+    batch samplers and iterable datasets are left as they are."""
+    from torch.utils.data import BatchSampler
+
+    if isinstance(loader.dataset, IterableDataset) or type(loader.sampler) not in (RandomSampler, SequentialSampler):
+        return False
+    return loader.batch_sampler is None or type(loader.batch_sampler) is BatchSampler
 
 
 _LOADER_ARGS = (
@@ -192,8 +212,8 @@ _LOADER_ARGS = (
 )  # fmt: skip
 
 
-def rebuild_dataloader(loader: DataLoader[Any], sampler: Any) -> DataLoader[Any]:
-    """A copy of `loader` (same dataset and arguments, same class) that draws indices from `sampler`."""
+def rebuild_dataloader(loader: DataLoader[Any], sampler: Any, batch_sampler: Any = None) -> DataLoader[Any]:
+    """A copy of `loader` (same dataset and arguments) that draws indices from `sampler` or `batch_sampler`."""
     accepted = inspect.signature(DataLoader.__init__).parameters
     kwargs = {name: getattr(loader, name) for name in _LOADER_ARGS if name in accepted and hasattr(loader, name)}
     if loader.batch_sampler is None:  # batch_size=None: samples are batches
@@ -201,7 +221,13 @@ def rebuild_dataloader(loader: DataLoader[Any], sampler: Any) -> DataLoader[Any]
     if kwargs.get("num_workers", 0) == 0:
         kwargs.pop("prefetch_factor", None)
         kwargs["persistent_workers"] = False
-    kwargs["sampler"] = sampler
+    if batch_sampler is not None:
+        # batch_size/drop_last belong to the batch sampler; DataLoader refuses them next to one.
+        kwargs.pop("batch_size", None)
+        kwargs.pop("drop_last", None)
+        kwargs["batch_sampler"] = batch_sampler
+    else:
+        kwargs["sampler"] = sampler
     return DataLoader(loader.dataset, **kwargs)
 
 

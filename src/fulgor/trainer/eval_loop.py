@@ -11,8 +11,9 @@ import torch
 from torch import Tensor
 
 from fulgor.module import is_overridden
-from fulgor.trainer import data
+from fulgor.trainer import data, preemption
 from fulgor.trainer.dispatch import call_hook, call_module, set_fx_name
+from fulgor.trainer.preemption import STOP
 from fulgor.trainer.state import RunningStage, TrainerFn
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ def run_evaluation(trainer: Trainer, stage: RunningStage) -> list[dict[str, floa
         outputs.append(store.epoch_metrics(store.dataloader_idx, trainer._metrics))
 
     store.dataloader_idx = None
+    if trainer._legacy is not None:  # 1.x `validation_epoch_end(outputs)` / `test_epoch_end(outputs)`
+        trainer._legacy.epoch_end(name, len(loaders))
     call_hook(trainer, f"on_{name}_epoch_end")
     epoch_end = store.epoch_metrics(None, trainer._metrics)
     for out in outputs:
@@ -74,13 +77,18 @@ def _run_eval_batches(
     logging_steps = stage != RunningStage.SANITY_CHECKING
     seen = trainer._eval_steps_logged
     for batch_idx, batch in _limited(loader, limit):
-        batch = transfer(batch, dl_idx or 0)
+        if STOP.pending or STOP.sync_every:  # a stop request is acted on between validation batches too
+            preemption.safe_point(trainer, "in_validation")
+        if transfer is not None:
+            batch = transfer(batch, dl_idx or 0)
         store.start_batch(batch, dl_idx)
         call_hook(trainer, f"on_{name}_batch_start", batch, batch_idx, *hook_idx)
         set_fx_name(module, f"{name}_step")
         with autocast():
             output = step(batch, batch_idx, *hook_idx) if pass_batch_idx else step(batch, *hook_idx)
         set_fx_name(module, None)
+        if trainer._legacy is not None:  # 1.x `*_step_end`, and outputs for `*_epoch_end`
+            output = trainer._legacy.after_step(f"{name}_step", output, dl_idx or 0)
         call_hook(trainer, f"on_{name}_batch_end", output, batch, batch_idx, *hook_idx)
         store.flush(trainer._metrics)
         if stage == RunningStage.VALIDATING and trainer.state.fn == TrainerFn.FITTING:
@@ -117,6 +125,20 @@ def _restore_mode(trainer: Trainer, name: str, modes: dict[torch.nn.Module, bool
         submodule.training = training
 
 
+class PredictLoopView:
+    """What prediction writers read during `predict` (Lightning's `trainer.predict_loop`): the outputs so far and the
+    dataset indices of each batch."""
+
+    def __init__(self, num_loaders: int) -> None:
+        self.outputs: list[list[Any]] = [[] for _ in range(num_loaders)]
+        self.epoch_batch_indices: list[list[Any]] = [[] for _ in range(num_loaders)]
+        self.current_batch_indices: Any = None
+
+    @property
+    def predictions(self) -> list[Any]:
+        return self.outputs[0] if len(self.outputs) == 1 else self.outputs
+
+
 def run_prediction(trainer: Trainer, return_predictions: bool) -> list[Any] | None:
     """Run `predict_step` over every predict loader; return the outputs (a list per loader when several)."""
     loaders, limits = data.eval_loaders(trainer, RunningStage.PREDICTING)
@@ -124,30 +146,63 @@ def run_prediction(trainer: Trainer, return_predictions: bool) -> list[Any] | No
         return [] if return_predictions else None
     module = trainer.lightning_module
     data.check_dataloader_idx(module, "predict_step", len(loaders), "predict_dataloader")
+    view = trainer.predict_loop = PredictLoopView(len(loaders))
+    writers = [cb for cb in trainer.callbacks if hasattr(cb, "writes_on_epoch")]
+    keep = return_predictions or any(cb.writes_on_epoch for cb in writers)
     modes = _eval_mode(trainer, "predict")
     call_hook(trainer, "on_predict_start")
     call_hook(trainer, "on_predict_epoch_start")
     step = trainer.strategy.step_fn(module, "predict_step")
     pass_batch_idx = data.accepts_batch_idx(module.predict_step)
-    all_predictions: list[list[Any]] = []
     for dl_idx, (loader, limit) in enumerate(zip(loaders, limits)):
-        predictions: list[Any] = []
         hook_idx = () if len(loaders) == 1 else (dl_idx,)
-        for batch_idx, batch in _limited(loader, limit):
-            batch = trainer._batch_to_device(batch, dl_idx)
+        indices = _IndexRecorder.attach(loader) if writers else None
+        for batch_idx, batch in _limited(indices.loader if indices else loader, limit):
+            if trainer._batch_to_device is not None:
+                batch = trainer._batch_to_device(batch, dl_idx)
+            if indices is not None:
+                view.current_batch_indices = indices.seen[batch_idx]
+                view.epoch_batch_indices[dl_idx].append(view.current_batch_indices)
             call_hook(trainer, "on_predict_batch_start", batch, batch_idx, *hook_idx)
             with trainer.precision_plugin.autocast():
                 output = step(batch, batch_idx, *hook_idx) if pass_batch_idx else step(batch, *hook_idx)
             call_hook(trainer, "on_predict_batch_end", output, batch, batch_idx, *hook_idx)
-            if return_predictions:
-                predictions.append(_to_cpu(output))
-        all_predictions.append(predictions)
+            if keep:
+                view.outputs[dl_idx].append(_to_cpu(output))
     call_hook(trainer, "on_predict_epoch_end")
     call_hook(trainer, "on_predict_end")
     _restore_mode(trainer, "predict", modes)
     if not return_predictions:
         return None
-    return all_predictions[0] if len(all_predictions) == 1 else all_predictions
+    return view.predictions
+
+
+class _IndexRecorder:
+    """Wraps a DataLoader's batch sampler to record the dataset indices of every batch, for prediction writers."""
+
+    def __init__(self, batch_sampler: Any) -> None:
+        self.batch_sampler = batch_sampler
+        self.seen: list[Any] = []
+        self.loader: Any = None
+
+    def __iter__(self) -> Iterator[Any]:
+        self.seen = []
+        for indices in self.batch_sampler:
+            self.seen.append(indices)
+            yield indices
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    @classmethod
+    def attach(cls, loader: Any) -> _IndexRecorder | None:
+        from torch.utils.data import DataLoader
+
+        if not isinstance(loader, DataLoader) or loader.batch_sampler is None:
+            return None  # iterable datasets or batch_size=None: no indices to record
+        recorder = cls(loader.batch_sampler)
+        recorder.loader = data.rebuild_dataloader(loader, sampler=None, batch_sampler=recorder)
+        return recorder
 
 
 def _to_cpu(output: Any) -> Any:

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fulgor.rank import rank_zero_info, rank_zero_warn
-from fulgor.trainer import data
+from fulgor.trainer import data, preemption, resume
 from fulgor.trainer.dispatch import call_hook, call_module
 from fulgor.trainer.eval_loop import run_evaluation
 from fulgor.trainer.optimization import step_schedulers, train_batch
+from fulgor.trainer.preemption import STOP
 from fulgor.trainer.state import RunningStage
 
 if TYPE_CHECKING:
@@ -27,9 +28,11 @@ def run_fit(trainer: Trainer) -> None:
     trainer._log_hyperparams()
     run_sanity_check(trainer)
     trainer._stage(RunningStage.TRAINING)
-    iterator = data.setup_train_data(trainer)
+    data.setup_train_data(trainer, create_iterator=False)
     if fit_done(trainer) or trainer.limit_train_batches == 0:
         return
+    # The epoch-0 iterator is created here, before `on_train_start`, as Lightning does (random samplers draw then).
+    iterator: Iterator[Any] | None = resume.epoch_iterator(trainer, trainer._train_loader)
     data.setup_val_data_for_fit(trainer)
     trainer._validation_enabled = trainer.enable_validation  # decided once, read on every batch
     _warn_eval_modules(trainer)
@@ -92,24 +95,36 @@ def train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
     store = trainer._train_store
     call_hook(trainer, "on_train_epoch_start")
     if iterator is None:
-        iterator = iter(loader)
+        iterator = resume.epoch_iterator(trainer, loader)
+    start = resume.continue_epoch(trainer) if state.resume_point is not None else 0
     n_batches = trainer.num_training_batches
-    batches = _with_last_flag(iterator if n_batches == inf else islice(iterator, int(n_batches)), state, n_batches)
+    limited = iterator if n_batches == inf else islice(iterator, max(int(n_batches) - start, 0))
+    batches = _with_last_flag(limited, state, n_batches, start)
+    # Per-batch hooks nobody overrides are not even dispatched (resolved once per run, see dispatch.py).
+    batch_start, batch_end = ("on_train_batch_start" in trainer._hooks), ("on_train_batch_end" in trainer._hooks)
+    transfer = trainer._batch_to_device
     while not _epoch_done(trainer):
+        if STOP.pending or STOP.sync_every:  # two attribute reads per batch; a signal only sets the flag
+            preemption.safe_point(trainer, "between_batches")
         batch = next(batches, _END)
         if batch is _END:
             break
         batch_idx = state.batch_idx
-        batch = trainer._batch_to_device(batch, 0)
+        if transfer is not None:
+            batch = transfer(batch, 0)
         store.start_batch(batch)
         stepping = _will_step(trainer)
-        if call_hook(trainer, "on_train_batch_start", batch, batch_idx) == -1:
+        if batch_start and call_hook(trainer, "on_train_batch_start", batch, batch_idx) == -1:
             state.is_last_batch = True  # skip the rest of the epoch; schedulers still step as on a last batch
             _step_schedulers_after_batch(trainer, batch_idx, stepping=True)
             break
         output = train_batch(trainer, batch, batch_idx, stepping)
-        _step_schedulers_after_batch(trainer, batch_idx, stepping)
-        call_hook(trainer, "on_train_batch_end", output, batch, batch_idx)
+        if trainer._legacy is not None:  # collected only when a 1.x `training_epoch_end` is defined
+            trainer._legacy.collect_train(output)
+        if trainer.lr_scheduler_configs:
+            _step_schedulers_after_batch(trainer, batch_idx, stepping)
+        if batch_end:
+            call_hook(trainer, "on_train_batch_end", output, batch, batch_idx)
         _after_batch(trainer, batch_idx, stepping)
     _end_epoch(trainer)
 
@@ -129,6 +144,12 @@ def _after_batch(trainer: Trainer, batch_idx: int, stepping: bool) -> None:
         trainer._log_metrics(store.step_log_metrics())
     if should_validate(trainer):
         _validate_in_fit(trainer, stepping)
+    _after_validation(trainer, batch_idx, stepping)
+
+
+def _after_validation(trainer: Trainer, batch_idx: int, stepping: bool) -> None:
+    """The end of a batch cycle after its validation check: plateau schedulers, the logging step, loggers on stop."""
+    state = trainer.state
     if trainer.lr_scheduler_configs and stepping:
         step_schedulers(trainer, "step", plateau=True, batch_idx=batch_idx)
     if stepping:
@@ -198,6 +219,7 @@ def _validation_epoch(trainer: Trainer) -> bool:
 
 
 def _validate_in_fit(trainer: Trainer, stepping: bool) -> None:
+    resume.before_validation(trainer)  # a checkpoint taken inside this validation resumes by running it again
     if stepping:
         call_module(trainer, "on_validation_model_zero_grad")
     trainer._stage(RunningStage.VALIDATING)
@@ -213,6 +235,8 @@ def _end_epoch(trainer: Trainer) -> None:
     state = trainer.state
     store = trainer._train_store
     store.in_epoch_phase = True
+    if trainer._legacy is not None:  # 1.x `training_epoch_end(outputs)` runs before the epoch-end hooks
+        trainer._legacy.epoch_end("train")
     call_hook(trainer, "on_train_epoch_end")
     store.flush(trainer._metrics)
     if trainer.lr_scheduler_configs and (state.batch_idx == trainer.num_training_batches or state.is_last_batch):
@@ -225,10 +249,11 @@ def _end_epoch(trainer: Trainer) -> None:
     state.epoch += 1
 
 
-def _with_last_flag(batches: Iterator[Any], state: Any, n_batches: int | float) -> Iterator[Any]:
-    """Yield batches, setting `state.is_last_batch` before each one (with one batch of look-ahead if unsized)."""
+def _with_last_flag(batches: Iterator[Any], state: Any, n_batches: int | float, start: int = 0) -> Iterator[Any]:
+    """Yield batches, setting `state.is_last_batch` before each one (with one batch of look-ahead if unsized);
+    `start` batches of the epoch were run before a resume."""
     if n_batches != float("inf"):
-        for i, batch in enumerate(batches):
+        for i, batch in enumerate(batches, start):
             state.is_last_batch = i + 1 == n_batches
             yield batch
         return

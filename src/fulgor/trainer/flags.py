@@ -11,6 +11,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from fulgor.rank import rank_zero_info
+from fulgor.trainer.removed_args import translate_removed_args
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,8 +25,11 @@ def defaults_from_env_vars(init: F) -> F:
         if len(args) > len(names):
             raise TypeError(f"Trainer() takes at most {len(names)} positional arguments but {len(args)} were given")
         kwargs = {**dict(zip(names, args)), **kwargs}
+        kwargs, after_init = translate_removed_args(kwargs)  # 1.x arguments: translated with a note, or refused
         env = env_defaults(names)
         init(self, **{**env, **kwargs})
+        for name, value in after_init.items():
+            setattr(self, name, value)
 
     return wrapped  # type: ignore[return-value]
 

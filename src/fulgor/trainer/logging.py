@@ -167,7 +167,8 @@ class Entry:
             elif self.acc is not None:
                 acc = self.acc if self.sync is None else self.sync(self.acc.clone(), self.reduce)
                 if self.reduce == "mean":
-                    count = float(self.count) if self.sync is None else self.sync(self._count_tensor(acc), "sum")
+                    # Numerator and denominator get the same reduction, so the ratio is the global weighted mean.
+                    count = float(self.count) if self.sync is None else self.sync(self._count_tensor(acc), "mean")
                     acc = acc / count
                 self.computed = acc
         return self.computed
@@ -190,6 +191,7 @@ class ResultStore:
         self.training = training
         self.entries: dict[tuple[str, str, int | None], Entry] = {}
         self.touched: list[Entry] = []  # logged since the last flush into the metric dicts
+        self._last_call: dict[tuple[str, str], tuple[tuple[Any, ...], Entry]] = {}
         self.batch: Any = None
         self.batch_size: int | None = None
         self.dataloader_idx: int | None = None
@@ -202,44 +204,52 @@ class ResultStore:
         self.dataloader_idx = dataloader_idx
         self.in_epoch_phase = False
 
-    def log(self, fx: str, name: str, value: Any, **kwargs: Any) -> None:
-        """Store one `self.log` value (see `LightningModule.log` for the arguments)."""
-        on_step, on_epoch = default_levels(fx, kwargs["on_step"], kwargs["on_epoch"])
-        add_idx = kwargs["add_dataloader_idx"]
+    def log(self, fx: str, name: str, value: Any, options: tuple[Any, ...], batch_size: int | None) -> None:
+        """Store one `self.log` value. `options` = (prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph,
+        add_dataloader_idx, sync_dist, rank_zero_only) exactly as the user passed them."""
+        options = (*options, self.dataloader_idx)
+        cached = self._last_call.get((fx, name))
+        # The same call as last time (the usual case, every step): skip validation and option resolution.
+        entry = cached[1] if cached is not None and cached[0] == options else self._entry_for(fx, name, options)
+        if isinstance(value, Tensor) or not hasattr(value, "compute"):
+            tensor = self._to_tensor(value, name, fx, options[5])
+            entry.update(tensor, self._batch_size_for(entry, tensor, batch_size))
+        else:  # a torchmetrics.Metric (duck-typed): computed and reset by the metric itself
+            entry.metric = value
+            entry.valid = True
+            entry.computed = None
+        self.touched.append(entry)
+
+    def _entry_for(self, fx: str, name: str, options: tuple[Any, ...]) -> Entry:
+        """Validate the options of a `self.log` call and return the entry it writes to."""
+        prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph, add_idx, sync_dist, rank_zero, dl_idx = options
+        on_step, on_epoch = default_levels(fx, on_step, on_epoch)
         if add_idx and "/dataloader_idx_" in name:
             raise MisconfigurationException(
                 f"You called `self.log` with the key `{name}`"
                 " but it should not contain information about `dataloader_idx` when `add_dataloader_idx=True`"
             )
-        dl_idx = self.dataloader_idx
         # Without the suffix, one key serves every loader; logging it from two loaders is then an error.
         key = (fx, name, dl_idx if add_idx else None)
-        options = (
-            kwargs["prog_bar"], kwargs["logger"], on_step, on_epoch, parse_reduce_fx(kwargs["reduce_fx"]),
-            kwargs["enable_graph"], add_idx, kwargs["sync_dist"], kwargs["rank_zero_only"], dl_idx,
+        resolved = (
+            prog_bar, logger, on_step, on_epoch, parse_reduce_fx(reduce_fx), enable_graph, add_idx, sync_dist,
+            rank_zero, dl_idx,
         )  # fmt: skip
         entry = self.entries.get(key)
         if entry is None:
-            entry = self.entries[key] = Entry(name, fx, dl_idx, options, suffix=add_idx)
-            if kwargs["sync_dist"] and self._sync is not None:
+            entry = self.entries[key] = Entry(name, fx, dl_idx, resolved, suffix=add_idx)
+            if sync_dist and self._sync is not None:
                 entry.sync = self._sync
-        elif entry.options != options:
+        elif entry.options != resolved:
             raise MisconfigurationException(
                 f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments. This is not allowed"
             )
-        if hasattr(value, "compute") and hasattr(value, "reset") and not isinstance(value, Tensor):
-            entry.metric = value
-            entry.valid = True
-            entry.computed = None
-        else:
-            tensor = self._to_tensor(value, name, fx, kwargs["enable_graph"])
-            entry.update(tensor, self._batch_size_for(entry, tensor, kwargs["batch_size"]))
-        self.touched.append(entry)
+        self._last_call[(fx, name)] = (options, entry)
+        return entry
 
     def _to_tensor(self, value: Any, name: str, fx: str, enable_graph: bool) -> Tensor:
-        dtype = torch.get_default_dtype()
         if not isinstance(value, Tensor):
-            return torch.tensor(float(value), dtype=dtype)
+            return torch.tensor(float(value), dtype=torch.get_default_dtype())
         if value.numel() != 1:
             raise ValueError(
                 f"`self.log({name}, {value})` was called, but the tensor must have a single element."
@@ -248,6 +258,7 @@ class ResultStore:
         if not enable_graph:
             value = value.detach()
         if not value.is_floating_point():
+            dtype = torch.get_default_dtype()
             warn_once(
                 f"You called `self.log({name!r}, ...)` in your `{fx}` but the value needs to"
                 f" be floating to be reduced. Converting it to {dtype}."
@@ -257,7 +268,7 @@ class ResultStore:
             )
             value = value.to(dtype)
         elif value.dtype not in (torch.float32, torch.float64):
-            value = value.to(dtype)
+            value = value.to(torch.get_default_dtype())
         return value.reshape(()) if value.ndim else value  # type: ignore[no-any-return]  # detach() is untyped
 
     def _batch_size_for(self, entry: Entry, value: Tensor, batch_size: int | None) -> int:

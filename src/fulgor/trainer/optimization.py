@@ -4,7 +4,7 @@ accumulation, backward with its hooks, gradient clipping, manual optimization an
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -18,53 +18,100 @@ if TYPE_CHECKING:
     from fulgor.trainer.trainer import Trainer
 
 
+class PlainSteps(NamedTuple):
+    """Which parts of a batch can run as plain PyTorch because no hook, override or AMP scaler needs them
+    (decided once per run; Lightning's defaults do exactly these calls, so the result is the same)."""
+
+    zero_grad: bool  # optimizer.zero_grad(): no `on_before_zero_grad` receiver, `optimizer_zero_grad` not overridden
+    backward: bool  # loss.backward(): no backward hooks, `backward` not overridden, no loss scaling
+    before_step: bool  # nothing between backward and step: no receiver, no clipping, no unscaling
+    optimizer_step: bool  # optimizer.step(closure): `optimizer_step` not overridden, no AMP scaler
+
+
+def plain_steps(trainer: Trainer) -> PlainSteps:
+    """Resolve `PlainSteps` for this run from the hook table and the module's overrides."""
+    from fulgor.module import is_overridden
+
+    module, hooks = trainer.lightning_module, trainer._hooks
+    no_scaler = trainer.precision_plugin.scaler is None
+    return PlainSteps(
+        zero_grad="on_before_zero_grad" not in hooks and not is_overridden("optimizer_zero_grad", module),
+        backward=no_scaler
+        and not hooks.keys() & {"on_before_backward", "on_after_backward"}
+        and not is_overridden("backward", module),
+        before_step=no_scaler and "on_before_optimizer_step" not in hooks and not trainer._clipping_hook_active,
+        optimizer_step=no_scaler and not is_overridden("optimizer_step", module),
+    )
+
+
 def train_batch(trainer: Trainer, batch: Any, batch_idx: int, stepping: bool) -> Mapping[str, Any] | None:
     """Run `training_step` and, when `stepping`, the optimizer step around it; return what
     `on_train_batch_end` receives (``{"loss": loss / accumulate_grad_batches, **extra}``)."""
-    module = trainer.lightning_module
-    if not module.automatic_optimization:
+    module = trainer.lightning_module_
+    assert module is not None
+    if not trainer._automatic:
         return _manual_batch(trainer, batch, batch_idx)
     optimizer = trainer.optimizers[0]
     accumulate = trainer.accumulate_grad_batches
     zero_grad = batch_idx % accumulate == 0
     step = trainer._training_step
     autocast = trainer.precision_plugin.autocast
+    plain = trainer._plain
+    fx = module.__dict__  # `_current_fx_name` is set directly: nn.Module.__setattr__ is slow per step
     result: list[Any] = [None, None]  # [loss, extra]
 
     def closure() -> Tensor | None:
-        previous = module._current_fx_name
-        set_fx_name(module, "training_step")
+        if not torch.is_grad_enabled():  # an optimizer may call its closure under no_grad; backward needs grad
+            with torch.enable_grad():
+                return closure()
+        previous = fx["_current_fx_name"]
+        fx["_current_fx_name"] = "training_step"
         with autocast():
             output = step(batch, batch_idx) if trainer._step_takes_batch_idx else step(batch)
-        set_fx_name(module, previous)
+        fx["_current_fx_name"] = previous
+        if trainer._legacy is not None:  # 1.x `training_step_end`
+            output = trainer._legacy.after_step("training_step", output)
         loss, result[1] = _parse_output(output, accumulate)
         result[0] = loss
-        if loss is None:
-            warn_once(
-                "`training_step` returned `None`. If this was on purpose, ignore this warning...",
-            )
-        if zero_grad:
-            call_hook(trainer, "on_before_zero_grad", optimizer)
-            call_module(trainer, "optimizer_zero_grad", trainer.current_epoch, batch_idx, optimizer)
-        if loss is not None:
-            run_backward(trainer, loss)
-        if stepping:
-            _before_optimizer_step(trainer, optimizer, unscale=loss is not None)
+        _zero_grad_and_backward(trainer, optimizer, loss, batch_idx, zero_grad, stepping)
         return None if loss is None else loss.detach()
 
-    if stepping:
-        # Called inline rather than through `call_module`: one frame less between `fit` and `training_step`.
-        set_fx_name(module, "optimizer_step")
-        module.optimizer_step(trainer.current_epoch, batch_idx, trainer._lightning_optimizer, closure)
-        set_fx_name(module, None)
-        trainer.state.global_step += 1
-    else:
+    if not stepping:
         with trainer.strategy.no_backward_sync():
             closure()
+    elif plain.optimizer_step:
+        optimizer.step(closure=closure)  # type: ignore[arg-type]  # torch types the closure as returning float
+    else:
+        # Called inline rather than through `call_module`: one frame less between `fit` and `training_step`.
+        fx["_current_fx_name"] = "optimizer_step"
+        module.optimizer_step(trainer.state.epoch, batch_idx, trainer._lightning_optimizer, closure)
+        fx["_current_fx_name"] = None
+    if stepping:
+        trainer.state.global_step += 1
     loss, extra = result
+    return {} if loss is None else {"loss": loss.detach(), **extra}
+
+
+def _zero_grad_and_backward(
+    trainer: Trainer, optimizer: Optimizer, loss: Tensor | None, batch_idx: int, zero_grad: bool, stepping: bool
+) -> None:
+    """The closure after `training_step`: zero_grad (first batch of a window), backward, the before-step work."""
+    plain = trainer._plain
     if loss is None:
-        return {}
-    return {"loss": loss.detach(), **extra}
+        warn_once("`training_step` returned `None`. If this was on purpose, ignore this warning...")
+    if zero_grad:
+        if plain.zero_grad:
+            optimizer.zero_grad()
+        else:
+            call_hook(trainer, "on_before_zero_grad", optimizer)
+            call_module(trainer, "optimizer_zero_grad", trainer.state.epoch, batch_idx, optimizer)
+    if loss is not None:
+        if plain.backward:
+            loss.backward()  # type: ignore[no-untyped-call]
+        else:
+            run_backward(trainer, loss)
+    if stepping and not plain.before_step:
+        _before_optimizer_step(trainer, optimizer, unscale=loss is not None)
 
 
 def _parse_output(output: Any, accumulate: int) -> tuple[Tensor | None, dict[str, Any]]:
@@ -119,6 +166,8 @@ def _manual_batch(trainer: Trainer, batch: Any, batch_idx: int) -> dict[str, Any
         step = trainer._training_step
         output = step(batch, batch_idx) if trainer._step_takes_batch_idx else step(batch)
     set_fx_name(module, None)
+    if trainer._legacy is not None:  # 1.x `training_step_end`
+        output = trainer._legacy.after_step("training_step", output)
     if output is None:
         return {}
     if isinstance(output, Tensor):
@@ -159,6 +208,7 @@ def clip_gradients(trainer: Trainer, optimizer: Optimizer, clip_val: float | Non
         raise MisconfigurationException(
             f"`gradient_clip_algorithm` {algorithm} is invalid. Allowed algorithms: ['value', 'norm']."
         )
+    trainer.precision_plugin.check_gradient_clipping(optimizer, clip_val)
     if clip_val <= 0:
         return
     params = [p for group in optimizer.param_groups for p in group["params"]]

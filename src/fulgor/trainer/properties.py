@@ -231,9 +231,9 @@ class TrainerProperties:
 
     @property
     def checkpoint_callbacks(self) -> list[Callback]:
-        from fulgor.callbacks.model_checkpoint import ModelCheckpoint
+        from fulgor.callbacks.checkpoint import Checkpoint
 
-        return [cb for cb in self.callbacks if isinstance(cb, ModelCheckpoint)]
+        return [cb for cb in self.callbacks if isinstance(cb, Checkpoint)]
 
     @property
     def checkpoint_callback(self) -> Callback | None:

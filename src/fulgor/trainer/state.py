@@ -64,6 +64,11 @@ class TrainerState:
     is_last_batch: bool = False
     should_stop: bool = False
     val_batches_seen: int = 0  # validation batches run during this fit
+    # Exact resume (fulgor.trainer.resume): the restored position, waiting for the epoch's iterator; the random
+    # streams and validation count before the running in-fit validation; an explicit phase for a save in progress.
+    resume_point: dict[str, Any] | None = None
+    pre_validation: tuple[dict[str, Any], int] | None = None
+    saving_at: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -20,24 +20,30 @@ from fulgor.loggers.logger import DummyLogger, Logger
 from fulgor.module import LightningModule, is_overridden
 from fulgor.precision import select_precision
 from fulgor.rank import rank_zero_info, rank_zero_warn
-from fulgor.strategies import SingleDeviceStrategy, Strategy
+from fulgor.strategies import Strategy
+from fulgor.trainer import argparse as legacy_argparse
 from fulgor.trainer import data, eval_loop, fit_loop
 from fulgor.trainer.callback_list import build_callbacks, check_unique_state_keys, merge_model_callbacks
 from fulgor.trainer.checks import verify_loop_configuration
 from fulgor.trainer.dispatch import Receivers, call_hook, call_module, resolve_hooks, set_fx_name
 from fulgor.trainer.flags import apply_barebones, defaults_from_env_vars, refuse_unimplemented
+from fulgor.trainer.legacy_hooks import LegacyHooks, multiple_optimizers_error, resolve_legacy_hooks
 from fulgor.trainer.logging import MetricDicts, ResultStore
+from fulgor.trainer.optimization import PlainSteps, plain_steps
 from fulgor.trainer.properties import TrainerProperties
 from fulgor.trainer.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
-
-_STRATEGY_NAMES = (
-    "auto", "single_device", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "fsdp", "fsdp_cpu_offload",
-    "deepspeed", "xla", "single_xla",
-)  # fmt: skip
 
 
 class Trainer(TrainerProperties):
     """Runs a LightningModule: `fit`, `validate`, `test` and `predict`, configured by Lightning's flags."""
+
+    # Lightning 1.x's argparse helpers (removed in 2.0), kept so 1.x scripts run unchanged.
+    add_argparse_args = classmethod(legacy_argparse.add_argparse_args)
+    from_argparse_args = classmethod(legacy_argparse.from_argparse_args)
+    parse_argparser = classmethod(legacy_argparse.parse_argparser)
+    default_attributes = classmethod(legacy_argparse.default_attributes)
+    match_env_arguments = classmethod(legacy_argparse.match_env_arguments)
+    get_init_arguments_and_types = classmethod(legacy_argparse.get_init_arguments_and_types)
 
     @defaults_from_env_vars
     def __init__(
@@ -126,29 +132,15 @@ class Trainer(TrainerProperties):
         self._accelerator = accelerators.resolve_accelerator(accelerator)
         self._device_ids = accelerators.parse_devices(self._accelerator, devices)
         self.num_nodes = num_nodes
-        if isinstance(strategy, Strategy):
-            self.strategy = strategy
-        else:
-            self.strategy = self._select_strategy(strategy)
+        self.strategy = strategy if isinstance(strategy, Strategy) else self._select_strategy(strategy)
+        # Ranks are known from here on (torchrun/SLURM/launcher variables), so rank-zero printing is right at once.
+        self.strategy.configure(self._accelerator, self._device_ids, num_nodes)
         accelerators.log_device_info(self._accelerator)
 
     def _select_strategy(self, name: Any) -> Strategy:
-        if not isinstance(name, str) or (name.lower() not in _STRATEGY_NAMES and not name.lower().startswith("ddp_")):
-            raise ValueError(
-                f"You selected an invalid strategy name: `strategy={name!r}`. It must be either a string or an instance"
-                " of `fulgor.strategies.Strategy`. Example choices: auto, ddp, ddp_spawn, fsdp, single_device."
-            )
-        name = name.lower()
-        distributed = len(self._device_ids) > 1 or self.num_nodes > 1
-        if name in ("auto", "single_device") and not distributed:
-            device = accelerators.root_devices(self._accelerator, self._device_ids)[0]
-            return SingleDeviceStrategy(device)
-        requested = name if name not in ("auto", "single_device") else "ddp"
-        raise NotImplementedError(
-            f"`Trainer(strategy={requested!r})` (needed for devices={self._device_ids!r}, num_nodes={self.num_nodes})"
-            " is not supported by fulgor yet: distributed training arrives with the DDP work."
-            " Use `devices=1` for now."
-        )
+        from fulgor.strategies.registry import select_strategy
+
+        return select_strategy(name, self._accelerator, self._device_ids, self.num_nodes)
 
     def _setup_determinism(self, deterministic: bool | str | None, benchmark: bool | None) -> None:
         if deterministic is not None:
@@ -253,10 +245,17 @@ class Trainer(TrainerProperties):
 
     def _build_loggers(self, logger: Any) -> list[Logger]:
         if logger is None or logger is True:
+            # Lightning's rule: TensorBoard when it is installed, else CSV (fulgor skips the tensorboardX notice).
+            from fulgor.loggers.tensorboard import tensorboard_available
+
+            if tensorboard_available():
+                from fulgor.loggers.tensorboard import TensorBoardLogger
+
+                version = os.environ.get("SLURM_JOB_ID") if _running_under_slurm() else None
+                return [TensorBoardLogger(save_dir=self.default_root_dir, version=version)]
             from fulgor.loggers.csv_logs import CSVLogger
 
-            version = os.environ.get("SLURM_JOB_ID") if _running_under_slurm() else None
-            return [CSVLogger(save_dir=self.default_root_dir, version=version)]
+            return [CSVLogger(save_dir=self.default_root_dir)]
         if logger is False:
             return []
         return [logger] if isinstance(logger, Logger) else list(logger)
@@ -304,6 +303,10 @@ class Trainer(TrainerProperties):
         self.lr_scheduler_configs: list[Any] = getattr(self, "lr_scheduler_configs", [])
         self._last_val_time = 0.0
         self._validation_enabled = False
+        self._legacy: LegacyHooks | None = None
+        self._automatic = True
+        self._plain = PlainSteps(zero_grad=False, backward=False, before_step=False, optimizer_step=False)
+        self.predict_loop: Any = None  # what prediction writers read during `predict` (eval_loop.PredictLoopView)
         self._last_train_reload_epoch: int | None = None
         self._last_val_reload_epoch: int | None = None
 
@@ -318,6 +321,10 @@ class Trainer(TrainerProperties):
         weights_only: bool | None = None,
     ) -> None:
         """Train `model` (with validation when it has a `validation_step` and validation data)."""
+        if self.strategy.launches_workers:  # ddp_spawn / ddp_fork: the run happens in worker processes
+            return self.strategy.launcher.launch(  # type: ignore[no-any-return]
+                self.fit, model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only, trainer=self
+            )
         train_dataloaders, datamodule = _datamodule_in_place_of_loaders(train_dataloaders, datamodule)
         if datamodule is not None and (train_dataloaders is not None or val_dataloaders is not None):
             raise MisconfigurationException(
@@ -334,6 +341,7 @@ class Trainer(TrainerProperties):
             with torch.autograd.set_detect_anomaly(True) if self._detect_anomaly else nullcontext():
                 fit_loop.run_fit(self)
             self._finish_run()
+        return None
 
     def validate(
         self,
@@ -369,6 +377,11 @@ class Trainer(TrainerProperties):
         datamodule: Any,
         weights_only: bool | None,
     ) -> list[dict[str, float]]:
+        if self.strategy.launches_workers:
+            run = self.validate if fn == TrainerFn.VALIDATING else self.test
+            return self.strategy.launcher.launch(  # type: ignore[no-any-return]
+                run, model, dataloaders, ckpt_path, verbose, datamodule, weights_only, trainer=self
+            )
         dataloaders, datamodule = _datamodule_in_place_of_loaders(dataloaders, datamodule)
         if dataloaders is not None and datamodule is not None:
             raise MisconfigurationException(
@@ -402,6 +415,14 @@ class Trainer(TrainerProperties):
         weights_only: bool | None = None,
     ) -> list[Any] | None:
         """Run `predict_step` over the predict data; return the outputs (a list per dataloader when several)."""
+        if self.strategy.launches_workers:
+            if return_predictions:
+                raise MisconfigurationException(
+                    "`return_predictions` should be set to `False` when using the strategies that spawn or fork."
+                )
+            return self.strategy.launcher.launch(  # type: ignore[no-any-return]
+                self.predict, model, dataloaders, datamodule, False, ckpt_path, weights_only, trainer=self
+            )
         dataloaders, datamodule = _datamodule_in_place_of_loaders(dataloaders, datamodule)
         if dataloaders is not None and datamodule is not None:
             raise MisconfigurationException("You cannot pass both `trainer.predict(dataloaders=..., datamodule=...)`")
@@ -449,6 +470,7 @@ class Trainer(TrainerProperties):
     @contextmanager
     def _running(self, fn: TrainerFn, model: LightningModule, datamodule: Any) -> Iterator[None]:
         """Attach the model, run the body, and on any exception call `on_exception` and finalize loggers."""
+        self.strategy.setup_environment(self)  # DDP: start the other ranks (once) and join the process group
         self._reset_run_state()
         self.state.fn = fn
         self.state.status = TrainerStatus.RUNNING
@@ -463,6 +485,10 @@ class Trainer(TrainerProperties):
         self.datamodule = datamodule
         if datamodule is not None:
             datamodule.trainer = self
+        from fulgor.trainer import preemption
+
+        # During fit, SIGTERM/SIGUSR1 (configurable) request a stop acted on at the next safe point.
+        uninstall_signals = preemption.install(self) if fn == TrainerFn.FITTING else None
         try:
             yield
         except BaseException as exception:
@@ -477,6 +503,8 @@ class Trainer(TrainerProperties):
             raise
         finally:
             self._results = None
+            if uninstall_signals is not None:
+                uninstall_signals()
 
     def _setup_run(self, ckpt_path: Any, weights_only: bool | None) -> None:
         """configure_callbacks, prepare_data, setup, configure_model, [restore weights]: common to every run."""
@@ -514,13 +542,18 @@ class Trainer(TrainerProperties):
         module = self.lightning_module
         self._training_step = self.strategy.step_fn(module, "training_step")
         self._step_takes_batch_idx = data.accepts_batch_idx(module.training_step)
+        self._legacy = resolve_legacy_hooks(module)
+        self._automatic = module.automatic_optimization
         self._clipping_hook_active = is_overridden("configure_gradient_clipping", module) or bool(
             self.gradient_clip_val
         )
+        self._plain = plain_steps(self)  # after `_clipping_hook_active`, which it reads
 
     def _prepare_data(self) -> None:
-        # One process per node (or one in total) prepares data; with one process that is this one.
-        call_hook(self, "prepare_data")
+        # Local rank 0 of each node prepares the data (downloads once per machine); the others wait for it.
+        if self.local_rank == 0:
+            call_hook(self, "prepare_data")
+        self.strategy.barrier("prepare_data")
 
     def _finish_run(self) -> None:
         """on_fit_end (fit only), teardown hooks, loggers finalized with "success"."""
@@ -558,11 +591,7 @@ class Trainer(TrainerProperties):
         output = call_module(self, "configure_optimizers")
         optimizers, configs, _monitor = parse_configure_optimizers(output)
         if len(optimizers) > 1 and module.automatic_optimization:
-            raise RuntimeError(
-                "Training with multiple optimizers is only supported with manual optimization. Set"
-                " `self.automatic_optimization = False`, then access your optimizers in `training_step` with"
-                " `opt1, opt2, ... = self.optimizers()`."
-            )
+            raise multiple_optimizers_error(module, len(optimizers))
         validate_schedulers(optimizers, configs, module)
         self.optimizers = optimizers
         self.lr_scheduler_configs = configs
@@ -638,7 +667,8 @@ class Trainer(TrainerProperties):
         checkpointing.save_trainer_checkpoint(self, filepath, weights_only, storage_options)
 
     def _make_batch_transfer(self) -> Any:
-        """The function that moves a batch to the device through the batch-transfer hooks (once per run)."""
+        """The function that moves a batch to the device through the batch-transfer hooks (once per run), or None
+        when nothing would change the batch (CPU, default hooks, no dtype conversion)."""
         owner = data.resolve_batch_transfer(self)
         device = self.strategy.root_device
         convert = self.precision_plugin.convert_input
@@ -646,7 +676,7 @@ class Trainer(TrainerProperties):
         custom = [h for h in ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
                   if is_overridden(h, owner, parent)]  # fmt: skip
         if not custom and device.type == "cpu" and type(self.precision_plugin).convert_input is _identity_convert():
-            return _identity_transfer
+            return None  # batches stay as the loader made them: the loops skip the call
         module = self.lightning_module
 
         def transfer(batch: Any, dataloader_idx: int) -> Any:
@@ -681,10 +711,6 @@ def _identity_convert() -> Any:
     from fulgor.precision import Precision
 
     return Precision.convert_input
-
-
-def _identity_transfer(batch: Any, dataloader_idx: int) -> Any:
-    return batch
 
 
 def _running_under_slurm() -> bool:

@@ -1,0 +1,421 @@
+"""`RichProgressBar`: Lightning's rich progress display (description, bar, ``n/total``, ``elapsed • remaining``,
+speed, and the metrics on the training bar). rich is imported when the bar starts, not when this module loads."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
+
+from fulgor.callbacks.callback import STEP_OUTPUT
+from fulgor.callbacks.progress import ProgressBar
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, Task, TaskID
+    from rich.style import Style
+    from rich.text import Text
+
+    from fulgor.module import LightningModule
+    from fulgor.trainer.trainer import Trainer
+
+__all__ = ["RichProgressBar", "RichProgressBarTheme"]
+
+
+@dataclass
+class RichProgressBarTheme:
+    """Styles of the bar's parts (rich style strings or ``Style`` objects), as in Lightning.
+
+    Args:
+        description: the "Epoch 3/9", "Validation" text.
+        progress_bar: the bar while running.
+        progress_bar_finished: the bar when complete.
+        progress_bar_pulse: the bar of loaders without a length.
+        batch_progress: the ``n/total`` counter.
+        time: ``elapsed • remaining``.
+        processing_speed: ``it/s``.
+        metrics: the metrics text.
+        metrics_text_delimiter: between two metrics.
+        metrics_format: format spec of numeric metric values.
+    """
+
+    description: str | Style = ""
+    progress_bar: str | Style = "#6206E0"
+    progress_bar_finished: str | Style = "#6206E0"
+    progress_bar_pulse: str | Style = "#6206E0"
+    batch_progress: str | Style = ""
+    time: str | Style = "dim"
+    processing_speed: str | Style = "dim underline"
+    metrics: str | Style = "italic"
+    metrics_text_delimiter: str = " "
+    metrics_format: str = ".3f"
+
+
+@functools.cache
+def _rich() -> SimpleNamespace:
+    """Import rich once, on first use, and define the one custom column type (text computed from the task)."""
+    try:
+        from rich import get_console
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn
+        from rich.text import Text
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            "`RichProgressBar` and `RichModelSummary` need `rich`. Install it with `pip install rich`."
+        ) from err
+
+    class FnColumn(ProgressColumn):
+        def __init__(self, render: Any, style: Any) -> None:
+            super().__init__()
+            self._render, self._style = render, style
+
+        def render(self, task: Task) -> Text:
+            return Text(self._render(task), style=self._style)
+
+    return SimpleNamespace(
+        get_console=get_console,
+        Console=Console,
+        Progress=Progress,
+        BarColumn=BarColumn,
+        TextColumn=TextColumn,
+        FnColumn=FnColumn,
+    )
+
+
+def _batches(task: Task) -> str:
+    return f"{int(task.completed)}/{'--' if task.total is None else int(task.total)}"
+
+
+def _times(task: Task) -> str:
+    elapsed = task.finished_time if task.finished else task.elapsed
+    remaining = task.time_remaining
+
+    def fmt(seconds: float | None) -> str:
+        return "-:--:--" if seconds is None or not math.isfinite(seconds) else str(timedelta(seconds=int(seconds)))
+
+    return f"{fmt(elapsed)} • {fmt(remaining)}"
+
+
+def _speed(task: Task) -> str:
+    return f"{task.speed:>.2f}it/s" if task.speed is not None else "0.00it/s"
+
+
+class RichProgressBar(ProgressBar):
+    """Progress bars drawn with `rich <https://github.com/Textualize/rich>`_ (``pip install rich``).
+
+    One live display holds the bars: "Epoch N/M" (with ``v_num`` and the ``prog_bar=True`` metrics), "Validation",
+    "Sanity Checking", "Testing", "Predicting". Redraws happen at most ``refresh_rate`` times per second, and metrics
+    are read only when a redraw happens. When the console is not a terminal, the final state is printed once when
+    the stage ends.
+
+    Args:
+        refresh_rate: redraws per second; 0 disables the bar.
+        leave: keep each finished epoch's bar on screen.
+        theme: the styles of the parts.
+        console_kwargs: arguments for a dedicated ``rich.console.Console`` (``file``, ``width``, ``record``...);
+            by default rich's global console is used.
+
+    Example::
+
+        trainer = Trainer(callbacks=[RichProgressBar(leave=True)])
+    """
+
+    def __init__(
+        self,
+        refresh_rate: int = 100,
+        leave: bool = False,
+        theme: RichProgressBarTheme | None = None,
+        console_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        _rich()  # fail now, with the install hint, rather than when training starts
+        super().__init__()
+        if not isinstance(refresh_rate, int) or refresh_rate < 0:
+            raise ValueError(
+                f"`refresh_rate` must be an int >= 0 (redraws per second, 0 disables), got {refresh_rate!r}."
+            )
+        self._refresh_rate = refresh_rate
+        self._leave = leave
+        self.theme = theme if theme is not None else RichProgressBarTheme()
+        self._console_kwargs = console_kwargs or {}
+        self._console: Console | None = None
+        self.progress: Progress | None = None
+        self._stopped = False
+        self._last_refresh = 0.0
+        self._metrics: dict[str, Any] = {}
+        self.train_progress_bar_id: TaskID | None = None
+        self.val_sanity_progress_bar_id: TaskID | None = None
+        self.val_progress_bar_id: TaskID | None = None
+        self.test_progress_bar_id: TaskID | None = None
+        self.predict_progress_bar_id: TaskID | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The live display and console hold locks and threads; they are recreated when a stage starts.
+        return {**self.__dict__, "progress": None, "_console": None}
+
+    @property
+    def refresh_rate(self) -> int:
+        """Redraws per second (0: disabled)."""
+        return self._refresh_rate
+
+    @property
+    def is_enabled(self) -> bool:
+        """Enabled and ``refresh_rate > 0``."""
+        return self._enabled and self._refresh_rate > 0
+
+    @property
+    def console(self) -> Console | None:
+        """The console drawn on (None before the first stage starts)."""
+        return self._console
+
+    # ---- the display ----
+
+    def configure_columns(self, trainer: Trainer) -> list[Any]:
+        """The columns before the metrics; override to change the layout."""
+        rich, theme = _rich(), self.theme
+        return [
+            rich.TextColumn("[progress.description]{task.description}"),
+            rich.BarColumn(
+                complete_style=theme.progress_bar,
+                finished_style=theme.progress_bar_finished,
+                pulse_style=theme.progress_bar_pulse,
+            ),
+            rich.FnColumn(_batches, theme.batch_progress),
+            rich.FnColumn(_times, theme.time),
+            rich.FnColumn(_speed, theme.processing_speed),
+        ]
+
+    def _init_progress(self, trainer: Trainer) -> None:
+        if not self.is_enabled or (self.progress is not None and not self._stopped):
+            return
+        rich = _rich()
+        if self._console is None:  # one console for the bar's life, so a recording console keeps every epoch
+            self._console = rich.Console(**self._console_kwargs) if self._console_kwargs else rich.get_console()
+        columns = [*self.configure_columns(trainer), rich.FnColumn(self._metrics_text, self.theme.metrics)]
+        # Refreshing is driven from the hooks (throttled), not by rich's background thread.
+        self.progress = rich.Progress(*columns, auto_refresh=False, console=self._console)
+        self._reset_ids()
+        self.progress.start()
+        self._stopped = False
+
+    def _metrics_text(self, task: Task) -> str:
+        trainer = self.trainer
+        if trainer.state.fn != "fit" or trainer.sanity_checking or task.id != self.train_progress_bar_id:
+            return ""
+        return self.theme.metrics_text_delimiter.join(f"{k}: {self._format(v)}" for k, v in self._metrics.items())
+
+    def _format(self, value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        try:
+            return f"{value:{self.theme.metrics_format}}"
+        except (TypeError, ValueError):
+            return str(value)
+
+    def _stop_progress(self) -> None:
+        if self.progress is not None and not self._stopped:
+            self.progress.stop()
+            self._stopped = True
+
+    def _reset_ids(self) -> None:
+        self.train_progress_bar_id = self.val_sanity_progress_bar_id = self.val_progress_bar_id = None
+        self.test_progress_bar_id = self.predict_progress_bar_id = None
+
+    def _add_task(self, total: int | float, description: str, visible: bool = True) -> TaskID:
+        assert self.progress is not None
+        if self.theme.description:
+            description = f"[{self.theme.description}]{description}"
+        # rich draws a pulsing bar and "--" for an unknown (None) total: loaders without a length.
+        known = None if math.isinf(total) else total
+        return self.progress.add_task(description, total=known, visible=visible)
+
+    def _hide(self, task_id: TaskID | None) -> None:
+        if self.progress is not None and task_id is not None:
+            self.progress.update(task_id, visible=False)
+
+    def _refresh(self, force: bool = False) -> bool:
+        """Redraw if forced or at least ``1 / refresh_rate`` seconds passed; True when it redrew."""
+        if self.progress is None or self._stopped:
+            return False
+        now = time.monotonic()
+        if not force and now - self._last_refresh < 1.0 / self._refresh_rate:
+            return False
+        self._last_refresh = now
+        self.progress.refresh()
+        return True
+
+    def _update(self, task_id: TaskID | None, current: int) -> bool:
+        if self.progress is None or task_id is None or not self.is_enabled:
+            return False
+        self.progress.update(task_id, completed=current, visible=True)
+        total = self.progress._tasks[task_id].total
+        return self._refresh(force=current == total)
+
+    def _update_metrics(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.is_enabled:
+            metrics = self.get_metrics(trainer, pl_module)
+            self._metrics = {k: v.item() if isinstance(v, Tensor) else v for k, v in metrics.items()}
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = f"Epoch {current_epoch}"
+        if self.trainer.max_epochs is not None:
+            description += f"/{self.trainer.max_epochs - 1}"
+        # Padded to "Validation"'s width so the bars do not jump when both are shown.
+        return f"{description:{len(self.validation_description)}}"
+
+    # ---- hooks ----
+
+    def on_sanity_check_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._init_progress(trainer)
+
+    def on_sanity_check_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._hide(self.val_sanity_progress_bar_id)
+        self._refresh(force=True)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._init_progress(trainer)
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._init_progress(trainer)
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._init_progress(trainer)
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._init_progress(trainer)
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.is_disabled:
+            return
+        if self._leave and self.train_progress_bar_id is not None:
+            self._stop_progress()  # the finished epoch stays printed; a new display starts
+            self._init_progress(trainer)
+        description = self._get_train_description(trainer.current_epoch)
+        total = self.total_train_batches
+        if self.train_progress_bar_id is None:
+            self.train_progress_bar_id = self._add_task(total, description)
+        elif self.progress is not None:
+            known = None if math.isinf(total) else total
+            self.progress.reset(self.train_progress_bar_id, total=known, description=description, visible=True)
+        self._refresh(force=True)
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
+    ) -> None:
+        if self.is_disabled:
+            return
+        if self.train_progress_bar_id is None:  # resumed mid-epoch
+            self.train_progress_bar_id = self._add_task(
+                self.total_train_batches, self._get_train_description(trainer.current_epoch)
+            )
+        if self._update(self.train_progress_bar_id, batch_idx + 1):
+            self._update_metrics(trainer, pl_module)
+            self._refresh(force=True)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._update_metrics(trainer, pl_module)
+        self._refresh(force=True)
+
+    def _start_eval_task(self, attr: str, total: int | float, description: str, visible: bool) -> None:
+        self._hide(getattr(self, attr))
+        setattr(self, attr, self._add_task(total, description, visible=visible))
+        self._refresh(force=True)
+
+    def on_validation_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if self.is_disabled or not self.has_dataloader_changed(dataloader_idx):
+            return
+        total = self.total_val_batches_current_dataloader
+        if trainer.sanity_checking:
+            self._start_eval_task("val_sanity_progress_bar_id", total, self.sanity_check_description, False)
+        else:
+            self._start_eval_task("val_progress_bar_id", total, self.validation_description, False)
+
+    def on_validation_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: STEP_OUTPUT,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self.is_disabled:
+            return
+        task = self.val_sanity_progress_bar_id if trainer.sanity_checking else self.val_progress_bar_id
+        self._update(task, batch_idx + 1)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.is_enabled and trainer.state.fn == "fit":
+            self._hide(self.val_progress_bar_id)
+            self._refresh(force=True)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            self._update_metrics(trainer, pl_module)
+        self.reset_dataloader_idx_tracker()
+
+    def on_test_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if self.is_disabled or not self.has_dataloader_changed(dataloader_idx):
+            return
+        total = self.total_test_batches_current_dataloader
+        self._start_eval_task("test_progress_bar_id", total, self.test_description, True)
+
+    def on_test_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: STEP_OUTPUT,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not self.is_disabled:
+            self._update(self.test_progress_bar_id, batch_idx + 1)
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.reset_dataloader_idx_tracker()
+
+    def on_predict_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if self.is_disabled or not self.has_dataloader_changed(dataloader_idx):
+            return
+        total = self.total_predict_batches_current_dataloader
+        self._start_eval_task("predict_progress_bar_id", total, self.predict_description, True)
+
+    def on_predict_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not self.is_disabled:
+            self._update(self.predict_progress_bar_id, batch_idx + 1)
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.reset_dataloader_idx_tracker()
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._stop_progress()
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._stop_progress()
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """Print above the live display without breaking it."""
+        if self._console is not None:
+            self._console.print(*args, **kwargs)
+        else:
+            super().print(*args, **kwargs)

@@ -1,0 +1,75 @@
+"""The `strategy=` names: which Strategy each builds, Lightning's auto-selection, and the errors for the rest."""
+
+from __future__ import annotations
+
+from fulgor import accelerators
+from fulgor.errors import MisconfigurationException
+from fulgor.strategies.single_device import SingleDeviceStrategy
+from fulgor.strategies.strategy import Strategy
+
+_DDP_BASES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
+STRATEGY_NAMES = (
+    "auto",
+    "single_device",
+    *(f"{base}{suffix}" for base in _DDP_BASES for suffix in ("", "_find_unused_parameters_false",
+                                                                "_find_unused_parameters_true")),
+    "fsdp",
+    "fsdp_cpu_offload",
+)  # fmt: skip
+
+
+def select_strategy(name: object, accelerator: str, device_ids: list[int], num_nodes: int) -> Strategy:
+    """The Strategy for a `strategy=` name and the parsed accelerator/devices/num_nodes flags.
+
+    "auto" is Lightning's rule: more than one device or more than one node → "ddp" ("ddp_fork" in an interactive
+    session), else one device.
+
+    Raises:
+        ValueError: an unknown name, `single_device` with several devices, or `fsdp` without CUDA.
+        MisconfigurationException: a strategy fulgor does not provide (deepspeed, xla).
+    """
+    if not isinstance(name, str) or name.lower() not in (*STRATEGY_NAMES, "deepspeed", "xla", "single_xla"):
+        raise ValueError(
+            f"You selected an invalid strategy name: `strategy={name!r}`. It must be either a string or an instance"
+            " of `fulgor.strategies.Strategy`. Example choices: auto, ddp, ddp_spawn, ddp_fork, fsdp, single_device."
+            " Find a complete list of options in docs/distributed.md."
+        )
+    name = name.lower()
+    distributed = len(device_ids) > 1 or num_nodes > 1
+    if name == "auto":
+        if not distributed:
+            return SingleDeviceStrategy(accelerators.root_devices(accelerator, device_ids)[0])
+        name = "ddp_fork" if accelerators._is_interactive() else "ddp"
+    if name == "single_device":
+        if distributed:
+            raise ValueError(
+                f"`Trainer(strategy='single_device')` runs on one device, but devices={device_ids!r} and"
+                f" num_nodes={num_nodes} ask for {len(device_ids) * num_nodes}. Use `strategy='ddp'` or `devices=1`."
+            )
+        return SingleDeviceStrategy(accelerators.root_devices(accelerator, device_ids)[0])
+    if name.startswith("ddp"):
+        from fulgor.strategies.ddp import strategy_for_name
+
+        return strategy_for_name(name)
+    if name.startswith("fsdp"):
+        return _fsdp(name, accelerator)
+    if name == "deepspeed":
+        raise MisconfigurationException(
+            "`Trainer(strategy='deepspeed')` is not supported by fulgor. Use `strategy='fsdp'` for sharded"
+            " training, or pytorch-lightning with DeepSpeed installed."
+        )
+    raise MisconfigurationException(
+        f"`Trainer(strategy={name!r})`: TPUs/XLA are not supported by fulgor. Use 'ddp' or 'fsdp' on GPUs."
+    )
+
+
+def _fsdp(name: str, accelerator: str) -> Strategy:
+    if accelerator != "cuda":
+        raise ValueError(
+            f"The strategy `{name}` requires a GPU accelerator, but received `accelerator={accelerator!r}`. Please"
+            " set `accelerator='cuda'`, `accelerator='gpu'`, or pass a `CUDAAccelerator()` instance to use FSDP."
+        )
+    raise NotImplementedError(
+        f"`Trainer(strategy={name!r})` is not supported by fulgor yet: FSDP arrives after DDP."
+        " Use `strategy='ddp'` for now."
+    )

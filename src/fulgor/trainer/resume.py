@@ -1,0 +1,410 @@
+"""Exact resume from any step: the training loader's position (consumed batches skipped without loading their data),
+the random streams at the moments an epoch's iterator and sampler started, accumulated gradients, and where in the
+batch cycle a checkpoint was taken, so that the rest of that cycle runs on resume."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from fulgor.errors import PossibleUserWarning
+from fulgor.rank import rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulgor.trainer.trainer import Trainer
+
+__all__ = [
+    "RESUME_KEY",
+    "ResumableIndices",
+    "capture",
+    "continue_epoch",
+    "epoch_iterator",
+    "get_rng_states",
+    "make_resumable",
+    "restore",
+    "set_rng_states",
+]
+
+RESUME_KEY = "fulgor_resume"  # top-level checkpoint key; Lightning ignores keys it does not know
+_FORMAT = 1
+
+# Where in the batch cycle a checkpoint was taken, from the hook that was running (see `_phase`).
+_PHASE_BY_HOOK = {"on_train_batch_end": "batch_end", "on_train_epoch_end": "epoch_end"}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# random streams
+
+
+def get_rng_states(generators: list[torch.Generator] | tuple[torch.Generator, ...] = ()) -> dict[str, Any]:
+    """torch (CPU, and CUDA when initialised), Python and NumPy global states, plus `generators`, in a form that
+    `torch.load(weights_only=True)` accepts."""
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": _python_state()}
+    numpy_state = _numpy_state()
+    if numpy_state is not None:
+        states["numpy"] = numpy_state
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        states["torch.cuda"] = torch.cuda.get_rng_state_all()
+    states["generators"] = [g.get_state() for g in generators]
+    return states
+
+
+def set_rng_states(
+    states: dict[str, Any], generators: list[torch.Generator] | tuple[torch.Generator, ...] = ()
+) -> None:
+    """Put every stream back to `states` (from `get_rng_states` with the same `generators`)."""
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((int(version), tuple(int(x) for x in internal), gauss))
+    if "numpy" in states:
+        _set_numpy_state(states["numpy"])
+    cuda = states.get("torch.cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    for generator, state in zip(generators, states.get("generators", [])):
+        generator.set_state(state)
+
+
+@contextmanager
+def rng_as(states: dict[str, Any], generators: list[torch.Generator]) -> Iterator[None]:
+    """Run the body with the streams set to `states`, then put back what they were."""
+    previous = get_rng_states(generators)
+    set_rng_states(states, generators)
+    try:
+        yield
+    finally:
+        set_rng_states(previous, generators)
+
+
+def _python_state() -> list[Any]:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _numpy_state() -> dict[str, Any] | None:
+    try:
+        import numpy as np
+    except ImportError:
+        return None
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}  # fmt: skip
+
+
+def _set_numpy_state(state: dict[str, Any]) -> None:
+    import numpy as np
+
+    keys = state["keys"].numpy().astype(np.uint32)
+    np.random.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["cached"]))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the loader's index stream
+
+
+class ResumableIndices:
+    """Wraps a loader's batch sampler (or sampler): iterates exactly like it, records the random states at the moment
+    it starts (so the same order can be drawn again), and can start `skip` batches in, drawing only indices."""
+
+    def __init__(self, inner: Any, generators: list[torch.Generator]) -> None:
+        self.inner = inner
+        self.generators = generators
+        self.epoch: int | None = None  # trainer epoch whose iterator the records below belong to
+        self.iter_start: dict[str, Any] | None = None  # states just before `iter(loader)`
+        self.sampler_start: dict[str, Any] | None = None  # states when the first index was drawn
+        self.replay = False  # set while the resumed epoch's iterator is created
+
+    def __iter__(self) -> Iterator[Any]:
+        # DataLoader iterators may call this more than once while being created (the multi-process one does).
+        if self.replay and self.sampler_start is not None:
+            replayed: Iterator[Any] = self._replayed(self.skip)
+            return replayed
+        return self._recorded()
+
+    def _recorded(self) -> Iterator[Any]:
+        # A generator: this body runs at the first `next`, when the wrapped sampler would draw its seed.
+        self.sampler_start = get_rng_states(self.generators)
+        yield from self.inner
+
+    def _replayed(self, skip: int) -> Iterator[Any]:
+        assert self.sampler_start is not None
+        with rng_as(self.sampler_start, self.generators):
+            iterator = iter(self.inner)
+            first = next(iterator, _END) if skip == 0 else _advance(iterator, skip)
+        return _chain_first(first, iterator)
+
+    skip = 0
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getattr__(self, name: str) -> Any:  # batch_size, drop_last, sampler, set_epoch ... of the wrapped object
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+_END = object()
+
+
+def _advance(iterator: Iterator[Any], skip: int) -> Any:
+    """Drop `skip` items (indices only: no data is loaded) and return the next one (or _END)."""
+    for _ in range(skip):
+        if next(iterator, _END) is _END:
+            return _END
+    return next(iterator, _END)
+
+
+def _chain_first(first: Any, iterator: Iterator[Any]) -> Iterator[Any]:
+    if first is _END:
+        return
+    yield first
+    yield from iterator
+
+
+def make_resumable(loader: Any) -> ResumableIndices | None:
+    """Wrap the index stream of a map-style DataLoader in place (once); None for loaders fulgor cannot position.
+
+    The DataLoader keeps its class, dataset, sampler and every argument: only the object its iterators draw indices
+    from is wrapped, so the order and the random draws are those of the unwrapped loader.
+    """
+    if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset) or _is_stateful(loader):
+        return None
+    attribute = "batch_sampler" if loader.batch_sampler is not None else "sampler"
+    current = getattr(loader, attribute)
+    if isinstance(current, ResumableIndices):
+        return current
+    wrapper = ResumableIndices(current, _generators(loader))
+    object.__setattr__(loader, attribute, wrapper)  # DataLoader refuses to set these after __init__
+    return wrapper
+
+
+def _generators(loader: DataLoader[Any]) -> list[torch.Generator]:
+    found: dict[int, torch.Generator] = {}
+    candidates = [loader.generator, getattr(loader.sampler, "generator", None)]
+    batch_sampler = loader.batch_sampler
+    if batch_sampler is not None:
+        candidates.append(getattr(getattr(batch_sampler, "sampler", None), "generator", None))
+    for generator in candidates:
+        if isinstance(generator, torch.Generator):
+            found[id(generator)] = generator
+    return list(found.values())
+
+
+def _is_stateful(loader: Any) -> bool:
+    return callable(getattr(loader, "state_dict", None)) and callable(getattr(loader, "load_state_dict", None))
+
+
+def _indices_of(loader: Any) -> ResumableIndices | None:
+    if not isinstance(loader, DataLoader):
+        return None
+    found = loader.batch_sampler if loader.batch_sampler is not None else loader.sampler
+    return found if isinstance(found, ResumableIndices) else None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the fit loop's side
+
+
+def epoch_iterator(trainer: Trainer, loader: Any) -> Iterator[Any]:
+    """`iter(loader)` for the epoch about to run, positioned after the batches a restored checkpoint had consumed."""
+    state = trainer.state
+    indices = make_resumable(loader)
+    point = state.resume_point
+    if point is not None and point["epoch"] == state.epoch and (point["consumed"] or _record_for(point, state.epoch)):
+        return _resumed_iterator(trainer, loader, indices, point)
+    if point is not None and not point.get("rng_applied"):
+        set_rng_states(point["rng"], _generators(loader) if isinstance(loader, DataLoader) else [])
+        point["rng_applied"] = True
+    if indices is not None:
+        indices.epoch = state.epoch
+        indices.iter_start = get_rng_states(indices.generators)
+    return iter(loader)
+
+
+def _record_for(point: dict[str, Any], epoch: int) -> dict[str, Any] | None:
+    """The loader record, if the checkpoint was taken after this epoch's iterator was created."""
+    record = point.get("loader")
+    return record if record is not None and record["epoch"] == epoch else None
+
+
+def _resumed_iterator(
+    trainer: Trainer, loader: Any, indices: ResumableIndices | None, point: dict[str, Any]
+) -> Iterator[Any]:
+    consumed = int(point["consumed"])
+    if _is_stateful(loader) and point.get("loader_state") is not None:
+        loader.load_state_dict(point["loader_state"])
+        return iter(loader)
+    record = _record_for(point, trainer.state.epoch)
+    if indices is None or record is None:
+        if consumed:
+            _warn_not_resumable(loader, consumed)
+        return iter(loader)
+    indices.epoch, indices.iter_start, indices.sampler_start = record["epoch"], record["iter_start"], record["sampler"]
+    indices.replay, indices.skip = True, consumed
+    try:
+        with rng_as(record["iter_start"], indices.generators):
+            iterator: Iterator[Any] = iter(loader)
+            return iterator
+    finally:
+        indices.replay, indices.skip = False, 0
+
+
+def _warn_not_resumable(loader: Any, consumed: int) -> None:
+    rank_zero_warn(
+        f"Resuming mid-epoch with a training loader fulgor cannot position ({type(loader).__name__}"
+        f"{' over an IterableDataset' if isinstance(getattr(loader, 'dataset', None), IterableDataset) else ''},"
+        " without `state_dict`/`load_state_dict`): it restarts from its beginning and the epoch runs only its remaining"
+        f" batches, so the first {consumed} batches are seen again and the last ones are not. Everything else (weights,"
+        " optimizer, random streams, counters) is exact. Give the loader `state_dict`/`load_state_dict` (e.g."
+        " torchdata's StatefulDataLoader) or use a map-style dataset for an exact resume.",
+        PossibleUserWarning,
+    )
+
+
+def continue_epoch(trainer: Trainer) -> int:
+    """After the epoch's iterator exists: put back counters, random streams and gradients of a mid-epoch checkpoint,
+    run what was left of the interrupted batch cycle, and return how many batches of the epoch are already done."""
+    state = trainer.state
+    point = state.resume_point
+    state.resume_point = None
+    if point is None or point["epoch"] != state.epoch or point["phase"] in ("epoch_end", "boundary"):
+        return 0
+    counters = point["counters"]
+    for name in ("batch_idx", "total_batch_idx", "val_batches_seen", "batches_that_stepped"):
+        setattr(state, name, int(counters[name]))
+    state.is_last_batch = bool(counters["is_last_batch"])
+    if not point.get("rng_applied"):
+        set_rng_states(point["rng"], _loader_generators(trainer))
+    _restore_grads(trainer, point.get("grads"))
+    _finish_cycle(trainer, point)
+    return int(point["consumed"])
+
+
+def _finish_cycle(trainer: Trainer, point: dict[str, Any]) -> None:
+    from fulgor.trainer import fit_loop
+
+    phase, stepping = point["phase"], bool(point["stepping"])
+    if phase == "batch_end":
+        fit_loop._after_batch(trainer, trainer.state.batch_idx, stepping)
+    elif phase == "in_validation":
+        fit_loop._validate_in_fit(trainer, stepping)
+        fit_loop._after_validation(trainer, trainer.state.batch_idx - 1, stepping)
+    elif phase == "after_validation":
+        fit_loop._after_validation(trainer, trainer.state.batch_idx - 1, stepping)
+
+
+def _loader_generators(trainer: Trainer) -> list[torch.Generator]:
+    loader = trainer._train_loader
+    return _generators(loader) if isinstance(loader, DataLoader) else []
+
+
+def _restore_grads(trainer: Trainer, grads: dict[str, torch.Tensor] | None) -> None:
+    if not grads:
+        return
+    for name, param in trainer.lightning_module.named_parameters():
+        saved = grads.get(name)
+        if saved is not None:
+            param.grad = saved.to(device=param.device, dtype=param.dtype).clone()
+
+
+def before_validation(trainer: Trainer) -> None:
+    """Remember the streams and counters as they are before an in-fit validation: a checkpoint taken inside it
+    resumes by running that validation again from its start."""
+    trainer.state.pre_validation = (get_rng_states(_loader_generators(trainer)), trainer.state.val_batches_seen)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# checkpoint side
+
+
+def capture(trainer: Trainer) -> dict[str, Any] | None:
+    """What a checkpoint needs beyond Lightning's keys to resume exactly where it was taken (None outside a fit)."""
+    state = trainer.state
+    status = getattr(state.status, "value", state.status)
+    if getattr(state.fn, "value", state.fn) != "fit" or status not in (
+        "running",
+        "interrupted",
+    ):  # interrupted: on_exception
+        return None
+    phase = _phase(trainer)
+    counters = {**state.counters(), "is_last_batch": bool(state.is_last_batch)}
+    rng = get_rng_states(_loader_generators(trainer))
+    if phase == "in_validation" and state.pre_validation is not None:
+        rng, counters["val_batches_seen"] = state.pre_validation
+    consumed = _consumed(trainer, phase)
+    point: dict[str, Any] = {
+        "format": _FORMAT,
+        "phase": phase,
+        "epoch": state.epoch + (1 if phase == "epoch_end" else 0),
+        "consumed": consumed,
+        "stepping": _stepped(trainer, consumed - 1) if consumed else False,
+        "counters": counters,
+        "rng": rng,
+        "loader": _loader_record(trainer),
+    }
+    loader = trainer._train_loader
+    if phase not in ("epoch_end", "boundary") and _is_stateful(loader):
+        point["loader_state"] = loader.state_dict()
+    accumulate = int(trainer.accumulate_grad_batches)
+    if accumulate > 1 and consumed % accumulate and phase not in ("epoch_end", "boundary"):
+        point["grads"] = {n: p.grad for n, p in trainer.lightning_module.named_parameters() if p.grad is not None}
+    return point
+
+
+def _phase(trainer: Trainer) -> str:
+    state = trainer.state
+    if state.saving_at is not None:
+        return state.saving_at
+    stage = getattr(state.stage, "value", state.stage)
+    fx = trainer.lightning_module._current_fx_name
+    if stage == "validate":
+        return "after_validation" if fx == "on_validation_end" else "in_validation"
+    if stage != "train":
+        return "boundary"
+    if fx in _PHASE_BY_HOOK:
+        return _PHASE_BY_HOOK[fx]
+    if fx in ("on_fit_start", "on_train_end", "on_fit_end", "setup", "teardown"):
+        return "boundary"
+    return "between_batches"  # also inside a batch's hooks: that batch runs again on resume
+
+
+def _consumed(trainer: Trainer, phase: str) -> int:
+    state = trainer.state
+    if phase == "batch_end":
+        return state.batch_idx + 1
+    if phase in ("epoch_end", "boundary"):
+        return 0
+    return state.batch_idx
+
+
+def _stepped(trainer: Trainer, batch_idx: int) -> bool:
+    """Whether batch `batch_idx` of this epoch ended with an optimizer step (the fit loop's `_will_step` rule)."""
+    accumulate = trainer.accumulate_grad_batches
+    n = trainer.num_training_batches
+    return accumulate == 1 or (batch_idx + 1) % accumulate == 0 or batch_idx + 1 == n or trainer.state.is_last_batch
+
+
+def _loader_record(trainer: Trainer) -> dict[str, Any] | None:
+    indices = _indices_of(trainer._train_loader)
+    if indices is None or indices.iter_start is None:
+        return None
+    return {"epoch": indices.epoch, "iter_start": indices.iter_start, "sampler": indices.sampler_start}
+
+
+def restore(trainer: Trainer, point: dict[str, Any]) -> None:
+    """Set the epoch-level counters from a fulgor checkpoint; the rest waits for the epoch's iterator (see
+    `epoch_iterator` and `continue_epoch`)."""
+    state = trainer.state
+    counters = point["counters"]
+    state.epoch = int(point["epoch"])
+    state.global_step = int(counters["global_step"])
+    state.batches_that_stepped = int(counters["batches_that_stepped"])
+    state.total_batch_idx = int(counters["total_batch_idx"])
+    state.val_batches_seen = int(counters["val_batches_seen"])
+    state.resume_point = dict(point)

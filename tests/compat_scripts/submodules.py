@@ -1,0 +1,48 @@
+"""A 1.x-era script importing submodule paths (`pytorch_lightning.callbacks.early_stopping`, `.utilities.seed`,
+`.core`, `.utilities.rank_zero`), unchanged."""
+
+import sys
+
+import torch
+from pytorch_lightning.callbacks.early_stopping import EarlyStopping
+from pytorch_lightning.core import LightningModule
+from pytorch_lightning.trainer.trainer import Trainer
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+from pytorch_lightning.utilities.seed import seed_everything
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class Regressor(LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(3, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.layer(x), y)
+        self.log("train_loss", loss, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+if __name__ == "__main__":
+    seed_everything(7)
+    x = torch.randn(32, 3)
+    data = DataLoader(TensorDataset(x, x @ torch.tensor([[1.0], [-2.0], [0.5]])), batch_size=8)
+    stop = EarlyStopping(monitor="val_loss", patience=100)
+    trainer = Trainer(
+        callbacks=[stop], max_epochs=3, default_root_dir=sys.argv[1], enable_progress_bar=False, logger=False
+    )
+    model = Regressor()
+    trainer.fit(model, data, data)
+    report = rank_zero_only(print)
+    report(
+        f"RESULT step={trainer.global_step} val_loss={trainer.callback_metrics['val_loss'].item():.6f}"
+        f" weight_sum={model.layer.weight.sum().item():.6f}"
+    )
