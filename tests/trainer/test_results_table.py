@@ -108,4 +108,3 @@ def test_matches_lightning(case: str, terminal: Any, monkeypatch: pytest.MonkeyP
     print_results_table(results, stage)
     assert capsys.readouterr().out == expected
     assert expected  # every case prints a table
-
