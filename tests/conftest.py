@@ -1,1 +1,16 @@
-"""Shared pytest setup: puts tests/ on sys.path so `from helpers.boring import ...` works from any test."""
+"""Shared pytest setup: tests/ on sys.path (so `from helpers.boring import ...` works from any test), and every
+test runs in its own temporary directory, so a Trainer without `default_root_dir` writes nothing into the repo."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(autouse=True)
+def _run_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)

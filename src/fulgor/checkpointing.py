@@ -397,12 +397,12 @@ def build_checkpoint(trainer: Any, weights_only: bool) -> dict[str, Any]:
         "epoch": trainer.current_epoch,
         "global_step": trainer.global_step,
         VERSION_KEY: FORMAT_VERSION,
-        "state_dict": module.state_dict(),
+        "state_dict": _module_state(trainer, module),
         "loops": build_loops(trainer),
     }
     if not weights_only:
         checkpoint["callbacks"] = {cb.state_key: s for cb in trainer.callbacks if (s := cb.state_dict())}
-        checkpoint["optimizer_states"] = [opt.state_dict() for opt in trainer.optimizers]
+        checkpoint["optimizer_states"] = [_optimizer_state(trainer, opt) for opt in trainer.optimizers]
         checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
         precision_state = trainer.precision_plugin.state_dict()
         if precision_state:
@@ -420,6 +420,17 @@ def build_checkpoint(trainer: Any, weights_only: bool) -> dict[str, Any]:
     else:
         call_hook(trainer, "on_save_checkpoint", checkpoint)
     return checkpoint
+
+
+def _module_state(trainer: Any, module: Any) -> dict[str, Any]:
+    # A sharding strategy (FSDP) gathers the full state dict; the others hold it whole in the module.
+    gather = getattr(getattr(trainer, "strategy", None), "lightning_module_state_dict", None)
+    return gather() if gather is not None else module.state_dict()  # type: ignore[no-any-return]
+
+
+def _optimizer_state(trainer: Any, optimizer: Any) -> dict[str, Any]:
+    gather = getattr(getattr(trainer, "strategy", None), "optimizer_state", None)
+    return gather(optimizer) if gather is not None else optimizer.state_dict()  # type: ignore[no-any-return]
 
 
 def _dump_hparams(obj: Any, checkpoint: dict[str, Any]) -> None:
@@ -810,8 +821,10 @@ def restore_training_state(trainer: Any, checkpoint: dict[str, Any]) -> None:
             "Trying to restore optimizer state but checkpoint contains only the model."
             " This is probably due to `ModelCheckpoint.save_weights_only` being set to `True`."
         )
+    # FSDP shards a full optimizer state; the other strategies load it as it is.
+    load = getattr(getattr(trainer, "strategy", None), "load_optimizer_state", None)
     for optimizer, state in zip(trainer.optimizers, checkpoint["optimizer_states"]):
-        optimizer.load_state_dict(state)
+        load(optimizer, state) if load is not None else optimizer.load_state_dict(state)
     if "lr_schedulers" not in checkpoint:
         raise KeyError(
             "Trying to restore learning rate scheduler state but checkpoint contains only the model."

@@ -59,9 +59,9 @@ def test_invalid_names() -> None:
     with pytest.raises(ValueError, match=r"You selected an invalid strategy name: `strategy='dp'`\. It must be"):
         select_strategy("dp", "cpu", [0], 1)
     with pytest.raises(ValueError) as info:
-        select_strategy("fsdp", "cpu", [0, 1], 1)
+        select_strategy("fsdp", "mps", [0], 1)  # CPU (gloo) and CUDA run FSDP in fulgor; MPS does not
     assert str(info.value) == (
-        "The strategy `fsdp` requires a GPU accelerator, but received `accelerator='cpu'`. Please set"
+        "The strategy `fsdp` requires a GPU accelerator, but received `accelerator='mps'`. Please set"
         " `accelerator='cuda'`, `accelerator='gpu'`, or pass a `CUDAAccelerator()` instance to use FSDP."
     )
     with pytest.raises(ValueError, match=r"strategy='single_device'\)` runs on one device, but devices=\[0, 1\]"):

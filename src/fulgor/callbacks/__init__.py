@@ -1,11 +1,13 @@
 """Callbacks: the `Callback` base class and the callbacks the Trainer and users add."""
 
+from fulgor.callbacks.batch_size_finder import BatchSizeFinder
 from fulgor.callbacks.callback import Callback
 from fulgor.callbacks.checkpoint import Checkpoint
 from fulgor.callbacks.early_stopping import EarlyStopping, EarlyStoppingReason
 from fulgor.callbacks.finetuning import BackboneFinetuning, BaseFinetuning
 from fulgor.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
 from fulgor.callbacks.lambda_function import LambdaCallback
+from fulgor.callbacks.lr_finder import LearningRateFinder
 from fulgor.callbacks.lr_monitor import LearningRateMonitor
 from fulgor.callbacks.model_checkpoint import ModelCheckpoint
 from fulgor.callbacks.model_summary import ModelSummary
@@ -21,6 +23,7 @@ __all__ = [
     "BackboneFinetuning",
     "BaseFinetuning",
     "BasePredictionWriter",
+    "BatchSizeFinder",
     "Callback",
     "Checkpoint",
     "EMAWeightAveraging",
@@ -28,6 +31,7 @@ __all__ = [
     "EarlyStoppingReason",
     "GradientAccumulationScheduler",
     "LambdaCallback",
+    "LearningRateFinder",
     "LearningRateMonitor",
     "ModelCheckpoint",
     "ModelSummary",

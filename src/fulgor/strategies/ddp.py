@@ -241,7 +241,11 @@ class DDPStrategy(Strategy):
 
     def teardown(self) -> None:
         """Unwrap the model; after a failure, destroy the process group and stop the ranks this process started."""
-        failed = sys.exc_info()[1] is not None
+        from fulgor.trainer.preemption import Preempted
+
+        error = sys.exc_info()[1]
+        # A preemption stop is agreed by every rank (they all save and exit): wait for them, do not kill them.
+        failed = error is not None and not isinstance(error, Preempted)
         if failed:
             # Called from the Trainer's exception path: the other ranks would wait for this one forever.
             self._stop_children()

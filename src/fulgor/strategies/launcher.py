@@ -101,8 +101,12 @@ class ScriptLauncher:
 
     def failed_child(self) -> str | None:
         """A message naming the first child that exited with an error, or None."""
+        from fulgor.trainer.preemption import STOP
+
         for local_rank, child in enumerate(self.children, start=1):
             code = child.poll()
+            if STOP.handled and code == STOP.options.exit_code:
+                continue  # an agreed preemption stop: every rank saves and exits with this code, not a failure
             if code is not None and code != 0:
                 rank = self.environment.node_rank * self.num_processes + local_rank
                 return (

@@ -25,7 +25,7 @@ def select_strategy(name: object, accelerator: str, device_ids: list[int], num_n
     session), else one device.
 
     Raises:
-        ValueError: an unknown name, `single_device` with several devices, or `fsdp` without CUDA.
+        ValueError: an unknown name, `single_device` with several devices, or `fsdp` on MPS.
         MisconfigurationException: a strategy fulgor does not provide (deepspeed, xla).
     """
     if not isinstance(name, str) or name.lower() not in (*STRATEGY_NAMES, "deepspeed", "xla", "single_xla"):
@@ -64,12 +64,12 @@ def select_strategy(name: object, accelerator: str, device_ids: list[int], num_n
 
 
 def _fsdp(name: str, accelerator: str) -> Strategy:
-    if accelerator != "cuda":
+    # Lightning refuses FSDP without a GPU; torch's FSDP2 runs on CPU with gloo, so fulgor allows it there.
+    if accelerator not in ("cpu", "cuda"):
         raise ValueError(
             f"The strategy `{name}` requires a GPU accelerator, but received `accelerator={accelerator!r}`. Please"
             " set `accelerator='cuda'`, `accelerator='gpu'`, or pass a `CUDAAccelerator()` instance to use FSDP."
         )
-    raise NotImplementedError(
-        f"`Trainer(strategy={name!r})` is not supported by fulgor yet: FSDP arrives after DDP."
-        " Use `strategy='ddp'` for now."
-    )
+    from fulgor.strategies.fsdp import strategy_for_name
+
+    return strategy_for_name(name)

@@ -34,6 +34,7 @@ def resolve_hooks(trainer: Trainer) -> dict[str, Receivers]:
     datamodule = trainer.datamodule
     from fulgor.datamodule import LightningDataModule
 
+    timed = _timer(trainer)
     table: dict[str, Receivers] = {}
     for name, receivers in HOOKS.items():
         before: list[Fn] = []
@@ -41,19 +42,21 @@ def resolve_hooks(trainer: Trainer) -> dict[str, Receivers]:
         module_fn: Fn | None = None
         for receiver in receivers:
             if receiver == "M":
-                module_fn = getattr(module, name) if is_overridden(name, module, LightningModule) else None
+                if is_overridden(name, module, LightningModule):
+                    module_fn = timed(getattr(module, name), f"[LightningModule]{type(module).__name__}.{name}")
             elif receiver == "DM":
                 if datamodule is not None and is_overridden(name, datamodule, LightningDataModule):
-                    (after if module_fn else before).append(getattr(datamodule, name))
+                    action = f"[LightningDataModule]{type(datamodule).__name__}.{name}"
+                    (after if module_fn else before).append(timed(getattr(datamodule, name), action))
             else:
-                fns = _callback_fns(trainer, name, receiver)
+                fns = _callback_fns(trainer, name, receiver, timed)
                 (after if module_fn else before).extend(fns)
         if before or after or module_fn:
             table[name] = Receivers(tuple(before), module_fn, tuple(after))
     return table
 
 
-def _callback_fns(trainer: Trainer, name: str, receiver: str) -> list[Fn]:
+def _callback_fns(trainer: Trainer, name: str, receiver: str, timed: Callable[[Fn, str], Fn]) -> list[Fn]:
     module = trainer.lightning_module
     fns: list[Fn] = []
     for callback in trainer.callbacks:
@@ -62,8 +65,34 @@ def _callback_fns(trainer: Trainer, name: str, receiver: str) -> list[Fn]:
         if receiver == "C:monitoring" and not callback.monitors_metrics:
             continue
         if is_overridden(name, callback, Callback):
-            fns.append(partial(getattr(callback, name), trainer, module))
+            action = f"[Callback]{callback.state_key}.{name}"
+            fns.append(timed(partial(getattr(callback, name), trainer, module), action))
     return fns
+
+
+def _untimed(fn: Fn, action: str) -> Fn:
+    return fn
+
+
+def _timer(trainer: Trainer) -> Callable[[Fn, str], Fn]:
+    """How receivers are bound this run: as they are, or (with a real profiler) wrapped to time each call as
+    Lightning's action names, so the default run pays nothing per call."""
+    profiler = getattr(trainer, "profiler", None)
+    from fulgor.profilers import is_active
+
+    if profiler is None or not is_active(profiler):
+        return _untimed
+    return partial(profiled, profiler)
+
+
+def profiled(profiler: Any, fn: Fn, action: str) -> Fn:
+    """`fn` wrapped to run inside `profiler.profile(action)`."""
+
+    def timed_call(*args: Any, **kwargs: Any) -> Any:
+        with profiler.profile(action):
+            return fn(*args, **kwargs)
+
+    return timed_call
 
 
 def set_fx_name(module: LightningModule, name: str | None) -> None:

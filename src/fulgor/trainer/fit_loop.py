@@ -37,8 +37,9 @@ def run_fit(trainer: Trainer) -> None:
     trainer._validation_enabled = trainer.enable_validation  # decided once, read on every batch
     _warn_eval_modules(trainer)
     call_hook(trainer, "on_train_start")
+    run_epoch = _timed(trainer, train_epoch, "run_training_epoch")
     while not fit_done(trainer):
-        train_epoch(trainer, iterator)
+        run_epoch(trainer, iterator)
         iterator = None
     call_hook(trainer, "on_train_end")
 
@@ -103,6 +104,7 @@ def train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
     # Per-batch hooks nobody overrides are not even dispatched (resolved once per run, see dispatch.py).
     batch_start, batch_end = ("on_train_batch_start" in trainer._hooks), ("on_train_batch_end" in trainer._hooks)
     transfer = trainer._batch_to_device
+    run_batch = _timed(trainer, train_batch, "run_training_batch")
     while not _epoch_done(trainer):
         if STOP.pending or STOP.sync_every:  # two attribute reads per batch; a signal only sets the flag
             preemption.safe_point(trainer, "between_batches")
@@ -118,7 +120,7 @@ def train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
             state.is_last_batch = True  # skip the rest of the epoch; schedulers still step as on a last batch
             _step_schedulers_after_batch(trainer, batch_idx, stepping=True)
             break
-        output = train_batch(trainer, batch, batch_idx, stepping)
+        output = run_batch(trainer, batch, batch_idx, stepping)
         if trainer._legacy is not None:  # collected only when a 1.x `training_epoch_end` is defined
             trainer._legacy.collect_train(output)
         if trainer.lr_scheduler_configs:
@@ -131,6 +133,15 @@ def train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
 
 _END = object()
 inf = float("inf")
+
+
+def _timed(trainer: Trainer, fn: Any, action: str) -> Any:
+    """`fn`, or `fn` timed as Lightning's `action` when the run has a real profiler (decided per run/epoch)."""
+    if not getattr(trainer, "_profiling", False):
+        return fn
+    from fulgor.trainer.dispatch import profiled
+
+    return profiled(trainer.profiler, fn, action)
 
 
 def _after_batch(trainer: Trainer, batch_idx: int, stepping: bool) -> None:

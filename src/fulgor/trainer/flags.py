@@ -100,7 +100,6 @@ def apply_barebones(flags: dict[str, Any]) -> None:
 
 # Flags that are accepted by name but whose feature is built later: any non-default value is refused loudly.
 NOT_YET: dict[str, tuple[Any, str]] = {
-    "profiler": (None, "profilers (simple/advanced/pytorch) arrive with the ecosystem work"),
     "plugins": (None, "precision/cluster/checkpoint-IO plugins are not supported yet"),
     "sync_batchnorm": (False, "SyncBatchNorm is only meaningful with a distributed strategy"),
     "model_registry": (None, "the Lightning model registry (litmodels) is not supported"),

@@ -118,6 +118,9 @@ class Trainer(TrainerProperties):
         self.reload_dataloaders_every_n_epochs = reload_dataloaders_every_n_epochs
         self.enable_autolog_hparams = enable_autolog_hparams
         self._detect_anomaly = detect_anomaly
+        from fulgor.profilers import select_profiler
+
+        self.profiler = select_profiler(flags["profiler"])
         if detect_anomaly:
             rank_zero_info(
                 "You have turned on `Trainer(detect_anomaly=True)`. This will significantly slow down compute speed"
@@ -498,6 +501,7 @@ class Trainer(TrainerProperties):
             call_hook(self, "on_exception", exception)
             for logger in self.loggers:
                 logger.finalize("failed")
+            self.profiler.teardown(fn.value)
             self.strategy.teardown()
             self.state.stage = None
             raise
@@ -521,6 +525,10 @@ class Trainer(TrainerProperties):
         self.callbacks = merge_model_callbacks(self.callbacks, call_module(self, "configure_callbacks"))
         check_unique_state_keys(self.callbacks)
         verify_loop_configuration(self, fn)
+        self.profiler.setup(fn.value, self.local_rank if self.world_size > 1 else None, self.log_dir)
+        from fulgor.profilers import is_active
+
+        self._profiling = is_active(self.profiler)  # hooks and loop steps are timed only then (decided per run)
         self._hooks = resolve_hooks(self)
         self._hooks_prepared()
         self._prepare_data()
@@ -541,6 +549,11 @@ class Trainer(TrainerProperties):
         """Per-run lookups done once, so the per-batch path does not repeat them."""
         module = self.lightning_module
         self._training_step = self.strategy.step_fn(module, "training_step")
+        if self._profiling:
+            from fulgor.trainer.dispatch import profiled
+
+            action = f"[Strategy]{type(self.strategy).__name__}.training_step"
+            self._training_step = profiled(self.profiler, self._training_step, action)
         self._step_takes_batch_idx = data.accepts_batch_idx(module.training_step)
         self._legacy = resolve_legacy_hooks(module)
         self._automatic = module.automatic_optimization
@@ -565,6 +578,7 @@ class Trainer(TrainerProperties):
         set_fx_name(self.lightning_module, None)
         for logger in self.loggers:
             logger.finalize("success")
+        self.profiler.describe()  # the report (a no-op for the default PassThroughProfiler); closes its file
         self.state.status = TrainerStatus.FINISHED
         self.state.stage = None
 
