@@ -14,3 +14,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 @pytest.fixture(autouse=True)
 def _run_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warn_once() -> None:
+    """`fulgor.rank.warn_once` warns once per process; each test must see its own first occurrence."""
+    from fulgor import rank
+
+    rank._warned.clear()

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
+from fulgor import fs
 from fulgor.errors import MisconfigurationException
 from fulgor.hparams import AttributeDict, load_hparams_from_yaml
 from fulgor.rank import rank_zero_info, rank_zero_warn
@@ -92,6 +93,10 @@ def atomic_save(
     """
     started = time.monotonic()
     path = os.fspath(filepath)
+    if fs.is_remote(path):
+        _remote_save(checkpoint, path, extra)
+        _LAST_SAVE_SECONDS[0] = time.monotonic() - started
+        return
     folder = os.path.dirname(os.path.abspath(path))
     _make_folder(folder, path)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
@@ -115,10 +120,30 @@ def atomic_save(
     _LAST_SAVE_SECONDS[0] = time.monotonic() - started
 
 
+def _remote_save(checkpoint: dict[str, Any], path: str, extra: dict[str, Any] | None) -> None:
+    """Write to a URL in one upload: object stores have no rename to make temp+rename atomic (most commit a file only
+    when it is closed), no directory fsync, and no integrity sidecar is kept there."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    if extra is not None:
+        _append_record(buffer, extra)
+    parent = path.rstrip("/").rsplit("/", 1)[0]
+    try:
+        if not parent.endswith(":/"):  # "s3://bucket.ckpt" has no folder to create
+            fs.makedirs(parent)
+        with fs.open(path, "wb") as file:
+            file.write(buffer.getbuffer())
+    except OSError as e:
+        raise _write_error(e, path) from e
+
+
 _EXTRA_RECORD = "fulgor_resume.pt"
 
 
-def _append_record(path: str, extra: dict[str, Any]) -> None:
+def _append_record(path: Any, extra: dict[str, Any]) -> None:
+    """Add `extra` as a record of the zip archive at `path` (a file path or a seekable binary buffer)."""
     import io
     import zipfile
 
@@ -135,7 +160,9 @@ def read_extra(path: str) -> dict[str, Any] | None:
     import zipfile
 
     try:
-        with zipfile.ZipFile(path) as archive:
+        with contextlib.ExitStack() as stack:
+            source = stack.enter_context(fs.open(path, "rb")) if fs.is_remote(path) else path
+            archive = stack.enter_context(zipfile.ZipFile(source))
             name = next((n for n in archive.namelist() if n.endswith("/" + _EXTRA_RECORD)), None)
             if name is None:
                 return None
@@ -227,6 +254,8 @@ def verify_integrity(path: str) -> None:
     Raises:
         CheckpointError: the size or the hash differ: the file was damaged after it was written.
     """
+    if fs.is_remote(path):
+        return  # no sidecar is written on remote file systems (see `_remote_save`)
     try:
         with open(_sidecar(path)) as file:
             record = json.load(file)
@@ -273,11 +302,36 @@ def load_checkpoint_file(path: Any, map_location: Any = None, weights_only: bool
     if hasattr(path, "read"):
         return _load(path, map_location, weights_only, name=repr(path))
     path = os.fspath(path)
+    if fs.is_remote(path):
+        return _load(_download(path), map_location, weights_only, name=repr(path))
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint file not found: {path}")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"Checkpoint file {path!r} is empty (0 bytes): it was not written completely.")
     return _load(path, map_location, weights_only, name=repr(path))
+
+
+def _download(path: str) -> Any:
+    """The bytes of a remote checkpoint in memory: one read instead of the many small seeks `torch.load` makes."""
+    import io
+
+    if not fs.exists(path):
+        raise FileNotFoundError(f"Checkpoint file not found: {path}")
+    with fs.open(path, "rb") as file:
+        data = file.read()
+    if not data:
+        raise CheckpointError(f"Checkpoint file {path!r} is empty (0 bytes): it was not written completely.")
+    return io.BytesIO(data)
+
+
+def _mtime(path: str) -> float:
+    """Modification time of a local file or URL (0.0 where the remote file system does not record one)."""
+    if not fs.is_remote(path):
+        return os.path.getmtime(path)
+    try:
+        return float(fs.get_filesystem(path).modified(path).timestamp())
+    except (NotImplementedError, OSError, AttributeError):
+        return 0.0
 
 
 def _load(source: Any, map_location: Any, weights_only: bool | None, name: str) -> dict[str, Any]:
@@ -634,7 +688,7 @@ def _last_path(trainer: Any, fn: str) -> str | None:
         # last.ckpt is in a sibling folder: look there too.
         candidates = _last_in_earlier_versions(trainer)
         if candidates:
-            found = max(candidates, key=os.path.getmtime)
+            found = max(candidates, key=_mtime)
             rank_zero_info(
                 f'`.{fn}(ckpt_path="last")`: this run\'s checkpoint folder has no last checkpoint; using the newest'
                 f" one of an earlier run: {found}"
@@ -645,7 +699,7 @@ def _last_path(trainer: Any, fn: str) -> str | None:
             " No checkpoint will be loaded. HINT: Set `ModelCheckpoint(..., save_last=True)`."
         )
         return None
-    return max(candidates, key=os.path.getmtime)
+    return max(candidates, key=_mtime)
 
 
 def _last_in_earlier_versions(trainer: Any) -> set[str]:
@@ -658,17 +712,25 @@ def _last_in_earlier_versions(trainer: Any) -> set[str]:
     for callback in trainer.checkpoint_callbacks:
         if getattr(callback, "_dirpath_from_user", True):
             continue
-        for path in glob.glob(os.path.join(glob.escape(root), "*", "checkpoints", "*.ckpt")):
+        for path in _version_checkpoints(root):
             if re.match(r"^last(-(\d+))?$", pathlib.Path(path).stem):
-                found.add(os.path.normpath(path))
+                found.add(path if fs.is_remote(path) else os.path.normpath(path))
     return found
 
 
+def _version_checkpoints(root: str) -> list[str]:
+    """The files matching `<root>/*/checkpoints/*.ckpt` (a URL's folders are listed through fsspec)."""
+    if not fs.is_remote(root):
+        return glob.glob(os.path.join(glob.escape(root), "*", "checkpoints", "*.ckpt"))
+    folders = [fs.join(root, version, "checkpoints") for version in fs.listdir(root) if not version.startswith(".")]
+    return [fs.join(folder, name) for folder in folders for name in fs.listdir(folder) if name.endswith(".ckpt")]
+
+
 def _hpc_path(root: str) -> str | None:
-    if not os.path.isdir(root):
+    if not fs.isdir(root):
         return None
-    versions = [int(m.group(1)) for name in os.listdir(root) if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", name))]
-    return os.path.join(root, f"hpc_ckpt_{max(versions)}.ckpt") if versions else None
+    versions = [int(m.group(1)) for name in fs.listdir(root) if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", name))]
+    return fs.join(root, f"hpc_ckpt_{max(versions)}.ckpt") if versions else None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -739,6 +801,10 @@ def _with_extra(path: str, checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 def _older_checkpoints(path: str) -> list[str]:
     """The other `.ckpt` files in `path`'s folder, newest first."""
+    if fs.is_remote(path):
+        folder = path.rstrip("/").rsplit("/", 1)[0]
+        names = [fs.join(folder, n) for n in fs.listdir(folder) if n.endswith(".ckpt")]
+        return sorted((p for p in names if p != path and not fs.isdir(p)), key=_mtime, reverse=True)
     folder = os.path.dirname(path)
     found = [os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".ckpt")]
     others = [p for p in found if os.path.normpath(p) != os.path.normpath(path) and os.path.isfile(p)]
@@ -748,6 +814,14 @@ def _older_checkpoints(path: str) -> list[str]:
 def _move_aside(path: str) -> str:
     """Rename a damaged checkpoint to `<name>.corrupt[-N]` (no longer matched by `*.ckpt`), with its sidecar."""
     target, n = f"{path}.corrupt", 1
+    if fs.is_remote(path):
+        while fs.exists(target):
+            target, n = f"{path}.corrupt-{n}", n + 1
+        try:
+            fs.get_filesystem(path).mv(path, target)
+        except OSError:
+            return path
+        return target
     while os.path.lexists(target):
         target, n = f"{path}.corrupt-{n}", n + 1
     try:
@@ -968,10 +1042,10 @@ def _load_hparams_csv(path: Any) -> dict[str, Any]:
 
     import yaml
 
-    if not os.path.isfile(path):
+    if not fs.exists(path) or fs.isdir(path):
         rank_zero_warn(f"Missing Tags: {path}.", category=RuntimeWarning)
         return {}
-    with open(path, newline="") as file:
+    with fs.open(path, "r", newline="") as file:
         rows = list(csv.DictReader(file))
     return {row["key"]: yaml.safe_load(row["value"]) for row in rows}
 

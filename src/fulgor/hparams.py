@@ -18,6 +18,7 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+from fulgor import fs
 from fulgor.rank import rank_zero_warn
 
 __all__ = [
@@ -254,7 +255,7 @@ def save_hparams_to_yaml(config_yaml: str | os.PathLike[str], hparams: Mapping[s
         TypeError: ``hparams`` is not a mapping or Namespace.
     """
     folder = os.path.dirname(config_yaml)
-    if not os.path.isdir(folder):
+    if not fs.isdir(folder):
         raise RuntimeError(f"Missing folder: {folder}.")
     if isinstance(hparams, Namespace):
         hparams = vars(hparams)
@@ -271,7 +272,7 @@ def save_hparams_to_yaml(config_yaml: str | os.PathLike[str], hparams: Mapping[s
             )
         else:
             allowed[key] = value
-    with open(config_yaml, "w", newline="") as fp:
+    with fs.open(config_yaml, "w", newline="") as fp:
         yaml.dump(allowed, fp)
 
 
@@ -289,10 +290,10 @@ def _to_plain(value: Any) -> Any:
 
 def load_hparams_from_yaml(config_yaml: str | os.PathLike[str]) -> dict[str, Any]:
     """Read an ``hparams.yaml`` file; a missing file gives ``{}`` and a ``RuntimeWarning``."""
-    if not os.path.exists(config_yaml):
+    if not fs.exists(config_yaml):
         rank_zero_warn(f"Missing Tags: {config_yaml}.", category=RuntimeWarning)
         return {}
-    with open(config_yaml) as fp:
+    with fs.open(config_yaml, "r") as fp:
         loaded = yaml.full_load(fp)
     return cast(dict[str, Any], loaded)
 

@@ -89,6 +89,15 @@ def test_time_and_step_checkpoints_with_model_checkpoint_resume_exactly(tmp_path
         assert_identical(weights(reference), weights(resumed))
 
 
+def test_bf16_mixed_resume_is_bit_identical(tmp_path: Path) -> None:
+    """bf16-mixed (CPU autocast) with accumulation and mid-epoch validation: resumed runs end bit-identical."""
+    reference, _ = _reference(tmp_path, precision="bf16-mixed")
+    assert reference.trainer_.precision == "bf16-mixed"
+    for name in ("004-batch_end.ckpt", "015-in_validation.ckpt", "020-after_validation.ckpt"):
+        resumed = run(tmp_path / name, ckpt_path=str(tmp_path / "saved" / name), precision="bf16-mixed")
+        assert_identical(weights(reference), weights(resumed))
+
+
 def test_plain_loop_without_validation_or_accumulation(tmp_path: Path) -> None:
     reference, _ = _reference(tmp_path, accumulate_grad_batches=1, val_check_interval=1.0, limit_val_batches=0)
     resumed = run(tmp_path / "r", ckpt_path=str(tmp_path / "saved" / "013-batch_end.ckpt"), accumulate_grad_batches=1,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
+from fulgor import fs
 from fulgor.callbacks.checkpoint import Checkpoint
 from fulgor.errors import MisconfigurationException
 from fulgor.rank import rank_zero_info, rank_zero_warn
@@ -92,7 +93,7 @@ class ModelCheckpoint(Checkpoint):
         self.mode = mode
         self.kth_value: Tensor = torch.tensor(float("inf") if mode == "min" else float("-inf"))
         self._dirpath_from_user = dirpath is not None
-        self.dirpath: str | None = os.path.realpath(os.path.expanduser(dirpath)) if dirpath else None
+        self.dirpath: str | None = _resolve_user_dir(dirpath) if dirpath else None
         self.filename = filename
         self._init_triggers(every_n_train_steps, every_n_epochs, train_time_interval)
         self._validate()
@@ -147,7 +148,12 @@ class ModelCheckpoint(Checkpoint):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.dirpath = trainer.strategy.broadcast(self._resolve_dir(trainer))
         assert self.dirpath is not None
-        folder_in_use = os.path.isdir(self.dirpath) and bool(os.listdir(self.dirpath))
+        if self.save_last == "link" and fs.is_remote(self.dirpath):
+            raise ValueError(
+                "`ModelCheckpoint(save_last='link')` is only supported for local file paths, got"
+                f" `dirpath={self.dirpath}`. Use `save_last=True` to write `last.ckpt` as a file."
+            )
+        folder_in_use = bool(fs.listdir(self.dirpath))  # [] when the folder does not exist
         if trainer.is_global_zero and stage == "fit" and self.save_top_k != 0 and folder_in_use:
             rank_zero_warn(f"Checkpoint directory {self.dirpath} exists and is not empty.")
 
@@ -263,8 +269,8 @@ class ModelCheckpoint(Checkpoint):
         best_k = {k: v.item() for k, v in self.best_k_models.items()}
         if filepath is None:
             assert self.dirpath
-            filepath = os.path.join(self.dirpath, "best_k_models.yaml")
-        with open(filepath, "w") as fp:
+            filepath = fs.join(self.dirpath, "best_k_models.yaml")
+        with fs.open(filepath, "w") as fp:
             yaml.dump(best_k, fp)
 
     # ------------------------------------------------------------------ decisions
@@ -314,7 +320,7 @@ class ModelCheckpoint(Checkpoint):
         if ver is not None:
             name = self.CHECKPOINT_JOIN_CHAR.join((name, f"v{ver}"))
         name = f"{name}{self.FILE_EXTENSION}"
-        return os.path.join(self.dirpath, name) if self.dirpath else name
+        return fs.join(self.dirpath, name) if self.dirpath else name
 
     def _format_name(self, template: str | None, metrics: dict[str, Tensor], prefix: str | None) -> str:
         template = template or "{epoch}" + self.CHECKPOINT_JOIN_CHAR + "{step}"
@@ -338,17 +344,17 @@ class ModelCheckpoint(Checkpoint):
             save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
             version = logger.version
             version = version if isinstance(version, str) else f"version_{version}"
-            return os.path.join(save_dir, str(logger.name), version, "checkpoints")
-        return os.path.join(trainer.default_root_dir, "checkpoints")
+            return fs.join(save_dir, str(logger.name), version, "checkpoints")
+        return fs.join(trainer.default_root_dir, "checkpoints")
 
     def _find_last_checkpoints(self, trainer: Trainer) -> set[str]:
         folder = self._resolve_dir(trainer)
         pattern = rf"^{self.CHECKPOINT_NAME_LAST}(-(\d+))?"
-        if not os.path.isdir(folder):
-            return set()
+        # normpath would turn "s3://b" into "s3:/b": URLs are joined as they are.
+        remote = fs.is_remote(folder)
         return {
-            os.path.normpath(os.path.join(folder, name))
-            for name in os.listdir(folder)
+            fs.join(folder, name) if remote else os.path.normpath(fs.join(folder, name))
+            for name in fs.listdir(folder)  # [] when the folder does not exist
             if name.endswith(self.FILE_EXTENSION) and re.match(pattern, Path(name).stem)
         }
 
@@ -373,7 +379,7 @@ class ModelCheckpoint(Checkpoint):
 
     def file_exists(self, filepath: str | os.PathLike[str], trainer: Trainer) -> bool:
         """Whether `filepath` exists on rank 0 (the decision is shared by every rank)."""
-        local = os.path.exists(filepath) if trainer.is_global_zero else False
+        local = fs.exists(filepath) if trainer.is_global_zero else False
         return trainer.strategy.reduce_boolean_decision(local, all=False)
 
     # ------------------------------------------------------------------ saving
@@ -473,19 +479,30 @@ class ModelCheckpoint(Checkpoint):
         """Never remove the new file, files outside `dirpath`, or the checkpoint this run resumed from."""
         if previous == current:
             return False
-        previous_path = Path(previous).absolute()
         resumed = trainer.ckpt_path
+        assert self.dirpath is not None
+        if fs.is_remote(previous):
+            return previous != resumed and previous.startswith(self.dirpath.rstrip("/") + "/")
+        previous_path = Path(previous).absolute()
         if resumed is not None and previous_path == Path(resumed).absolute():
             return False
-        assert self.dirpath is not None
         return Path(self.dirpath).absolute() in previous_path.parents
 
     def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        if trainer.is_global_zero and fs.is_remote(filepath):
+            if fs.exists(filepath):  # no sidecar is written on remote file systems
+                fs.get_filesystem(filepath).rm(filepath)
+            return
         if trainer.is_global_zero and (os.path.isfile(filepath) or os.path.islink(filepath)):
             os.remove(filepath)
             sidecar = os.path.join(os.path.dirname(filepath), f".{os.path.basename(filepath)}.sha256")
             if os.path.isfile(sidecar):  # the integrity record written with it (see checkpointing.atomic_save)
                 os.remove(sidecar)
+
+
+def _resolve_user_dir(dirpath: str | os.PathLike[str]) -> str:
+    """A local `dirpath` made absolute with `~` and links resolved; a URL (`s3://...`) is kept as given."""
+    return os.fspath(dirpath) if fs.is_remote(dirpath) else os.path.realpath(os.path.expanduser(dirpath))
 
 
 def _finite(n: int | float) -> int | float:

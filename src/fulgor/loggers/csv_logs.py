@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from torch import Tensor
 
+from fulgor import fs
 from fulgor.hparams import save_hparams_to_yaml
 from fulgor.loggers.logger import Logger, rank_zero_experiment
 from fulgor.rank import rank_zero_only, rank_zero_warn
@@ -33,26 +34,26 @@ class ExperimentWriter:
 
     def __init__(self, log_dir: str) -> None:
         self.log_dir = log_dir
-        self.metrics_file_path = os.path.join(log_dir, self.NAME_METRICS_FILE)
+        self.metrics_file_path = fs.join(log_dir, self.NAME_METRICS_FILE)
         self.metrics: list[dict[str, Any]] = []  # rows not yet written
         self.metrics_keys: list[str] = []  # the header of the file on disk
         self.hparams: dict[str, Any] = {}
         self._clear_previous_run()
-        os.makedirs(log_dir, exist_ok=True)
+        fs.makedirs(log_dir, exist_ok=True)
 
     def _clear_previous_run(self) -> None:
-        if os.path.isdir(self.log_dir) and os.listdir(self.log_dir):
+        if fs.listdir(self.log_dir):  # [] when the folder does not exist
             rank_zero_warn(
                 f"Experiment logs directory {self.log_dir} exists and is not empty."
                 " Previous log files in this directory will be deleted when the new ones are saved!"
             )
-            if os.path.isfile(self.metrics_file_path):
-                os.remove(self.metrics_file_path)
+            if _isfile(self.metrics_file_path):
+                _remove(self.metrics_file_path)
 
     def log_hparams(self, params: Mapping[str, Any]) -> None:
         """Add ``params`` to the recorded hparams and rewrite ``hparams.yaml``."""
         self.hparams.update(params)
-        save_hparams_to_yaml(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
+        save_hparams_to_yaml(fs.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
 
     def log_metrics(self, metrics_dict: Mapping[str, Any], step: int | None = None) -> None:
         """Buffer one row: the metrics (tensors read with ``.item()``) and its ``step``."""
@@ -68,12 +69,12 @@ class ExperimentWriter:
             return
         known = set(self.metrics_keys)
         new_keys = {k for row in self.metrics for k in row if k not in known}
-        file_exists = os.path.isfile(self.metrics_file_path)
+        file_exists = _isfile(self.metrics_file_path)
         if new_keys:
             self.metrics_keys = sorted(known | new_keys)
             if file_exists:
                 self._rewrite_with_header()
-        with open(self.metrics_file_path, "a" if file_exists else "w", newline="") as file:
+        with fs.open(self.metrics_file_path, "a" if file_exists else "w", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
             if not file_exists:
                 writer.writeheader()
@@ -81,9 +82,9 @@ class ExperimentWriter:
         self.metrics = []
 
     def _rewrite_with_header(self) -> None:
-        with open(self.metrics_file_path, newline="") as file:
+        with fs.open(self.metrics_file_path, "r", newline="") as file:
             rows = list(csv.DictReader(file))
-        with open(self.metrics_file_path, "w", newline="") as file:
+        with fs.open(self.metrics_file_path, "w", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
             writer.writeheader()
             writer.writerows(rows)
@@ -144,20 +145,20 @@ class CSVLogger(Logger):
     @property
     def root_dir(self) -> str:
         """``save_dir/name``: the directory holding every version of this experiment."""
-        return os.path.join(self.save_dir, self.name)
+        return fs.join(self.save_dir, self.name)
 
     @property
     def log_dir(self) -> str:
         """``root_dir/version_<N>`` (or ``root_dir/<version>`` for a string version)."""
         version = self.version
-        return os.path.join(self.root_dir, version if isinstance(version, str) else f"version_{version}")
+        return fs.join(self.root_dir, version if isinstance(version, str) else f"version_{version}")
 
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         """The :class:`ExperimentWriter` (created, with its directory, on first access; a dummy on other ranks)."""
         if self._experiment is None:
-            os.makedirs(self.root_dir, exist_ok=True)
+            fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = ExperimentWriter(log_dir=self.log_dir)
         return self._experiment
 
@@ -196,13 +197,26 @@ class CSVLogger(Logger):
             self.save()
 
     def _next_version(self) -> int:
-        versions_root = os.path.join(self.save_dir, self.name)
-        if not os.path.isdir(versions_root):
+        versions_root = fs.join(self.save_dir, self.name)
+        if not fs.isdir(versions_root):
             return 0
         found = [-1]
-        for entry in os.listdir(versions_root):
+        for entry in fs.listdir(versions_root):
             # Like Lightning: "version_3" and "version_3_old" both count as 3.
             number = entry.split("_")[1] if entry.startswith("version_") else ""
-            if number.isdigit() and os.path.isdir(os.path.join(versions_root, entry)):
+            if number.isdigit() and fs.isdir(fs.join(versions_root, entry)):
                 found.append(int(number))
         return max(found) + 1
+
+
+def _isfile(path: str) -> bool:
+    if fs.is_remote(path):
+        return bool(fs.get_filesystem(path).isfile(path))
+    return os.path.isfile(path)
+
+
+def _remove(path: str) -> None:
+    if fs.is_remote(path):
+        fs.get_filesystem(path).rm_file(path)
+    else:
+        os.remove(path)
