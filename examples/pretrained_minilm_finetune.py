@@ -251,6 +251,9 @@ def main() -> None:
 
     train = DataLoader(split(0, 20), batch_size=12, shuffle=True)
     val, test = DataLoader(split(20, 25), batch_size=15), DataLoader(split(25, 30), batch_size=15)
+    finetuning = (
+        [] if args.unfreeze_at is None else [BackboneFinetuning(args.unfreeze_at, backbone_initial_ratio_lr=2e-3)]
+    )
     trainer = pl.Trainer(
         max_epochs=4 if args.quick else 12,
         logger=pl.loggers.CSVLogger("."),  # a model checkpoint would hold 90 MB of unchanged backbone: none here
@@ -258,7 +261,7 @@ def main() -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
         log_every_n_steps=5,
-        callbacks=[] if args.unfreeze_at is None else [BackboneFinetuning(args.unfreeze_at, backbone_initial_ratio_lr=2e-3)],
+        callbacks=finetuning,
     )
     before: dict[str, Any] = trainer.validate(model, val, verbose=False)[0]
     print(f"val accuracy before fine-tuning: {before['val_acc']:.3f}")
