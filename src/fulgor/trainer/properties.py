@@ -242,7 +242,9 @@ class TrainerProperties:
 
     @property
     def early_stopping_callbacks(self) -> list[Callback]:
-        return [cb for cb in self.callbacks if type(cb).__name__ == "EarlyStopping" or _is_early_stopping(cb)]
+        from fulgor.callbacks.early_stopping import EarlyStopping
+
+        return [cb for cb in self.callbacks if isinstance(cb, EarlyStopping)]
 
     @property
     def early_stopping_callback(self) -> Callback | None:
@@ -336,7 +338,3 @@ def _unwrap(loaders: list[Any] | None) -> Any:
     if loaders is None:
         return None
     return loaders[0] if len(loaders) == 1 else loaders
-
-
-def _is_early_stopping(callback: Any) -> bool:
-    return any(cls.__name__ == "EarlyStopping" for cls in type(callback).__mro__)
