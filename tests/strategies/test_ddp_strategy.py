@@ -187,9 +187,11 @@ def test_prepare_loader_injects_distributed_samplers(monkeypatch: pytest.MonkeyP
     assert isinstance(sampler, DistributedSampler)
     assert (sampler.num_replicas, sampler.rank, sampler.shuffle, sampler.seed) == (2, 1, True, 7)
     assert (train.batch_size, train.drop_last) == (3, True)
+    # Lightning's rule: the training sampler shuffles even when the user's loader did not (seed PL_GLOBAL_SEED).
     plain = prepare_loader(_trainer(), DataLoader(data, batch_size=2), RunningStage.TRAINING)
-    assert plain.sampler.shuffle is False
-    assert [b[0].tolist() for b in plain] == [[1.0, 3.0], [5.0, 7.0], [9.0]]  # rank 1 of 2: odd indices
+    assert plain.sampler.shuffle is True
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(7)).tolist()[1::2]  # rank 1 of 2, epoch 0
+    assert [b[0].tolist() for b in plain] == [[float(i) for i in order[k : k + 2]] for k in range(0, 5, 2)]
     with pytest.warns(UserWarning, match="shuffling enabled"):
         val = prepare_loader(_trainer(), DataLoader(data, shuffle=True), RunningStage.VALIDATING)
     assert val.sampler.shuffle is False

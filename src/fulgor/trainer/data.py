@@ -183,8 +183,8 @@ def prepare_loader(trainer: Trainer, loader: Any, stage: RunningStage) -> Any:
     if trainer.use_distributed_sampler and sampler_kwargs is not None and _can_distribute(loader):
         from torch.utils.data import DistributedSampler
 
-        # Lightning's rule: training keeps the user's choice of shuffling, evaluation never shuffles.
-        shuffle = stage == RunningStage.TRAINING and isinstance(loader.sampler, RandomSampler) and not overfitting
+        # Lightning's rule: the training sampler always shuffles (seeded by PL_GLOBAL_SEED), evaluation never does.
+        shuffle = stage == RunningStage.TRAINING and not trainer.overfit_batches
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         replicas, rank = sampler_kwargs["num_replicas"], sampler_kwargs["rank"]
         sampler: DistributedSampler[Any] = DistributedSampler(loader.dataset, replicas, rank, shuffle, seed)

@@ -88,7 +88,17 @@ def main() -> None:
         log_every_n_steps=1,
         logger=CSVLogger(args.root),
     )
-    train = DataLoader(dataset(), batch_size=args.batch_size)
+    if trainer.world_size == 1:
+        # The single-process reference draws the order DDP's injected sampler draws (Lightning's rule: training
+        # shuffles with seed PL_GLOBAL_SEED or 0, the permutation of epoch e split across ranks), so one batch of
+        # 2*B here holds exactly the two ranks' batches of B.
+        from torch.utils.data import DistributedSampler
+
+        data = dataset()
+        sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=0)
+        train = DataLoader(data, batch_size=args.batch_size, sampler=sampler)
+    else:
+        train = DataLoader(dataset(), batch_size=args.batch_size)
     val = DataLoader(dataset(), batch_size=args.batch_size)
     if args.launcher_api:
         trainer.strategy.launcher.launch(trainer.fit, model, train, val, trainer=trainer)
