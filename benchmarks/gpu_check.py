@@ -88,8 +88,13 @@ def run_framework(pl: object) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as root, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer = pl.Trainer(  # type: ignore[attr-defined]
-            accelerator="gpu", devices=1, max_epochs=1, default_root_dir=root, num_sanity_val_steps=0,
-            enable_model_summary=False, enable_progress_bar=False,
+            accelerator="gpu",
+            devices=1,
+            max_epochs=1,
+            default_root_dir=root,
+            num_sanity_val_steps=0,
+            enable_model_summary=False,
+            enable_progress_bar=False,
         )
         torch.cuda.synchronize()
         start = time.perf_counter()
