@@ -12,6 +12,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = "1"  # before torch is imported, here and in every child process
 
 import argparse  # noqa: E402
+import compileall  # noqa: E402
 import contextlib  # noqa: E402
 import gc  # noqa: E402
 import importlib  # noqa: E402
@@ -241,6 +242,10 @@ def main() -> None:
     names = list(frameworks)
     table = Table(names)
     print(f"machine: {machine()}; repeats: {repeats}{' (quick)' if args.quick else ''}\n", flush=True)
+    # An installed package carries bytecode (pip compiles it at install time), as torch and pytorch-lightning here
+    # do; without this, PYTHONDONTWRITEBYTECODE (set on some machines) would make every fresh process of W4-W6
+    # compile fulgor's sources again, a cost no installed user pays.
+    compileall.compile_dir(SRC / "fulgor", quiet=1)
     started = time.perf_counter()
     if only & {"W1", "W2"}:
         bench_w1_w2(table, frameworks, steps, repeats, only)

@@ -53,7 +53,6 @@ def test_describe_prints_the_resolved_plan(tmp_path: Path) -> None:
         "  on_train_start: ModelCheckpoint",
         "  on_train_end: ModelCheckpoint",
         "  on_train_epoch_end: WithEpochEnd, EarlyStopping, ModelCheckpoint",
-        "  on_train_batch_end: ModelCheckpoint",
         "  on_validation_end: EarlyStopping, ModelCheckpoint",
         "  on_exception: ModelCheckpoint",
         "1.x hooks (called where Lightning 1.9.5 called them; outputs kept only for *_epoch_end):",

@@ -3,6 +3,7 @@ dispatches per training step, counted with a profiler hook; and `import fulgor` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -28,33 +29,44 @@ CALL_HOOK = dispatch.call_hook.__code__
 # written. The bounds leave a little room; raising them needs a reason (a new per-step feature).
 MAX_FULGOR_CALLS_PER_STEP = 18
 MAX_HOOK_DISPATCHES_PER_STEP = 0
+# Workload W2: every default feature on (progress bar, logger, ModelCheckpoint, summary) and `self.log` every step.
+# Measured: 34 calls and 1 dispatch (the progress bar's `on_train_batch_end`; ModelCheckpoint's is not
+# dispatched when it cannot save on a batch) per step, the logger's writes at `log_every_n_steps` included.
+MAX_FULGOR_CALLS_PER_STEP_DEFAULTS = 36
+MAX_HOOK_DISPATCHES_PER_STEP_DEFAULTS = 1
 
 
 class TinyMLP(fulgor.LightningModule):
-    """Workload W1 of benchmarks/: a 32->32->1 MLP, MSE, SGD."""
+    """Workload W1 of benchmarks/: a 32->32->1 MLP, MSE, SGD; with `log`, W2's `self.log` every step."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: bool = False) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.net = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1))
+        self.log_loss = log
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        return F.mse_loss(self.net(x), y)
+        loss = F.mse_loss(self.net(x), y)
+        if self.log_loss:
+            self.log("train_loss", loss)
+        return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def count_calls(steps: int, root: Path) -> tuple[int, int]:
-    """(Python calls inside src/fulgor, call_hook dispatches) during a `fit` of `steps` batches."""
+MINIMAL = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
+
+
+def count_calls(steps: int, root: Path, defaults: bool = False) -> tuple[int, int]:
+    """(Python calls inside src/fulgor, call_hook dispatches) during a `fit` of `steps` batches; the minimal config,
+    or with `defaults` every default feature and `self.log` every step."""
     g = torch.Generator().manual_seed(1)
     n = steps * 32
     loader = DataLoader(TensorDataset(torch.randn(n, 32, generator=g), torch.randn(n, 1, generator=g)), batch_size=32)
-    trainer = fulgor.Trainer(
-        max_epochs=1, default_root_dir=str(root), logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-    )  # fmt: skip
+    flags: dict[str, Any] = {} if defaults else MINIMAL
+    trainer = fulgor.Trainer(max_epochs=1, default_root_dir=str(root), num_sanity_val_steps=0, **flags)
     counts = {"fulgor": 0, "hooks": 0}
 
     def profiler(frame: Any, event: str, arg: Any) -> None:
@@ -66,7 +78,7 @@ def count_calls(steps: int, root: Path) -> tuple[int, int]:
         if code is CALL_HOOK:
             counts["hooks"] += 1
 
-    model = TinyMLP()
+    model = TinyMLP(log=defaults)
     sys.setprofile(profiler)
     try:
         trainer.fit(model, loader)
@@ -76,12 +88,16 @@ def count_calls(steps: int, root: Path) -> tuple[int, int]:
     return counts["fulgor"], counts["hooks"]
 
 
+def calls_per_step(root: pytest.TempPathFactory, defaults: bool) -> tuple[float, float]:
+    """Calls per step as the difference of a 400-step and a 200-step fit, so one-off setup costs cancel out."""
+    short = count_calls(200, root.mktemp("short"), defaults)
+    long = count_calls(400, root.mktemp("long"), defaults)
+    return (long[0] - short[0]) / 200, (long[1] - short[1]) / 200
+
+
 @pytest.fixture(scope="module")
 def per_step(tmp_path_factory: pytest.TempPathFactory) -> tuple[float, float]:
-    """Calls per step as the difference of a 400-step and a 200-step fit, so one-off setup costs cancel out."""
-    short = count_calls(200, tmp_path_factory.mktemp("short"))
-    long = count_calls(400, tmp_path_factory.mktemp("long"))
-    return (long[0] - short[0]) / 200, (long[1] - short[1]) / 200
+    return calls_per_step(tmp_path_factory, defaults=False)
 
 
 def test_python_calls_inside_fulgor_per_training_step_are_bounded(per_step: tuple[float, float]) -> None:
@@ -100,8 +116,19 @@ def test_hook_dispatches_per_training_step_are_bounded(per_step: tuple[float, fl
     )
 
 
+def test_default_features_per_training_step_are_bounded(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
+        calls, hooks = calls_per_step(tmp_path_factory, defaults=True)
+    assert calls <= MAX_FULGOR_CALLS_PER_STEP_DEFAULTS, (
+        f"{calls:.2f} Python calls inside src/fulgor per training step with the default features (bound"
+        f" {MAX_FULGOR_CALLS_PER_STEP_DEFAULTS}): profile benchmarks/run.py --only W2 and remove the new per-step work"
+    )
+    assert hooks <= MAX_HOOK_DISPATCHES_PER_STEP_DEFAULTS, f"{hooks} call_hook dispatches per step with the defaults"
+
+
 OPTIONAL = (
-    "tensorboard", "rich", "jsonargparse", "matplotlib", "sklearn", "pytorch_lightning", "lightning", "mlflow", "wandb",
+    "tensorboard", "tensorboardX", "rich", "yaml", "jsonargparse", "matplotlib", "sklearn", "pytorch_lightning",
+    "lightning", "mlflow", "wandb",
 )  # fmt: skip
 
 

@@ -141,7 +141,7 @@ class LightningDataModule:
         **kwargs: Any,
     ) -> Any:
         """Build the datamodule from a checkpoint's datamodule hparams (overridden by ``kwargs``) and state."""
-        from fulgor.checkpointing import load_datamodule_from_checkpoint
+        from fulgor.checkpoint_loading import load_datamodule_from_checkpoint
 
         return load_datamodule_from_checkpoint(cls, checkpoint_path, map_location, hparams_file, weights_only, **kwargs)
 

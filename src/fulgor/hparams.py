@@ -15,7 +15,6 @@ from enum import Enum
 from typing import Any, cast
 
 import torch
-import yaml
 from torch import Tensor, nn
 
 from fulgor import fs
@@ -261,6 +260,12 @@ def save_hparams_to_yaml(config_yaml: str | os.PathLike[str], hparams: Mapping[s
         hparams = vars(hparams)
     if not isinstance(hparams, Mapping):
         raise TypeError("hparams must be dictionary")
+    if not hparams:  # what yaml.dump({}) writes; most runs have no hyperparameters and need not import PyYAML
+        with fs.open(config_yaml, "w", newline="") as fp:
+            fp.write("{}\n")
+        return
+    import yaml  # here, not at the top: PyYAML takes 20-40 ms to import and is needed once per run at most
+
     allowed: dict[str, Any] = {}
     for key, value in hparams.items():
         value = _to_plain(value)
@@ -290,6 +295,8 @@ def _to_plain(value: Any) -> Any:
 
 def load_hparams_from_yaml(config_yaml: str | os.PathLike[str]) -> dict[str, Any]:
     """Read an ``hparams.yaml`` file; a missing file gives ``{}`` and a ``RuntimeWarning``."""
+    import yaml
+
     if not fs.exists(config_yaml):
         rank_zero_warn(f"Missing Tags: {config_yaml}.", category=RuntimeWarning)
         return {}

@@ -669,7 +669,7 @@ class LightningModule(nn.Module):
         **kwargs: Any,
     ) -> Self:
         """Build the module from a checkpoint's hyperparameters (overridable by `kwargs`) and load its weights."""
-        from fulgor.checkpointing import load_module_from_checkpoint
+        from fulgor.checkpoint_loading import load_module_from_checkpoint
 
         # `cls` is the class (`_class_only` is a classmethod), which mypy cannot see through the decorator.
         module: Self = load_module_from_checkpoint(

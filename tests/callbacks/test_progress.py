@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from fulgor.callbacks import progress
-from fulgor.callbacks.progress import ProgressBar, Tqdm, TQDMProgressBar
+from fulgor.callbacks import tqdm_progress
+from fulgor.callbacks.progress import ProgressBar
+from fulgor.callbacks.tqdm_progress import Tqdm, TQDMProgressBar
 
 
 class FakeLog(io.StringIO):
@@ -291,7 +292,7 @@ def test_refresh_rate_limits_draws_and_metric_reads(monkeypatch: pytest.MonkeyPa
 def test_time_throttle_limits_redraws(monkeypatch: pytest.MonkeyPatch) -> None:
     use_stdout(monkeypatch, terminal=True)
     clock = iter(i * 0.01 for i in range(10**6))  # every call to the clock advances 10 ms
-    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(tqdm_progress.time, "monotonic", lambda: next(clock))
     refreshes = 0
     original = Tqdm.refresh
 
@@ -338,7 +339,7 @@ def test_log_file_eval_one_line_per_dataloader(monkeypatch: pytest.MonkeyPatch) 
 def test_log_file_long_epochs_write_periodic_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     log_file = use_stdout(monkeypatch, terminal=False)
     clock = iter(i * 1.0 for i in range(10**6))  # one second per clock read
-    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(tqdm_progress.time, "monotonic", lambda: next(clock))
     trainer = FakeTrainer(num_training_batches=100, num_val_batches=[0], num_sanity_val_batches=[0])
     run_fit(TQDMProgressBar(), trainer, epochs=1)
     lines = log_file.getvalue().splitlines()

@@ -149,7 +149,8 @@ def test_disabled_bar_draws_nothing() -> None:
 
 
 def test_redraws_are_throttled(monkeypatch: pytest.MonkeyPatch) -> None:
-    bar = RichProgressBar(refresh_rate=1, console_kwargs=_console_kwargs())
+    # A terminal console: there the bar redraws live (elsewhere it only prints the final state).
+    bar = RichProgressBar(refresh_rate=1, console_kwargs={**_console_kwargs(), "force_terminal": True})
     trainer = _trainer(num_training_batches=50)
     bar.setup(trainer, None, "fit")  # type: ignore[arg-type]
     bar.on_train_start(trainer, None)
@@ -157,15 +158,39 @@ def test_redraws_are_throttled(monkeypatch: pytest.MonkeyPatch) -> None:
     assert bar.progress is not None
     refreshes: list[int] = []
     monkeypatch.setattr(bar.progress, "refresh", lambda: refreshes.append(1))
+    updates: list[Any] = []
+    original_update = bar.progress.update
+    monkeypatch.setattr(bar.progress, "update", lambda *a, **k: updates.append(k) or original_update(*a, **k))
     reads: list[int] = []
     original = bar.get_metrics
     monkeypatch.setattr(bar, "get_metrics", lambda *a: reads.append(1) or original(*a))
     for i in range(50):
         bar.on_train_batch_end(trainer, None, None, None, i)
-    # One redraw per second at most, plus the last batch; metrics are read only when drawing.
-    assert len(refreshes) <= 4
+    # One redraw per second at most, plus the last batch; rich sees the count and the metrics only when drawing.
+    assert 1 <= len(refreshes) <= 4
+    assert 1 <= len(updates) <= 4
+    assert updates[-1]["completed"] == 50
     assert len(reads) <= 2
+    assert bar.progress.tasks[0].completed == 50
     bar.teardown(trainer, None, "fit")
+
+
+def test_not_a_terminal_builds_no_display_until_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    bar = RichProgressBar(refresh_rate=1000, console_kwargs=_console_kwargs())
+    trainer = _trainer(num_training_batches=20)
+    bar.setup(trainer, None, "fit")  # type: ignore[arg-type]
+    bar.on_train_start(trainer, None)
+    bar.on_train_epoch_start(trainer, None)
+    assert bar.progress is not None
+    refreshes: list[int] = []
+    monkeypatch.setattr(bar.progress, "refresh", lambda: refreshes.append(1))
+    for i in range(20):
+        bar.on_train_batch_end(trainer, None, None, None, i)
+    assert refreshes == []
+    monkeypatch.undo()
+    bar.teardown(trainer, None, "fit")
+    # The final state is printed once, with the last count.
+    assert re.fullmatch(rf"Epoch 0/1  ━+ 20/20 {TIME} v_num: 0\.000\s*\n", _text(bar))
 
 
 def test_pickles_without_display() -> None:

@@ -180,7 +180,156 @@ def test_pickles_without_writer(tmp_path: Path) -> None:
 
     logger = TensorBoardLogger(tmp_path)
     logger.log_metrics({"m": 1.0}, step=0)
+    assert logger._scalars is not None
     clone = pickle.loads(pickle.dumps(logger))
     assert clone._experiment is None
+    assert clone._scalars is None
     assert clone.log_dir == logger.log_dir
     logger.finalize("success")
+
+
+# ---- fulgor's own scalar writer: scalars without importing tensorboard ----
+
+
+def _event_files(log_dir: str | Path) -> list[Path]:
+    return sorted(p for p in Path(log_dir).iterdir() if "tfevents" in p.name)
+
+
+FIT_SCRIPT = """
+import json, os, shutil, sys
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+import fulgor
+
+class Model(fulgor.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("batch_idx", float(batch_idx))
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+g = torch.Generator().manual_seed(0)
+data = DataLoader(TensorDataset(torch.randn(80, 4, generator=g), torch.randn(80, 1, generator=g)), batch_size=8)
+trainer = fulgor.Trainer(max_epochs=1, log_every_n_steps=3, enable_progress_bar=False, enable_model_summary=False)
+trainer.fit(Model(), data)
+log_dir = trainer.logger.log_dir
+# What finalize() left on disk while the process still runs (no help from exit-time flushing):
+os.makedirs("snapshot")
+for name in os.listdir(log_dir):
+    if "tfevents" in name:
+        shutil.copy(os.path.join(log_dir, name), "snapshot")
+tb = ("tensorboard", "tensorboardX", "torch.utils.tensorboard")
+modules = [m for m in sys.modules if m.split(".")[0] in tb or m.startswith(tb[2])]
+print(json.dumps({"log_dir": log_dir, "modules": sorted(modules), "logger": type(trainer.logger).__name__}))
+"""
+
+
+def test_default_fit_logs_scalars_without_importing_tensorboard(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-c", FIT_SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["logger"] == "TensorBoardLogger"
+    assert out["modules"] == []
+    files = _event_files(out["log_dir"])
+    assert len(files) == 1
+    assert (Path(out["log_dir"]) / "hparams.yaml").read_text() == "{}\n"
+    for run_dir in (out["log_dir"], tmp_path / "snapshot"):
+        scalars = _scalars(_load(Path(run_dir)))
+        assert scalars["batch_idx"] == [(2, 2.0), (5, 5.0), (8, 8.0)]  # every log_every_n_steps=3 of 10 batches
+        assert scalars["epoch"] == [(2, 0.0), (5, 0.0), (8, 0.0)]
+
+
+def test_prepare_and_save_use_own_writer(tmp_path: Path) -> None:
+    logger = TensorBoardLogger(tmp_path)
+    logger._prepare_for_setup()  # the Trainer's call before the setup hooks: directory and event file
+    (file,) = _event_files(logger.log_dir)
+    logger.log_metrics({"a": 1.0, "b": torch.tensor(2.0)}, step=3)
+    logger.log_metrics({"a": 0.5}, step=4)
+    logger.save()
+    assert logger._experiment is None  # no SummaryWriter was needed
+    assert _scalars(_load(Path(logger.log_dir))) == {"a": [(3, 1.0), (4, 0.5)], "b": [(3, 2.0)]}
+    assert (Path(logger.log_dir) / "hparams.yaml").read_text() == "{}\n"
+    logger.log_metrics({"a": 0.25}, step=5)
+    logger.finalize("success")
+    assert _scalars(_load(Path(logger.log_dir)))["a"] == [(3, 1.0), (4, 0.5), (5, 0.25)]
+    logger.save()  # after finalize: no new file
+    assert _event_files(logger.log_dir) == [file]
+    logger.log_metrics({"a": 0.125}, step=6)  # logging on (e.g. trainer.test after fit): a new file, as SummaryWriter
+    logger.finalize("success")
+    assert len(_event_files(logger.log_dir)) == 2
+    assert _scalars(_load(Path(logger.log_dir)))["a"][-1] == (6, 0.125)
+
+
+def test_experiment_after_scalars_switches_writer(tmp_path: Path) -> None:
+    logger = TensorBoardLogger(tmp_path, filename_suffix=".x", flush_secs=30, max_queue=5)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    own = logger._scalars
+    assert own is not None
+    assert own.path.endswith(".x")
+    logger.log_metrics({"loss": 0.5}, step=1)
+    experiment = logger.experiment  # the user asks for the SummaryWriter: ours is closed
+    assert own.closed
+    assert logger._scalars is None
+    experiment.add_text("note", "hello", 1)
+    tb_index = experiment.file_writer.event_writer._file_name.removesuffix(".x").rsplit(".", 1)[1]
+    logger.log_metrics({"loss": 0.25}, step=2)
+    logger.finalize("success")
+    files = _event_files(logger.log_dir)
+    assert len(files) == 2  # same second, but never the same name: tensorboard's counter skips ours
+    assert all(f.name.endswith(".x") for f in files)
+    assert int(tb_index) > own.index
+    assert tb_index > str(own.index)  # and sorts after it: TensorBoard reads ours first
+    assert files[0].name == os.path.basename(own.path) or files[0].name < files[1].name
+    acc = _load(Path(logger.log_dir))
+    assert _scalars(acc) == {"loss": [(0, 1.0), (1, 0.5), (2, 0.25)]}
+    assert "note/text_summary" in acc.Tags()["tensors"]
+
+
+def test_dict_hparams_and_graph_go_through_summary_writer(tmp_path: Path) -> None:
+    logger = TensorBoardLogger(tmp_path)
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.log_metrics({"a": 2.0, "pair": {"x": 1.0, "y": 2.0}}, step=1)  # add_scalars: switches for the whole call
+    assert logger._experiment is not None
+    logger.finalize("success")
+    assert _scalars(_load(Path(logger.log_dir))) == {"a": [(0, 1.0), (1, 2.0)]}
+    assert _scalars(_load(Path(logger.log_dir) / "pair_y")) == {"pair": [(1, 2.0)]}
+    hp = TensorBoardLogger(tmp_path, name="hp")
+    hp.log_hyperparams({"lr": 0.1})  # hp_metric and the HPARAMS summaries share the SummaryWriter's file
+    assert hp._scalars is None
+    hp.finalize("success")
+    assert len(_event_files(hp.log_dir)) == 1
+
+
+@pytest.mark.parametrize("kwargs", [{"comment": "c"}, {"purge_step": 0}])
+def test_other_writer_options_use_summary_writer(tmp_path: Path, kwargs: dict[str, Any]) -> None:
+    logger = TensorBoardLogger(tmp_path, **kwargs)
+    logger.log_metrics({"a": 1.0}, step=0)
+    assert logger._scalars is None
+    assert logger._experiment is not None
+    logger.finalize("success")
+    assert _scalars(_load(Path(logger.log_dir))) == {"a": [(0, 1.0)]}
+
+
+def test_remote_log_dir_uses_summary_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fulgor.loggers import tensorboard
+
+    monkeypatch.setattr(tensorboard.fs, "is_remote", lambda path: True)
+    logger = TensorBoardLogger(tmp_path)
+    logger.log_metrics({"a": 1.0}, step=0)
+    assert logger._scalars is None
+    assert logger._experiment is not None
+    logger.finalize("failed")

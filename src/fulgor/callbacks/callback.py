@@ -37,6 +37,11 @@ class Callback:
     def _legacy_state_key(self) -> type[Callback]:
         return type(self)
 
+    def _idle_hooks(self) -> frozenset[str]:
+        """Overridden hooks that cannot act in this run's configuration, read when a run starts; the Trainer does not
+        call them (a per-batch hook that always returns at once would still cost a dispatch every step)."""
+        return frozenset()
+
     def _generate_state_key(self, **kwargs: Any) -> str:
         """A state key that includes the arguments that tell several instances of one class apart."""
         return f"{self.__class__.__qualname__}{kwargs!r}"

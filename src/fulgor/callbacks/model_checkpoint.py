@@ -160,6 +160,12 @@ class ModelCheckpoint(Checkpoint):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._last_time_checked = time.monotonic()
 
+    def _idle_hooks(self) -> frozenset[str]:
+        # Without step- or time-based saving, the per-batch hook can never save: it is not dispatched at all.
+        if self._every_n_train_steps < 1 and self._train_time_interval is None:
+            return frozenset({"on_train_batch_end"})
+        return frozenset()
+
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:

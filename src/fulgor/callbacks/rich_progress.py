@@ -110,9 +110,9 @@ class RichProgressBar(ProgressBar):
     """Progress bars drawn with `rich <https://github.com/Textualize/rich>`_ (``pip install rich``).
 
     One live display holds the bars: "Epoch N/M" (with ``v_num`` and the ``prog_bar=True`` metrics), "Validation",
-    "Sanity Checking", "Testing", "Predicting". Redraws happen at most ``refresh_rate`` times per second, and metrics
-    are read only when a redraw happens. When the console is not a terminal, the final state is printed once when
-    the stage ends.
+    "Sanity Checking", "Testing", "Predicting". Redraws happen at most ``refresh_rate`` times per second (rich's own
+    default rate), and counts and metrics are handed to rich only when a redraw happens. When the console is not a
+    terminal, the final state is printed once when the stage ends.
 
     Args:
         refresh_rate: redraws per second; 0 disables the bar.
@@ -128,7 +128,7 @@ class RichProgressBar(ProgressBar):
 
     def __init__(
         self,
-        refresh_rate: int = 100,
+        refresh_rate: int = 10,
         leave: bool = False,
         theme: RichProgressBarTheme | None = None,
         console_kwargs: dict[str, Any] | None = None,
@@ -147,6 +147,7 @@ class RichProgressBar(ProgressBar):
         self.progress: Progress | None = None
         self._stopped = False
         self._last_refresh = 0.0
+        self._pending: dict[TaskID, int] = {}  # batch counts not yet handed to rich
         self._metrics: dict[str, Any] = {}
         self.train_progress_bar_id: TaskID | None = None
         self.val_sanity_progress_bar_id: TaskID | None = None
@@ -219,10 +220,12 @@ class RichProgressBar(ProgressBar):
 
     def _stop_progress(self) -> None:
         if self.progress is not None and not self._stopped:
+            self._refresh(force=True)  # the counts not yet handed over, so the final state printed is current
             self.progress.stop()
             self._stopped = True
 
     def _reset_ids(self) -> None:
+        self._pending.clear()
         self.train_progress_bar_id = self.val_sanity_progress_bar_id = self.val_progress_bar_id = None
         self.test_progress_bar_id = self.predict_progress_bar_id = None
 
@@ -236,25 +239,31 @@ class RichProgressBar(ProgressBar):
 
     def _hide(self, task_id: TaskID | None) -> None:
         if self.progress is not None and task_id is not None:
+            self._pending.pop(task_id, None)  # a pending count would make it visible again
             self.progress.update(task_id, visible=False)
 
     def _refresh(self, force: bool = False) -> bool:
-        """Redraw if forced or at least ``1 / refresh_rate`` seconds passed; True when it redrew."""
+        """Hand the pending counts to rich and redraw, if forced or at least ``1 / refresh_rate`` seconds passed;
+        True when it did."""
         if self.progress is None or self._stopped:
             return False
         now = time.monotonic()
         if not force and now - self._last_refresh < 1.0 / self._refresh_rate:
             return False
         self._last_refresh = now
-        self.progress.refresh()
+        for task_id, completed in self._pending.items():
+            self.progress.update(task_id, completed=completed, visible=True)
+        self._pending.clear()
+        console = self.progress.console
+        if console.is_jupyter or (console.is_terminal and not console.is_dumb_terminal):
+            self.progress.refresh()  # elsewhere rich prints only the final state, at stop: skip building it
         return True
 
     def _update(self, task_id: TaskID | None, current: int) -> bool:
-        if self.progress is None or task_id is None or not self.is_enabled:
+        if self.progress is None or task_id is None:  # callers return early when the bar is disabled
             return False
-        self.progress.update(task_id, completed=current, visible=True)
-        total = self.progress._tasks[task_id].total
-        return self._refresh(force=current == total)
+        self._pending[task_id] = current
+        return self._refresh(force=current == self.progress._tasks[task_id].total)
 
     def _update_metrics(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.is_enabled:
@@ -301,6 +310,7 @@ class RichProgressBar(ProgressBar):
             self.train_progress_bar_id = self._add_task(total, description)
         elif self.progress is not None:
             known = None if math.isinf(total) else total
+            self._pending.pop(self.train_progress_bar_id, None)
             self.progress.reset(self.train_progress_bar_id, total=known, description=description, visible=True)
         self._refresh(force=True)
 

@@ -1,12 +1,19 @@
 """`TensorBoardLogger`: scalars, hparams and graphs as TensorBoard event files in `<save_dir>/<name>/version_N/`, plus
-`hparams.yaml`, laid out as Lightning lays them out. tensorboard (or tensorboardX) is imported only when used."""
+`hparams.yaml`, laid out as Lightning lays them out.
+
+Plain scalars, `save()` and `finalize()` go through fulgor's own event writer (`tb_events.ScalarEventWriter`), so a
+run that only logs scalars never imports tensorboard (about 0.2 s of start-up). The `SummaryWriter` of
+`torch.utils.tensorboard` (or tensorboardX) is imported and created only for `logger.experiment`, dicts of scalars,
+hparams with metrics, graphs, a remote log directory, or writer options other than `max_queue`, `flush_secs` and
+`filename_suffix`; from then on every scalar goes through it and fulgor's writer is closed (TensorBoard reads all the
+event files of a directory)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 from argparse import Namespace
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from torch import Tensor
@@ -16,6 +23,7 @@ from fulgor import fs
 from fulgor.hparams import save_hparams_to_yaml
 from fulgor.loggers._utils import add_prefix, convert_params, flatten_dict, sanitize_params
 from fulgor.loggers.logger import Logger, rank_zero_experiment
+from fulgor.loggers.tb_events import ScalarEventWriter, index_sorting_after
 from fulgor.rank import rank_zero_only, rank_zero_warn
 
 if TYPE_CHECKING:
@@ -24,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["TensorBoardLogger"]
 
 _INSTALL_HINT = "Install it with `pip install tensorboard` (or `pip install tensorboardX`)."
+# The SummaryWriter options fulgor's own scalar writer understands; any other one sends scalars to the SummaryWriter.
+_OWN_WRITER_KWARGS = frozenset({"max_queue", "flush_secs", "filename_suffix"})
 
 
 def tensorboard_available() -> bool:
@@ -39,7 +49,8 @@ class TensorBoardLogger(Logger):
     """Log to TensorBoard event files in ``save_dir/name/version_N`` (Lightning's layout).
 
     Also writes ``hparams.yaml`` next to the event files. Uses ``torch.utils.tensorboard`` when ``tensorboard`` is
-    installed, else ``tensorboardX``. Only global rank 0 writes.
+    installed, else ``tensorboardX``; plain scalars are written without importing either (see the module docstring).
+    Only global rank 0 writes.
 
     Args:
         save_dir: the directory holding all experiments (a local path, or a URL when fsspec is installed).
@@ -93,6 +104,9 @@ class TensorBoardLogger(Logger):
         self._prefix = prefix
         self._kwargs = kwargs
         self._experiment: SummaryWriter | None = None
+        # fulgor's scalar writer: used (with tensorboard installed) until the SummaryWriter is created.
+        self._own_writer_ok = tensorboard_available() and _OWN_WRITER_KWARGS.issuperset(kwargs)
+        self._scalars: ScalarEventWriter | None = None
         self.hparams: dict[str, Any] = {}
 
     # ---- directories ----
@@ -149,13 +163,19 @@ class TensorBoardLogger(Logger):
     def experiment(self) -> SummaryWriter:
         """The ``SummaryWriter`` (created, with the directories, on first access; a dummy on other ranks).
 
-        Use it for anything TensorBoard can show: ``logger.experiment.add_image("digits", grid, step)``.
+        Use it for anything TensorBoard can show: ``logger.experiment.add_image("digits", grid, step)``. Creating it
+        closes fulgor's own scalar writer: later scalars go to the ``SummaryWriter``'s event file.
         """
         if self._experiment is None:
+            if self._scalars is not None:
+                self._scalars.close()
+                self._scalars = None
             if self.root_dir:
                 fs.makedirs(self.root_dir, exist_ok=True)
             if tensorboard_available():
                 from torch.utils.tensorboard import SummaryWriter
+
+                _skip_file_indices_we_used()
             else:  # pragma: no cover - only without tensorboard
                 from tensorboardX import SummaryWriter  # type: ignore[no-redef,import-not-found,unused-ignore]
             self._experiment = SummaryWriter(log_dir=self.log_dir, **self._kwargs)
@@ -164,6 +184,34 @@ class TensorBoardLogger(Logger):
     def _writer(self) -> SummaryWriter:
         # Only called from rank-zero-only methods, where `experiment` is the real writer.
         return cast("SummaryWriter", self.experiment)
+
+    def _scalar_writer(self) -> ScalarEventWriter | None:
+        """fulgor's writer for plain scalars (opened on first use), or None when the SummaryWriter must write them."""
+        writer = self._scalars
+        if writer is not None and not writer.closed:
+            return writer
+        if self._experiment is not None or not self._own_writer_ok:
+            return None
+        log_dir = self.log_dir
+        if fs.is_remote(log_dir):
+            return None
+        self._scalars = ScalarEventWriter(log_dir.removeprefix("file://"), **self._kwargs)
+        return self._scalars
+
+    def _open_writer(self) -> ScalarEventWriter | SummaryWriter:
+        """The writer in use, else fulgor's scalar writer when allowed, else the ``SummaryWriter`` (both create the
+        log directory and an event file, as Lightning's first ``experiment`` access does)."""
+        if self._experiment is not None:
+            return self._experiment
+        if self._scalars is not None:
+            return self._scalars  # possibly closed by finalize(): reopened by the next scalar only
+        own = self._scalar_writer()
+        return own if own is not None else self._writer()
+
+    @rank_zero_only
+    def _prepare_for_setup(self) -> None:
+        """Create the log directory before the setup hooks run (the Trainer calls this instead of ``experiment``)."""
+        self._open_writer()
 
     # ---- logging ----
 
@@ -174,15 +222,18 @@ class TensorBoardLogger(Logger):
         Raises:
             ValueError: a value is neither a number, a one-element tensor nor a dict of numbers.
         """
-        writer = self._writer()
-        for name, value in add_prefix(metrics, self._prefix, self.LOGGER_JOIN_CHAR).items():
+        metrics = add_prefix(metrics, self._prefix, self.LOGGER_JOIN_CHAR)
+        # A dict of scalars needs the SummaryWriter's add_scalars: then the whole call goes through it.
+        own = None if any(isinstance(v, dict) for v in metrics.values()) else self._scalar_writer()
+        add_scalar: Callable[..., None] = own.add_scalar if own is not None else self._writer().add_scalar
+        for name, value in metrics.items():
             if isinstance(value, Tensor):
                 value = value.item()
             try:
                 if isinstance(value, dict):
-                    writer.add_scalars(name, value, step)
+                    self._writer().add_scalars(name, value, step)
                 else:
-                    writer.add_scalar(name, value, step)
+                    add_scalar(name, value, step)
             except Exception as err:
                 raise ValueError(
                     f"\n you tried to log {value} which is currently not supported. Try a dict or a scalar/tensor."
@@ -215,12 +266,12 @@ class TensorBoardLogger(Logger):
             metrics = {"hp_metric": metrics}
         if not metrics:
             return
-        self.log_metrics(metrics, step)
+        file_writer = self._writer()._get_file_writer()  # type: ignore[no-untyped-call]
+        self.log_metrics(metrics, step)  # through the SummaryWriter, next to the hparams summaries
         if tensorboard_available():
             from torch.utils.tensorboard.summary import hparams
         else:  # pragma: no cover - only without tensorboard
             from tensorboardX.summary import hparams  # type: ignore[no-redef,import-not-found,unused-ignore]
-        file_writer = self._writer()._get_file_writer()  # type: ignore[no-untyped-call]
         for summary in hparams(flat, dict(metrics)):  # type: ignore[no-untyped-call]
             file_writer.add_summary(summary, step)
 
@@ -252,8 +303,12 @@ class TensorBoardLogger(Logger):
 
     @rank_zero_only
     def save(self) -> None:
-        """Flush the event files; write ``hparams.yaml`` once the log directory exists (if not written yet)."""
-        self._writer().flush()
+        """Flush the event files; write ``hparams.yaml`` once the log directory exists (if not written yet).
+
+        Does not create the ``SummaryWriter``: with none yet, fulgor's scalar writer is opened (as Lightning opens its
+        writer here, so the directory and an event file exist).
+        """
+        self._open_writer().flush()
         log_dir = self.log_dir
         hparams_file = os.path.join(log_dir, self.NAME_HPARAMS_FILE)
         if not fs.is_remote(log_dir) and os.path.isdir(log_dir) and not os.path.isfile(hparams_file):
@@ -261,18 +316,40 @@ class TensorBoardLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        """Flush and close the writer; after a successful run also :meth:`save` (writes ``hparams.yaml``)."""
+        """Flush and close the writers; after a successful run also :meth:`save` (writes ``hparams.yaml``)."""
         if self._experiment is not None:
             self._experiment.flush()
             self._experiment.close()
+        if self._scalars is not None:
+            self._scalars.close()
         if status == "success":
             self.save()
 
     def __getstate__(self) -> dict[str, Any]:
-        # The writer holds threads and open files; it is recreated on first use after unpickling.
+        # The writers hold threads and open files; they are recreated on first use after unpickling.
         state = self.__dict__.copy()
         state["_experiment"] = None
+        state["_scalars"] = None
         return state
+
+
+def _skip_file_indices_we_used() -> None:
+    """Advance tensorboard's per-process event-file counter past the ``<n>`` of our newest file.
+
+    Both name files ``events.out.tfevents.<seconds>.<host>.<pid>.<n>`` with ``n`` counted from 0 per process, and
+    tensorboard opens its file with ``"wb"``: a ``SummaryWriter`` created in the same second as one of our files could
+    otherwise take its name and truncate it, or sort before it. Sets a private counter; does nothing without it.
+    """
+    last = ScalarEventWriter.last_index
+    try:
+        from tensorboard.summary.writer.event_file_writer import _global_uid as counter
+    except ImportError:  # pragma: no cover - other tensorboard versions
+        return
+    lock = getattr(counter, "_lock", None)
+    if last < 0 or lock is None or not isinstance(getattr(counter, "_value", None), int):
+        return  # pragma: no cover - other tensorboard versions
+    with lock:
+        counter._value = index_sorting_after(last, counter._value)
 
 
 def _through_transfer_hooks(model: Module, batch: Any) -> Any:

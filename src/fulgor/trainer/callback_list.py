@@ -23,7 +23,8 @@ def build_callbacks(
 ) -> list[Callback]:
     """User callbacks first, then Timer, progress bar and summary; checkpoint callbacks end up last."""
     from fulgor.callbacks.model_summary import ModelSummary
-    from fulgor.callbacks.progress import ProgressBar, TQDMProgressBar
+    from fulgor.callbacks.progress import ProgressBar
+    from fulgor.callbacks.tqdm_progress import TQDMProgressBar
 
     result: list[Callback] = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
     if max_time is not None:

@@ -64,7 +64,7 @@ def _callback_fns(trainer: Trainer, name: str, receiver: str, timed: Callable[[F
             continue
         if receiver == "C:monitoring" and not callback.monitors_metrics:
             continue
-        if is_overridden(name, callback, Callback):
+        if is_overridden(name, callback, Callback) and name not in callback._idle_hooks():
             action = f"[Callback]{callback.state_key}.{name}"
             fns.append(timed(partial(getattr(callback, name), trainer, module), action))
     return fns

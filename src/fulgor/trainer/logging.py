@@ -98,6 +98,7 @@ class Entry:
         "computed",
         "count",
         "dataloader_idx",
+        "epoch_name",
         "fx",
         "logger",
         "metric",
@@ -107,6 +108,7 @@ class Entry:
         "options",
         "prog_bar",
         "reduce",
+        "step_name",
         "step_value",
         "suffix",
         "sync",
@@ -121,6 +123,9 @@ class Entry:
         self.dataloader_idx = dataloader_idx
         self.options = options
         self.prog_bar, self.logger, self.on_step, self.on_epoch, self.reduce = options[:5]
+        forked = self.on_step and self.on_epoch  # the names are fixed per entry: computed once, not per step
+        self.step_name = base + "_step" + self.suffix if forked else self.name
+        self.epoch_name = base + "_epoch" + self.suffix if forked else self.name
         self.sync: Callable[[Tensor, str], Tensor] | None = None
         self.metric: Any = None  # a torchmetrics.Metric logged as an object
         self.step_value: Tensor | None = None
@@ -131,9 +136,7 @@ class Entry:
 
     def forked_name(self, on_step: bool) -> str:
         """`name_step`/`name_epoch` when logged both per step and per epoch, then the dataloader suffix."""
-        if not (self.on_step and self.on_epoch):
-            return self.name
-        return self.base + ("_step" if on_step else "_epoch") + self.suffix
+        return self.step_name if on_step else self.epoch_name
 
     def update(self, value: Tensor, batch_size: int) -> None:
         if self.on_step:
@@ -343,7 +346,7 @@ class MetricDicts:
 def _put(sink: MetricDicts, entry: Entry, value: Tensor | None, on_step: bool, callback: bool) -> None:
     if value is None:
         return
-    forked = entry.forked_name(on_step)
+    forked = entry.step_name if on_step else entry.epoch_name
     if callback:
         sink.callback[entry.name] = value
         sink.callback[forked] = value

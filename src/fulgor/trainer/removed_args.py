@@ -249,7 +249,7 @@ def _refresh_rate(value: Any, init: Init, after: After) -> str:
         return "fulgor runs it as `Trainer(enable_progress_bar=False)`."
     if value is None:
         return "it is ignored."
-    from fulgor.callbacks.progress import TQDMProgressBar
+    from fulgor.callbacks.tqdm_progress import TQDMProgressBar
 
     _add_callback(init, TQDMProgressBar(refresh_rate=int(value)))
     return f"fulgor runs it as `Trainer(callbacks=[TQDMProgressBar(refresh_rate={value!r})])`."
@@ -258,7 +258,7 @@ def _refresh_rate(value: Any, init: Init, after: After) -> str:
 def _process_position(value: Any, init: Init, after: After) -> str:
     if not value:
         return "it is ignored."
-    from fulgor.callbacks.progress import TQDMProgressBar
+    from fulgor.callbacks.tqdm_progress import TQDMProgressBar
 
     _add_callback(init, TQDMProgressBar(process_position=int(value)))
     return f"fulgor runs it as `Trainer(callbacks=[TQDMProgressBar(process_position={value!r})])`."

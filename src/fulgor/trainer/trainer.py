@@ -455,9 +455,9 @@ class Trainer(TrainerProperties):
             self._user_ckpt_path = None
         if fn == TrainerFn.FITTING:
             return ckpt_path
-        from fulgor import checkpointing
+        from fulgor import checkpoint_restore
 
-        return checkpointing.select_ckpt_path(self, fn.value, ckpt_path, model_provided)
+        return checkpoint_restore.select_ckpt_path(self, fn.value, ckpt_path, model_provided)
 
     def _model_for(self, fn: TrainerFn, model: LightningModule | None) -> LightningModule:
         if model is None:
@@ -533,15 +533,18 @@ class Trainer(TrainerProperties):
         self._hooks_prepared()
         self._prepare_data()
         for logger in self.loggers:
-            _ = getattr(logger, "experiment", None)  # creates the log directory before setup hooks run
+            # Creates the log directory before setup hooks run; a logger may do that without starting its experiment
+            # object (`_prepare_for_setup`: the TensorBoard logger, whose writer would import tensorboard).
+            prepare = getattr(logger, "_prepare_for_setup", None)
+            _ = prepare() if prepare is not None else getattr(logger, "experiment", None)
         call_hook(self, "setup", fn)
         if is_overridden("configure_model", module):
             call_module(self, "configure_model")
         self._ckpt_to_resume = None
         if ckpt_path is not None:
-            from fulgor import checkpointing
+            from fulgor import checkpoint_restore
 
-            self._ckpt_to_resume = checkpointing.restore_before_setup(self, ckpt_path, weights_only)
+            self._ckpt_to_resume = checkpoint_restore.restore_before_setup(self, ckpt_path, weights_only)
         self.strategy.setup_module(self.precision_plugin.convert_module(module))
         self._batch_to_device = self._make_batch_transfer()
 
@@ -630,10 +633,10 @@ class Trainer(TrainerProperties):
                 logger.log_graph(self.lightning_module)
                 logger.save()
         if self._pending_training_state is not None:
-            from fulgor import checkpointing
+            from fulgor import checkpoint_restore
 
             # Lightning restores optimizers, schedulers and loop counters after the hparams are logged.
-            checkpointing.restore_training_state(self, self._pending_training_state)
+            checkpoint_restore.restore_training_state(self, self._pending_training_state)
             self._pending_training_state = None
 
     # ------------------------------------------------------------------ logging
@@ -676,9 +679,9 @@ class Trainer(TrainerProperties):
         self, filepath: str | os.PathLike[str], weights_only: bool | None = None, storage_options: Any = None
     ) -> None:
         """Write a checkpoint of the current state (Lightning's layout) to `filepath`, atomically."""
-        from fulgor import checkpointing
+        from fulgor import checkpoint_contents
 
-        checkpointing.save_trainer_checkpoint(self, filepath, weights_only, storage_options)
+        checkpoint_contents.save_trainer_checkpoint(self, filepath, weights_only, storage_options)
 
     def _make_batch_transfer(self) -> Any:
         """The function that moves a batch to the device through the batch-transfer hooks (once per run), or None

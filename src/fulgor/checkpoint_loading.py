@@ -1,0 +1,128 @@
+"""`load_from_checkpoint` of LightningModule and LightningDataModule: build the class from the stored hparams (or
+an `hparams_file`) and load its weights or datamodule state."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor
+
+from fulgor import fs
+from fulgor.checkpoint_restore import _load_weights
+from fulgor.checkpointing import load_checkpoint_file
+from fulgor.hparams import load_hparams_from_yaml
+from fulgor.rank import rank_zero_warn
+
+__all__ = [
+    "load_datamodule_from_checkpoint",
+    "load_module_from_checkpoint",
+]
+
+_PAST_HPARAMS_KEYS = ("hparams", "module_arguments")  # 0.7.x names of `hyper_parameters`
+T = TypeVar("T")
+
+
+def load_module_from_checkpoint(
+    cls: type[T],
+    checkpoint_path: Any,
+    map_location: Any = None,
+    hparams_file: Any = None,
+    strict: bool | None = None,
+    weights_only: bool | None = None,
+    **kwargs: Any,
+) -> T:
+    """`LightningModule.load_from_checkpoint`: build `cls` from the stored hparams (then `hparams_file`, then `kwargs`)
+    and load the weights; the model is moved to the device of the stored tensors and left in training mode."""
+    checkpoint = _checkpoint_for_class(cls, checkpoint_path, map_location, hparams_file, weights_only, kwargs)
+    model: Any = _instantiate(cls, checkpoint, kwargs)
+    if model._strict_loading is not None and strict is not None and strict != model.strict_loading:
+        raise ValueError(
+            f"You set `.load_from_checkpoint(..., strict={strict!r})` which is in conflict with"
+            f" `{cls.__name__}.strict_loading={model.strict_loading!r}. Please set the same value for both of them."
+        )
+    strict = model.strict_loading if strict is None else strict
+    from fulgor.module import is_overridden
+
+    if is_overridden("configure_model", model):
+        model.configure_model()
+    model.on_load_checkpoint(checkpoint)
+    _load_weights(model, checkpoint, _display(checkpoint_path), bool(strict))
+    state_dict = checkpoint["state_dict"]
+    if not state_dict:
+        rank_zero_warn(f"The state dict in {_display(checkpoint_path)!r} contains no parameters.")
+        return model  # type: ignore[no-any-return]
+    device = next((t.device for t in state_dict.values() if isinstance(t, Tensor)), torch.device("cpu"))
+    return model.to(device)  # type: ignore[no-any-return]
+
+
+def load_datamodule_from_checkpoint(
+    cls: type[T], checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
+    weights_only: bool | None = None, **kwargs: Any,
+) -> T:  # fmt: skip
+    """`LightningDataModule.load_from_checkpoint`: build `cls` from the stored datamodule hparams and state."""
+    checkpoint = _checkpoint_for_class(cls, checkpoint_path, map_location, hparams_file, weights_only, kwargs)
+    datamodule: Any = _instantiate(cls, checkpoint, kwargs)
+    if type(datamodule).__qualname__ in checkpoint:
+        datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
+    return datamodule  # type: ignore[no-any-return]
+
+
+def _display(path: Any) -> str:
+    return os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)
+
+
+def _checkpoint_for_class(
+    cls: Any, path: Any, map_location: Any, hparams_file: Any, weights_only: bool | None, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    checkpoint = load_checkpoint_file(path, map_location, weights_only)
+    key = cls.CHECKPOINT_HYPER_PARAMS_KEY
+    if hparams_file is not None:
+        extension = str(hparams_file).rsplit(".", 1)[-1].lower()
+        if extension == "csv":
+            checkpoint[key] = _load_hparams_csv(hparams_file)
+        elif extension in ("yml", "yaml"):
+            checkpoint[key] = load_hparams_from_yaml(hparams_file)
+        else:
+            raise ValueError(".csv, .yml or .yaml is required for `hparams_file`")
+    checkpoint.setdefault(key, {})
+    checkpoint[key].update(kwargs)
+    return checkpoint
+
+
+def _load_hparams_csv(path: Any) -> dict[str, Any]:
+    """Lightning's `tags.csv` (`key,value` rows; values parsed as YAML scalars)."""
+    import csv
+
+    import yaml
+
+    if not fs.exists(path) or fs.isdir(path):
+        rank_zero_warn(f"Missing Tags: {path}.", category=RuntimeWarning)
+        return {}
+    with fs.open(path, "r", newline="") as file:
+        rows = list(csv.DictReader(file))
+    return {row["key"]: yaml.safe_load(row["value"]) for row in rows}
+
+
+def _instantiate(cls: Any, checkpoint: dict[str, Any], new_kwargs: dict[str, Any]) -> Any:
+    """Call `cls(...)` with the stored hparams: passed whole as one argument when `hparams_name` names one."""
+    signature = inspect.signature(cls.__init__)
+    params = list(signature.parameters.values())[1:]
+    takes_var_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    names = [p.name for p in params if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    loaded: dict[str, Any] = {}
+    key = cls.CHECKPOINT_HYPER_PARAMS_KEY
+    if key in checkpoint:
+        if key == "hyper_parameters":
+            for old in _PAST_HPARAMS_KEYS:
+                loaded.update(checkpoint.get(old, {}))
+        loaded.update(checkpoint.get(key, {}))
+        args_name = checkpoint.get(cls.CHECKPOINT_HYPER_PARAMS_NAME)
+        if args_name and args_name in names:
+            loaded = {args_name: loaded}
+    kwargs = {**loaded, **new_kwargs}
+    if not takes_var_kwargs:
+        kwargs = {k: v for k, v in kwargs.items() if k in names}
+    return cls(**kwargs)
