@@ -80,7 +80,8 @@ def main() -> None:
     try:
         trainer.fit(model, train, val, ckpt_path=args.ckpt_path)
     except Preempted:
-        print(f"rank {trainer.global_rank} stopped at global_step={trainer.global_step}", file=sys.stderr)
+        # One write per line: both ranks share the launcher's stderr, and print() writes the newline separately.
+        sys.stderr.write(f"rank {trainer.global_rank} stopped at global_step={trainer.global_step}\n")
         raise
     gather = getattr(trainer.strategy, "lightning_module_state_dict", None)
     state = gather() if gather is not None else model.state_dict()  # a collective under FSDP: every rank calls it
