@@ -167,6 +167,18 @@ def bench_w4(table: Table, names: list[str], n_train: int, repeats: int, warm: i
     cells = {name: spread(values, "{:+.3f} s") for name, values in over.items()}
     table.add("W4 first step", "process start to first `optimizer.step` (W3)", spread(raw, "{:.3f} s"), cells)
 
+    # The same, less the noise: each runner's own part (framework import + setup; raw: optimizer + first batch), with
+    # torch._dynamo (imported by the first optimizer constructor of every runner, ~2 s) imported before the clock.
+    share: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeats + warm):
+        for name in runners:
+            share[name].append(child("first_step_share", name, str(n_train))["seconds"])
+    raw = share["raw"][warm:]
+    over = {name: [a - b for a, b in zip(share[name][warm:], raw, strict=True)] for name in names}
+    cells = {name: spread(values, "{:+.3f} s") for name, values in over.items()}
+    metric = "framework import to first `optimizer.step` (raw: optimizer creation to it), torch._dynamo preloaded"
+    table.add("W4 first step", metric, spread(raw, "{:.3f} s"), cells)
+
 
 def bench_w5(table: Table, names: list[str], n_train: int, repeats: int) -> None:
     """W5: peak resident memory (ru_maxrss) of W3 in a fresh process, minus the raw loop's."""
