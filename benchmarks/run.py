@@ -170,7 +170,8 @@ def bench_w4(table: Table, names: list[str], n_train: int, repeats: int, warm: i
     # The same, less the noise: each runner's own part (framework import + setup; raw: optimizer + first batch), with
     # torch._dynamo (imported by the first optimizer constructor of every runner, ~2 s) imported before the clock.
     share: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats + warm):
+    share_rounds = min(repeats, 3)  # it varies by ~10 ms: three rounds are enough, and keep the suite under 10 min
+    for _ in range(share_rounds + warm):
         for name in runners:
             share[name].append(child("first_step_share", name, str(n_train))["seconds"])
     raw = share["raw"][warm:]

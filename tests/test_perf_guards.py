@@ -4,6 +4,7 @@ dispatches per training step, counted with a profiler hook; and `import fulgor` 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import subprocess
@@ -124,6 +125,38 @@ def test_default_features_per_training_step_are_bounded(tmp_path_factory: pytest
         f" {MAX_FULGOR_CALLS_PER_STEP_DEFAULTS}): profile benchmarks/run.py --only W2 and remove the new per-step work"
     )
     assert hooks <= MAX_HOOK_DISPATCHES_PER_STEP_DEFAULTS, f"{hooks} call_hook dispatches per step with the defaults"
+
+
+class TinyMLPWithValidation(TinyMLP):
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.log("val_loss", F.mse_loss(self.net(batch[0]), batch[1]))
+
+
+def cyclic_garbage(steps: int, root: Path) -> int:
+    """Objects only the cycle collector can free, left by a default-features `fit` of `steps` training batches and
+    as many validation batches (the collector is off during the fit, so nothing is collected behind our back)."""
+    g = torch.Generator().manual_seed(1)
+    n = steps * 32
+    data = TensorDataset(torch.randn(n, 32, generator=g), torch.randn(n, 1, generator=g))
+    trainer = fulgor.Trainer(max_epochs=1, default_root_dir=str(root), num_sanity_val_steps=0)
+    model = TinyMLPWithValidation(log=True)
+    gc.collect()
+    gc.disable()
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
+            trainer.fit(model, DataLoader(data, batch_size=32), DataLoader(data, batch_size=32))
+        del trainer, model
+        return gc.collect()
+    finally:
+        gc.enable()
+
+
+def test_training_and_validation_steps_leave_no_reference_cycles(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # A cycle per step (e.g. a closure referring to itself) keeps every batch and loss alive until the next
+    # collection: more memory (GPU memory too), colder caches, and a collection every few dozen steps.
+    short = cyclic_garbage(100, tmp_path_factory.mktemp("short"))
+    long = cyclic_garbage(300, tmp_path_factory.mktemp("long"))
+    assert (long - short) / 200 < 0.5, f"{long - short} more cyclic objects for 200 more steps ({short} -> {long})"
 
 
 OPTIONAL = (

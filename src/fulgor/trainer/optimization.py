@@ -61,19 +61,20 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int, stepping: bool) ->
     result: list[Any] = [None, None]  # [loss, extra]
 
     def closure() -> Tensor | None:
-        if not torch.is_grad_enabled():  # an optimizer may call its closure under no_grad; backward needs grad
-            with torch.enable_grad():
-                return closure()
-        previous = fx["_current_fx_name"]
-        fx["_current_fx_name"] = "training_step"
-        with autocast():
-            output = step(batch, batch_idx) if trainer._step_takes_batch_idx else step(batch)
-        fx["_current_fx_name"] = previous
-        if trainer._legacy is not None:  # 1.x `training_step_end`
-            output = trainer._legacy.after_step("training_step", output)
-        loss, result[1] = _parse_output(output, accumulate)
-        result[0] = loss
-        _zero_grad_and_backward(trainer, optimizer, loss, batch_idx, zero_grad, stepping)
+        # An optimizer may call its closure under no_grad, and backward needs grad. (Not a retry through `closure`
+        # itself: a closure referring to itself is a reference cycle that keeps every batch and loss alive until the
+        # next garbage collection.)
+        with torch.enable_grad():
+            previous = fx["_current_fx_name"]
+            fx["_current_fx_name"] = "training_step"
+            with autocast():
+                output = step(batch, batch_idx) if trainer._step_takes_batch_idx else step(batch)
+            fx["_current_fx_name"] = previous
+            if trainer._legacy is not None:  # 1.x `training_step_end`
+                output = trainer._legacy.after_step("training_step", output)
+            loss, result[1] = _parse_output(output, accumulate)
+            result[0] = loss
+            _zero_grad_and_backward(trainer, optimizer, loss, batch_idx, zero_grad, stepping)
         return None if loss is None else loss.detach()
 
     if not stepping:
