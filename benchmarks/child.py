@@ -1,7 +1,8 @@
 """One fresh-process benchmark run, started by run.py: import time (W4), time to the first optimizer step (W4),
 peak resident memory of W3 (W5), and W3 under DDP on 2 CPU processes (W6). Writes its result to a file.
 
-Usage: python benchmarks/child.py MODE RUNNER OUT [ARGS...]; RUNNER is raw, fulgor or pytorch-lightning.
+Usage: python benchmarks/child.py MODE RUNNER OUT [ARGS...]; RUNNER is raw, fulgor or pytorch-lightning
+(or, in import mode, ignite or accelerate).
 """
 
 import time
@@ -13,7 +14,9 @@ import os  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
+# The Lightning-style frameworks (every mode) and the peers of peers.py (import mode only).
 FRAMEWORKS = {"fulgor": "fulgor", "pytorch-lightning": "pytorch_lightning"}
+PEERS = {"ignite": "ignite.engine", "accelerate": "accelerate"}  # = peers.MODULES, not imported: it imports torch
 
 
 def save(out: str, **values: object) -> None:
@@ -28,7 +31,7 @@ def import_time(runner: str, out: str) -> None:
 
     after_torch = time.perf_counter()
     if runner != "raw":
-        importlib.import_module(FRAMEWORKS[runner])
+        importlib.import_module({**FRAMEWORKS, **PEERS}[runner])
     done = time.perf_counter()
     del torch
     save(out, torch_s=after_torch - START, framework_s=done - after_torch)
