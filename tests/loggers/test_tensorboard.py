@@ -1,5 +1,6 @@
-"""TensorBoardLogger: event files read back with tensorboard's EventAccumulator, and the directory layout and
-hparams.yaml compared with Lightning's TensorBoardLogger driven by the same calls."""
+"""TensorBoardLogger: event files read back with tensorboard's EventAccumulator; when tensorboard is imported; the
+directory layout, hparams.yaml and scalars compared with Lightning's TensorBoardLogger driven by the same calls and
+with a whole Lightning run (one event file per writer, as Lightning leaves)."""
 
 from __future__ import annotations
 
@@ -180,31 +181,90 @@ def test_pickles_without_writer(tmp_path: Path) -> None:
 
     logger = TensorBoardLogger(tmp_path)
     logger.log_metrics({"m": 1.0}, step=0)
-    assert logger._scalars is not None
+    assert logger._experiment is not None
     clone = pickle.loads(pickle.dumps(logger))
     assert clone._experiment is None
-    assert clone._scalars is None
     assert clone.log_dir == logger.log_dir
     logger.finalize("success")
-
-
-# ---- fulgor's own scalar writer: scalars without importing tensorboard ----
 
 
 def _event_files(log_dir: str | Path) -> list[Path]:
     return sorted(p for p in Path(log_dir).iterdir() if "tfevents" in p.name)
 
 
-FIT_SCRIPT = """
-import json, os, shutil, sys
+# ---- when tensorboard is imported: not with fulgor or the logger, only when something is written ----
+
+
+def _run_script(script: str, cwd: Path) -> dict[str, Any]:
+    import json
+    import subprocess
+    import sys
+
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
+    return result
+
+
+_IMPORTED = """
+import sys
+def tensorboard_imported():
+    return any(m.split(".")[0] in ("tensorboard", "tensorboardX") or m.startswith("torch.utils.tensorboard")
+               for m in sys.modules)
+"""
+
+LOGGER_SCRIPT = (
+    _IMPORTED
+    + """
+import json, os
+import fulgor
+from fulgor.loggers import TensorBoardLogger
+seen = {"import fulgor": tensorboard_imported()}
+logger = TensorBoardLogger("logs")
+seen["constructed"] = tensorboard_imported()
+logger._prepare_for_setup()
+logger.save()
+seen["prepared and saved"] = tensorboard_imported()
+files = sorted(os.listdir(logger.log_dir))
+logger.log_metrics({"a": 1.0}, step=0)
+seen["logged"] = tensorboard_imported()
+logger.finalize("success")
+print(json.dumps({"seen": seen, "files_before_log": files, "files": sorted(os.listdir(logger.log_dir))}))
+"""
+)
+
+
+def test_tensorboard_imported_at_first_log_not_before(tmp_path: Path) -> None:
+    out = _run_script(LOGGER_SCRIPT, tmp_path)
+    assert out["seen"] == {"import fulgor": False, "constructed": False, "prepared and saved": False, "logged": True}
+    assert out["files_before_log"] == ["hparams.yaml"]  # save() wrote it into the prepared directory
+    assert len(out["files"]) == 2
+    assert out["files"][0].startswith("events.out.tfevents.")
+    assert out["files"][1] == "hparams.yaml"
+
+
+FIT_SCRIPT = (
+    _IMPORTED
+    + """
+import json
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 import fulgor
+
+seen = []
 
 class Model(fulgor.LightningModule):
     def __init__(self):
         super().__init__()
         self.layer = torch.nn.Linear(4, 1)
+
+    def setup(self, stage):
+        seen.append(["setup", tensorboard_imported()])
+
+    def on_train_batch_start(self, batch, batch_idx):
+        seen.append([batch_idx, tensorboard_imported()])
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -215,121 +275,225 @@ class Model(fulgor.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 g = torch.Generator().manual_seed(0)
-data = DataLoader(TensorDataset(torch.randn(80, 4, generator=g), torch.randn(80, 1, generator=g)), batch_size=8)
+data = DataLoader(TensorDataset(torch.randn(40, 4, generator=g), torch.randn(40, 1, generator=g)), batch_size=8)
 trainer = fulgor.Trainer(max_epochs=1, log_every_n_steps=3, enable_progress_bar=False, enable_model_summary=False)
 trainer.fit(Model(), data)
-log_dir = trainer.logger.log_dir
-# What finalize() left on disk while the process still runs (no help from exit-time flushing):
-os.makedirs("snapshot")
-for name in os.listdir(log_dir):
-    if "tfevents" in name:
-        shutil.copy(os.path.join(log_dir, name), "snapshot")
-tb = ("tensorboard", "tensorboardX", "torch.utils.tensorboard")
-modules = [m for m in sys.modules if m.split(".")[0] in tb or m.startswith(tb[2])]
-print(json.dumps({"log_dir": log_dir, "modules": sorted(modules), "logger": type(trainer.logger).__name__}))
+print(json.dumps({"log_dir": trainer.logger.log_dir, "seen": seen, "logger": type(trainer.logger).__name__}))
 """
+)
 
 
-def test_default_fit_logs_scalars_without_importing_tensorboard(tmp_path: Path) -> None:
-    import json
-    import subprocess
-    import sys
-
-    src = str(Path(__file__).resolve().parents[2] / "src")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run(
-        [sys.executable, "-c", FIT_SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.splitlines()[-1])
+def test_default_fit_imports_tensorboard_at_the_first_logged_step(tmp_path: Path) -> None:
+    out = _run_script(FIT_SCRIPT, tmp_path)
     assert out["logger"] == "TensorBoardLogger"
-    assert out["modules"] == []
-    files = _event_files(out["log_dir"])
-    assert len(files) == 1
+    # Batches 0-2 start without tensorboard; the metrics of batch 2 (log_every_n_steps=3) open the writer.
+    assert out["seen"] == [["setup", False], [0, False], [1, False], [2, False], [3, True], [4, True]]
+    assert len(_event_files(out["log_dir"])) == 1
     assert (Path(out["log_dir"]) / "hparams.yaml").read_text() == "{}\n"
-    for run_dir in (out["log_dir"], tmp_path / "snapshot"):
-        scalars = _scalars(_load(Path(run_dir)))
-        assert scalars["batch_idx"] == [(2, 2.0), (5, 5.0), (8, 8.0)]  # every log_every_n_steps=3 of 10 batches
-        assert scalars["epoch"] == [(2, 0.0), (5, 0.0), (8, 0.0)]
+    scalars = _scalars(_load(Path(out["log_dir"])))
+    assert scalars == {"batch_idx": [(2, 2.0)], "epoch": [(2, 0.0)]}
 
 
-def test_prepare_and_save_use_own_writer(tmp_path: Path) -> None:
-    logger = TensorBoardLogger(tmp_path)
-    logger._prepare_for_setup()  # the Trainer's call before the setup hooks: directory and event file
-    (file,) = _event_files(logger.log_dir)
-    logger.log_metrics({"a": 1.0, "b": torch.tensor(2.0)}, step=3)
-    logger.log_metrics({"a": 0.5}, step=4)
+def test_prepare_for_setup_makes_the_directory_and_finalize_the_event_file(tmp_path: Path) -> None:
+    logger = TensorBoardLogger(tmp_path, version=3, sub_dir="sub")
+    logger._prepare_for_setup()  # the Trainer's call before the setup hooks: the directory, no writer yet
+    log_dir = tmp_path / "lightning_logs" / "version_3" / "sub"
+    assert logger.log_dir == str(log_dir)
+    assert log_dir.is_dir()
+    assert logger._experiment is None
     logger.save()
-    assert logger._experiment is None  # no SummaryWriter was needed
-    assert _scalars(_load(Path(logger.log_dir))) == {"a": [(3, 1.0), (4, 0.5)], "b": [(3, 2.0)]}
-    assert (Path(logger.log_dir) / "hparams.yaml").read_text() == "{}\n"
-    logger.log_metrics({"a": 0.25}, step=5)
-    logger.finalize("success")
-    assert _scalars(_load(Path(logger.log_dir)))["a"] == [(3, 1.0), (4, 0.5), (5, 0.25)]
-    logger.save()  # after finalize: no new file
-    assert _event_files(logger.log_dir) == [file]
-    logger.log_metrics({"a": 0.125}, step=6)  # logging on (e.g. trainer.test after fit): a new file, as SummaryWriter
-    logger.finalize("success")
-    assert len(_event_files(logger.log_dir)) == 2
-    assert _scalars(_load(Path(logger.log_dir)))["a"][-1] == (6, 0.125)
+    assert sorted(p.name for p in log_dir.iterdir()) == ["hparams.yaml"]
+    logger.finalize("failed")  # nothing was logged: the event file Lightning's writer would have left
+    assert len(_event_files(log_dir)) == 1
+    assert _scalars(_load(log_dir)) == {}
 
 
-def test_experiment_after_scalars_switches_writer(tmp_path: Path) -> None:
-    logger = TensorBoardLogger(tmp_path, filename_suffix=".x", flush_secs=30, max_queue=5)
-    logger.log_metrics({"loss": 1.0}, step=0)
-    own = logger._scalars
-    assert own is not None
-    assert own.path.endswith(".x")
-    logger.log_metrics({"loss": 0.5}, step=1)
-    experiment = logger.experiment  # the user asks for the SummaryWriter: ours is closed
-    assert own.closed
-    assert logger._scalars is None
-    experiment.add_text("note", "hello", 1)
-    tb_index = experiment.file_writer.event_writer._file_name.removesuffix(".x").rsplit(".", 1)[1]
-    logger.log_metrics({"loss": 0.25}, step=2)
+def test_finalize_of_an_unused_logger(tmp_path: Path) -> None:
+    TensorBoardLogger(tmp_path, name="failed").finalize("failed")
+    assert not (tmp_path / "failed").exists()  # like Lightning: no writer was opened, nothing to close
+    ok = TensorBoardLogger(tmp_path, name="ok")
+    ok.finalize("success")  # Lightning's save() opens the writer here
+    assert len(_event_files(ok.log_dir)) == 1
+    assert (Path(ok.log_dir) / "hparams.yaml").read_text() == "{}\n"
+
+
+# ---- one SummaryWriter, one event file ----
+
+
+def test_dict_scalars_and_hparams_share_one_event_file(tmp_path: Path) -> None:
+    logger = TensorBoardLogger(tmp_path)
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.log_hyperparams({"lr": 0.1})
+    logger.log_metrics({"a": 2.0, "pair": {"x": 1.0, "y": 2.0}}, step=1)
+    logger.experiment.add_text("note", "hello", 1)
     logger.finalize("success")
-    files = _event_files(logger.log_dir)
-    assert len(files) == 2  # same second, but never the same name: tensorboard's counter skips ours
-    assert all(f.name.endswith(".x") for f in files)
-    assert int(tb_index) > own.index
-    assert tb_index > str(own.index)  # and sorts after it: TensorBoard reads ours first
-    assert files[0].name == os.path.basename(own.path) or files[0].name < files[1].name
+    assert len(_event_files(logger.log_dir)) == 1
     acc = _load(Path(logger.log_dir))
-    assert _scalars(acc) == {"loss": [(0, 1.0), (1, 0.5), (2, 0.25)]}
+    assert _scalars(acc) == {"a": [(0, 1.0), (1, 2.0)], "hp_metric": [(0, -1.0)]}
     assert "note/text_summary" in acc.Tags()["tensors"]
-
-
-def test_dict_hparams_and_graph_go_through_summary_writer(tmp_path: Path) -> None:
-    logger = TensorBoardLogger(tmp_path)
-    logger.log_metrics({"a": 1.0}, step=0)
-    logger.log_metrics({"a": 2.0, "pair": {"x": 1.0, "y": 2.0}}, step=1)  # add_scalars: switches for the whole call
-    assert logger._experiment is not None
-    logger.finalize("success")
-    assert _scalars(_load(Path(logger.log_dir))) == {"a": [(0, 1.0), (1, 2.0)]}
     assert _scalars(_load(Path(logger.log_dir) / "pair_y")) == {"pair": [(1, 2.0)]}
-    hp = TensorBoardLogger(tmp_path, name="hp")
-    hp.log_hyperparams({"lr": 0.1})  # hp_metric and the HPARAMS summaries share the SummaryWriter's file
-    assert hp._scalars is None
-    hp.finalize("success")
-    assert len(_event_files(hp.log_dir)) == 1
 
 
-@pytest.mark.parametrize("kwargs", [{"comment": "c"}, {"purge_step": 0}])
-def test_other_writer_options_use_summary_writer(tmp_path: Path, kwargs: dict[str, Any]) -> None:
-    logger = TensorBoardLogger(tmp_path, **kwargs)
-    logger.log_metrics({"a": 1.0}, step=0)
-    assert logger._scalars is None
-    assert logger._experiment is not None
+def test_writer_options_reach_the_summary_writer(tmp_path: Path) -> None:
+    logger = TensorBoardLogger(tmp_path, filename_suffix=".x", max_queue=5, flush_secs=30)
+    logger.log_metrics({"loss": 1.0}, step=0)
+    writer = logger.experiment
+    assert (writer.max_queue, writer.flush_secs, writer.filename_suffix) == (5, 30, ".x")
     logger.finalize("success")
-    assert _scalars(_load(Path(logger.log_dir))) == {"a": [(0, 1.0)]}
+    (file,) = _event_files(logger.log_dir)
+    assert file.name.endswith(".x")
+    assert _scalars(_load(Path(logger.log_dir))) == {"loss": [(0, 1.0)]}
 
 
-def test_remote_log_dir_uses_summary_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fulgor.loggers import tensorboard
+def test_memory_filesystem(tmp_path: Path) -> None:
+    pytest.importorskip("fsspec")
+    from fulgor import fs
 
-    monkeypatch.setattr(tensorboard.fs, "is_remote", lambda path: True)
-    logger = TensorBoardLogger(tmp_path)
-    logger.log_metrics({"a": 1.0}, step=0)
-    assert logger._scalars is None
-    assert logger._experiment is not None
-    logger.finalize("failed")
+    memory = fs.get_filesystem("memory://")
+    fs.makedirs("memory://tb-logger/lightning_logs/version_1")
+    try:
+        logger = TensorBoardLogger("memory://tb-logger")
+        assert logger.log_dir == "memory://tb-logger/lightning_logs/version_2"
+        logger._prepare_for_setup()
+        logger.log_hyperparams({"lr": 0.5})
+        logger.log_metrics({"loss": 0.5}, step=1)
+        logger.finalize("success")
+        names = fs.listdir(logger.log_dir)
+        assert len(names) == 2
+        assert names[0].startswith("events.out.tfevents.")
+        assert names[1] == "hparams.yaml"
+        with fs.open(fs.join(logger.log_dir, "hparams.yaml"), "r") as file:
+            assert file.read() == "lr: 0.5\n"
+        acc = EventAccumulator(logger.log_dir)
+        acc.Reload()
+        assert _scalars(acc) == {"hp_metric": [(0, -1.0)], "loss": [(1, 0.5)]}
+    finally:
+        memory.rm("memory://tb-logger", recursive=True)
+
+
+# ---- a whole run, fulgor against Lightning ----
+
+
+class _Boom(Exception):
+    pass
+
+
+def _fit_model(lib: Any, hparams: bool, logs: bool, fails: bool) -> Any:
+    class Model(lib.LightningModule):  # type: ignore[misc,name-defined]
+        def __init__(self, lr: float = 0.1, width: int = 4) -> None:
+            super().__init__()
+            if hparams:
+                self.save_hyperparameters()
+            torch.manual_seed(0)
+            self.layer = nn.Linear(4, 1)
+
+        def _loss(self, batch: Any) -> torch.Tensor:
+            x, y = batch
+            return nn.functional.mse_loss(self.layer(x), y)
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            if fails:
+                raise _Boom
+            loss = self._loss(batch)
+            if logs:
+                self.log("train_loss", loss)
+            return loss
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            if logs:
+                self.log("val_loss", self._loss(batch))
+
+        def test_step(self, batch: Any, batch_idx: int) -> None:
+            self.log("test_loss", self._loss(batch))
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    return Model()
+
+
+def _tiny_loader() -> Any:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    return DataLoader(TensorDataset(torch.randn(40, 4, generator=g), torch.randn(40, 1, generator=g)), batch_size=8)
+
+
+def _tiny_run(lib: Any, root: Path, fn: str, hparams: bool, logs: bool) -> str:
+    import warnings
+
+    (root / "lightning_logs" / "version_0").mkdir(parents=True)  # the run takes version_1
+    model = _fit_model(lib, hparams, logs, fails=fn == "fails")
+    trainer = lib.Trainer(
+        default_root_dir=root,
+        max_epochs=2,
+        log_every_n_steps=2,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if fn == "validate":
+            trainer.validate(model, _tiny_loader())
+        elif fn == "fails":
+            with pytest.raises(_Boom):
+                trainer.fit(model, _tiny_loader())
+        else:
+            trainer.fit(model, _tiny_loader(), _tiny_loader())
+            if fn == "fit+test":
+                trainer.test(model, _tiny_loader())
+    assert type(trainer.logger).__name__ == "TensorBoardLogger"  # the default logger with tensorboard installed
+    return str(trainer.logger.log_dir)
+
+
+def _hparams_tab(acc: EventAccumulator) -> tuple[dict[str, Any], list[str]]:
+    content = acc.PluginTagToContent("hparams")
+    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    values = {k: v.number_value for k, v in session.session_start_info.hparams.items()}
+    return values, [m.name.tag for m in experiment.metric_infos]
+
+
+# Lightning logs the hyperparameters at the start of every stage; fulgor's Trainer only in fit (not a logger matter).
+_HPARAMS_IN_FIT_ONLY = pytest.mark.xfail(
+    strict=True, reason="fulgor's Trainer logs hyperparameters in fit only; Lightning at every entry point"
+)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize(
+    ("fn", "hparams", "logs"),
+    [
+        ("fit", True, True),
+        ("fit", False, True),
+        ("fit+test", False, True),
+        ("validate", False, False),  # nothing logged: the event file still exists
+        ("fails", True, True),  # finalize("failed") after the hparams were logged
+        pytest.param("fit+test", True, True, marks=_HPARAMS_IN_FIT_ONLY),
+        pytest.param("validate", True, True, marks=_HPARAMS_IN_FIT_ONLY),
+    ],
+)
+def test_run_leaves_the_files_and_scalars_lightning_leaves(tmp_path: Path, fn: str, hparams: bool, logs: bool) -> None:
+    pl = pytest.importorskip("pytorch_lightning")
+    import fulgor
+
+    ours = _tiny_run(fulgor, tmp_path / "ours", fn, hparams, logs)
+    theirs = _tiny_run(pl, tmp_path / "theirs", fn, hparams, logs)
+    assert os.path.relpath(ours, tmp_path / "ours") == os.path.relpath(theirs, tmp_path / "theirs")
+    layout = _layout(tmp_path / "ours")
+    assert layout == _layout(tmp_path / "theirs")
+    events = ["lightning_logs/version_1/events.out.tfevents.*"] * (2 if fn == "fit+test" else 1)
+    assert layout == ["lightning_logs", "lightning_logs/version_0", "lightning_logs/version_1", *events,
+                      "lightning_logs/version_1/hparams.yaml"]  # fmt: skip
+    assert Path(ours, "hparams.yaml").read_bytes() == Path(theirs, "hparams.yaml").read_bytes()
+    ours_acc, theirs_acc = _load(Path(ours)), _load(Path(theirs))
+    scalars = _scalars(ours_acc)
+    assert scalars == _scalars(theirs_acc)
+    if hparams:
+        assert _hparams_tab(ours_acc) == _hparams_tab(theirs_acc) == ({"lr": 0.1, "width": 4.0}, ["hp_metric"])
+        assert scalars["hp_metric"] == [(0, -1.0)]
+    if fn == "fit":
+        assert sorted(scalars) == ["epoch", *(["hp_metric"] if hparams else []), "train_loss", "val_loss"]
+        assert [step for step, _ in scalars["train_loss"]] == [1, 3, 5, 7, 9]
+        assert [step for step, _ in scalars["val_loss"]] == [4, 9]

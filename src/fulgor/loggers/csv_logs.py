@@ -13,7 +13,8 @@ from torch import Tensor
 
 from fulgor import fs
 from fulgor.hparams import save_hparams_to_yaml
-from fulgor.loggers.logger import Logger, rank_zero_experiment
+from fulgor.loggers.logger import rank_zero_experiment
+from fulgor.loggers.versioning import VersionedLogger
 from fulgor.rank import rank_zero_only, rank_zero_warn
 
 __all__ = ["CSVLogger", "ExperimentWriter"]
@@ -90,11 +91,11 @@ class ExperimentWriter:
             writer.writerows(rows)
 
 
-class CSVLogger(Logger):
+class CSVLogger(VersionedLogger):
     """Log metrics to a CSV file and hyperparameters to a YAML file, in ``os.path.join(save_dir, name, version)``.
 
     Args:
-        save_dir: the directory holding all experiments.
+        save_dir: the directory holding all experiments (a local path, or a URL when fsspec is installed).
         name: the experiment name (``"lightning_logs"``); ``None`` or ``""`` puts versions directly in ``save_dir``.
         version: an int (directory ``version_<N>``), a string (used as the directory name), or ``None`` for the next
             free integer after the existing ``version_*`` directories.
@@ -117,49 +118,18 @@ class CSVLogger(Logger):
         prefix: str = "",
         flush_logs_every_n_steps: int = 100,
     ) -> None:
-        super().__init__()
-        self._save_dir = os.fspath(save_dir)
-        self._name = name or ""
-        self._version = version
+        super().__init__(save_dir, name, version)
         self._prefix = prefix
         self._flush_logs_every_n_steps = flush_logs_every_n_steps
         self._experiment: ExperimentWriter | None = None
-
-    @property
-    def name(self) -> str:
-        """The experiment name ("" when none)."""
-        return self._name
-
-    @property
-    def version(self) -> int | str:
-        """The experiment version; chosen on first access when not given."""
-        if self._version is None:
-            self._version = self._next_version()
-        return self._version
-
-    @property
-    def save_dir(self) -> str:
-        """The directory holding all experiments."""
-        return self._save_dir
-
-    @property
-    def root_dir(self) -> str:
-        """``save_dir/name``: the directory holding every version of this experiment."""
-        return fs.join(self.save_dir, self.name)
-
-    @property
-    def log_dir(self) -> str:
-        """``root_dir/version_<N>`` (or ``root_dir/<version>`` for a string version)."""
-        version = self.version
-        return fs.join(self.root_dir, version if isinstance(version, str) else f"version_{version}")
 
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         """The :class:`ExperimentWriter` (created, with its directory, on first access; a dummy on other ranks)."""
         if self._experiment is None:
-            fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = ExperimentWriter(log_dir=self.log_dir)
+            fs.makedirs(self._on_disk(self.root_dir), exist_ok=True)
+            self._experiment = ExperimentWriter(log_dir=self._on_disk(self.log_dir))
         return self._experiment
 
     def _writer(self) -> ExperimentWriter:
@@ -195,18 +165,6 @@ class CSVLogger(Logger):
         """Flush remaining rows (nothing to do if this process never logged)."""
         if self._experiment is not None:
             self.save()
-
-    def _next_version(self) -> int:
-        versions_root = fs.join(self.save_dir, self.name)
-        if not fs.isdir(versions_root):
-            return 0
-        found = [-1]
-        for entry in fs.listdir(versions_root):
-            # Like Lightning: "version_3" and "version_3_old" both count as 3.
-            number = entry.split("_")[1] if entry.startswith("version_") else ""
-            if number.isdigit() and fs.isdir(fs.join(versions_root, entry)):
-                found.append(int(number))
-        return max(found) + 1
 
 
 def _isfile(path: str) -> bool:
