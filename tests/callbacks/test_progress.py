@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fulgor.callbacks import tqdm_progress
+from fulgor.callbacks import progress_stages
 from fulgor.callbacks.progress import ProgressBar
 from fulgor.callbacks.tqdm_progress import Tqdm, TQDMProgressBar
 
@@ -255,6 +255,46 @@ def test_isinstance_and_marker() -> None:
     assert TQDMProgressBar.is_progress_bar is True
 
 
+def test_progress_bar_base_leaves_the_hooks_to_subclasses() -> None:
+    # A user's bar built on `ProgressBar` (as in Lightning's docs) gets no hook bodies it did not write: a hook it does
+    # not override stays `Callback`'s, which the Trainer never dispatches. The shared bodies live one level down.
+    from fulgor.callbacks.callback import Callback
+    from fulgor.callbacks.progress_stages import StagedProgressBar
+
+    for hook in ("on_train_batch_end", "on_validation_batch_end", "on_train_epoch_start", "on_test_end"):
+        assert getattr(ProgressBar, hook) is getattr(Callback, hook)
+    assert issubclass(TQDMProgressBar, StagedProgressBar)
+
+
+def test_overridden_init_and_setter_are_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lightning users customise the bars through `init_*_tqdm` and the bar property setters.
+    use_stdout(monkeypatch, terminal=True)
+    made: list[str] = []
+    set_bars: list[str] = []
+
+    class Custom(TQDMProgressBar):
+        def init_train_tqdm(self) -> Tqdm:
+            made.append("train")
+            return super().init_train_tqdm()
+
+        def init_validation_tqdm(self) -> Tqdm:
+            made.append("validation")
+            return super().init_validation_tqdm()
+
+        @property
+        def train_progress_bar(self) -> Tqdm:
+            return super().train_progress_bar
+
+        @train_progress_bar.setter
+        def train_progress_bar(self, bar: Tqdm) -> None:
+            set_bars.append(bar.desc)
+            self._train_progress_bar = bar
+
+    run_fit(Custom(leave=True), FakeTrainer(), epochs=2)
+    assert made == ["train", "train", "validation", "train", "validation"]
+    assert set_bars == ["Training", "Training", "Training"]
+
+
 def test_unset_trainer_error() -> None:
     with pytest.raises(TypeError, match=r"`TQDMProgressBar\._trainer` reference has not been set yet"):
         _ = TQDMProgressBar().trainer
@@ -292,7 +332,7 @@ def test_refresh_rate_limits_draws_and_metric_reads(monkeypatch: pytest.MonkeyPa
 def test_time_throttle_limits_redraws(monkeypatch: pytest.MonkeyPatch) -> None:
     use_stdout(monkeypatch, terminal=True)
     clock = iter(i * 0.01 for i in range(10**6))  # every call to the clock advances 10 ms
-    monkeypatch.setattr(tqdm_progress.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(progress_stages.time, "monotonic", lambda: next(clock))
     refreshes = 0
     original = Tqdm.refresh
 
@@ -339,7 +379,7 @@ def test_log_file_eval_one_line_per_dataloader(monkeypatch: pytest.MonkeyPatch) 
 def test_log_file_long_epochs_write_periodic_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     log_file = use_stdout(monkeypatch, terminal=False)
     clock = iter(i * 1.0 for i in range(10**6))  # one second per clock read
-    monkeypatch.setattr(tqdm_progress.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(progress_stages.time, "monotonic", lambda: next(clock))
     trainer = FakeTrainer(num_training_batches=100, num_val_batches=[0], num_sanity_val_batches=[0])
     run_fit(TQDMProgressBar(), trainer, epochs=1)
     lines = log_file.getvalue().splitlines()

@@ -175,6 +175,25 @@ def test_redraws_are_throttled(monkeypatch: pytest.MonkeyPatch) -> None:
     bar.teardown(trainer, None, "fit")
 
 
+def test_a_due_batch_redraws_once_with_its_count_and_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    bar = RichProgressBar(refresh_rate=1, console_kwargs={**_console_kwargs(), "force_terminal": True})
+    trainer = _trainer(num_training_batches=5)
+    bar.setup(trainer, None, "fit")  # type: ignore[arg-type]
+    bar.on_train_start(trainer, None)
+    bar.on_train_epoch_start(trainer, None)
+    assert bar.progress is not None
+    for i in range(4):
+        bar.on_train_batch_end(trainer, None, None, None, i)
+    refreshes: list[Any] = []
+    monkeypatch.setattr(bar.progress, "refresh", lambda: refreshes.append(dict(bar._metrics)))
+    trainer.progress_bar_metrics = {"loss": 0.25}
+    bar.on_train_batch_end(trainer, None, None, None, 4)  # the last batch is always due
+    assert refreshes == [{"v_num": 0, "loss": 0.25}]  # one redraw, already showing the new metrics
+    assert bar.progress.tasks[0].completed == 5
+    monkeypatch.undo()
+    bar.teardown(trainer, None, "fit")
+
+
 def test_not_a_terminal_builds_no_display_until_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
     bar = RichProgressBar(refresh_rate=1000, console_kwargs=_console_kwargs())
     trainer = _trainer(num_training_batches=20)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from types import SimpleNamespace
@@ -13,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
-from fulgor.callbacks.callback import STEP_OUTPUT
-from fulgor.callbacks.progress import ProgressBar
+from fulgor.callbacks.progress_stages import Stage, StagedProgressBar
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,6 +24,16 @@ if TYPE_CHECKING:
     from fulgor.trainer.trainer import Trainer
 
 __all__ = ["RichProgressBar", "RichProgressBarTheme"]
+
+# Each stage's task id attribute (public, as in Lightning).
+_TASKS: dict[Stage, str] = {
+    "sanity": "val_sanity_progress_bar_id",
+    "train": "train_progress_bar_id",
+    "validation": "val_progress_bar_id",
+    "test": "test_progress_bar_id",
+    "predict": "predict_progress_bar_id",
+}
+_LIVE = "live display"  # the redraw clock's key: one rich display holds every stage's task
 
 
 @dataclass
@@ -106,7 +114,7 @@ def _speed(task: Task) -> str:
     return f"{task.speed:>.2f}it/s" if task.speed is not None else "0.00it/s"
 
 
-class RichProgressBar(ProgressBar):
+class RichProgressBar(StagedProgressBar):
     """Progress bars drawn with `rich <https://github.com/Textualize/rich>`_ (``pip install rich``).
 
     One live display holds the bars: "Epoch N/M" (with ``v_num`` and the ``prog_bar=True`` metrics), "Validation",
@@ -134,19 +142,12 @@ class RichProgressBar(ProgressBar):
         console_kwargs: dict[str, Any] | None = None,
     ) -> None:
         _rich()  # fail now, with the install hint, rather than when training starts
-        super().__init__()
-        if not isinstance(refresh_rate, int) or refresh_rate < 0:
-            raise ValueError(
-                f"`refresh_rate` must be an int >= 0 (redraws per second, 0 disables), got {refresh_rate!r}."
-            )
-        self._refresh_rate = refresh_rate
-        self._leave = leave
+        super().__init__(refresh_rate, leave, rate_meaning="redraws per second, 0 disables")
         self.theme = theme if theme is not None else RichProgressBarTheme()
         self._console_kwargs = console_kwargs or {}
         self._console: Console | None = None
         self.progress: Progress | None = None
         self._stopped = False
-        self._last_refresh = 0.0
         self._pending: dict[TaskID, int] = {}  # batch counts not yet handed to rich
         self._metrics: dict[str, Any] = {}
         self.train_progress_bar_id: TaskID | None = None
@@ -158,16 +159,6 @@ class RichProgressBar(ProgressBar):
     def __getstate__(self) -> dict[str, Any]:
         # The live display and console hold locks and threads; they are recreated when a stage starts.
         return {**self.__dict__, "progress": None, "_console": None}
-
-    @property
-    def refresh_rate(self) -> int:
-        """Redraws per second (0: disabled)."""
-        return self._refresh_rate
-
-    @property
-    def is_enabled(self) -> bool:
-        """Enabled and ``refresh_rate > 0``."""
-        return self._enabled and self._refresh_rate > 0
 
     @property
     def console(self) -> Console | None:
@@ -220,7 +211,7 @@ class RichProgressBar(ProgressBar):
 
     def _stop_progress(self) -> None:
         if self.progress is not None and not self._stopped:
-            self._refresh(force=True)  # the counts not yet handed over, so the final state printed is current
+            self._refresh()  # the counts not yet handed over, so the final state printed is current
             self.progress.stop()
             self._stopped = True
 
@@ -233,42 +224,24 @@ class RichProgressBar(ProgressBar):
         assert self.progress is not None
         if self.theme.description:
             description = f"[{self.theme.description}]{description}"
-        # rich draws a pulsing bar and "--" for an unknown (None) total: loaders without a length.
-        known = None if math.isinf(total) else total
-        return self.progress.add_task(description, total=known, visible=visible)
+        return self.progress.add_task(description, total=_known(total), visible=visible)
 
     def _hide(self, task_id: TaskID | None) -> None:
         if self.progress is not None and task_id is not None:
             self._pending.pop(task_id, None)  # a pending count would make it visible again
             self.progress.update(task_id, visible=False)
 
-    def _refresh(self, force: bool = False) -> bool:
-        """Hand the pending counts to rich and redraw, if forced or at least ``1 / refresh_rate`` seconds passed;
-        True when it did."""
+    def _refresh(self) -> None:
+        """Hand the pending counts to rich and redraw."""
         if self.progress is None or self._stopped:
-            return False
-        now = time.monotonic()
-        if not force and now - self._last_refresh < 1.0 / self._refresh_rate:
-            return False
-        self._last_refresh = now
+            return
+        self._restart_clock(_LIVE)
         for task_id, completed in self._pending.items():
             self.progress.update(task_id, completed=completed, visible=True)
         self._pending.clear()
         console = self.progress.console
         if console.is_jupyter or (console.is_terminal and not console.is_dumb_terminal):
             self.progress.refresh()  # elsewhere rich prints only the final state, at stop: skip building it
-        return True
-
-    def _update(self, task_id: TaskID | None, current: int) -> bool:
-        if self.progress is None or task_id is None:  # callers return early when the bar is disabled
-            return False
-        self._pending[task_id] = current
-        return self._refresh(force=current == self.progress._tasks[task_id].total)
-
-    def _update_metrics(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.is_enabled:
-            metrics = self.get_metrics(trainer, pl_module)
-            self._metrics = {k: v.item() if isinstance(v, Tensor) else v for k, v in metrics.items()}
 
     def _get_train_description(self, current_epoch: int) -> str:
         description = f"Epoch {current_epoch}"
@@ -277,145 +250,69 @@ class RichProgressBar(ProgressBar):
         # Padded to "Validation"'s width so the bars do not jump when both are shown.
         return f"{description:{len(self.validation_description)}}"
 
-    # ---- hooks ----
+    # ---- the display calls of StagedProgressBar, on the rich task of each stage ----
 
-    def on_sanity_check_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._init_progress(trainer)
+    def _open(self, stage: Stage) -> None:
+        self._init_progress(self.trainer)  # one display for every stage: started by the first
 
-    def on_sanity_check_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._hide(self.val_sanity_progress_bar_id)
-        self._refresh(force=True)
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._init_progress(trainer)
-
-    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._init_progress(trainer)
-
-    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._init_progress(trainer)
-
-    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._init_progress(trainer)
-
-    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def _start_epoch(self, total: int | float) -> None:
         if self.is_disabled:
             return
         if self._leave and self.train_progress_bar_id is not None:
             self._stop_progress()  # the finished epoch stays printed; a new display starts
-            self._init_progress(trainer)
-        description = self._get_train_description(trainer.current_epoch)
-        total = self.total_train_batches
+            self._init_progress(self.trainer)
+        description = self._get_train_description(self.trainer.current_epoch)
         if self.train_progress_bar_id is None:
             self.train_progress_bar_id = self._add_task(total, description)
         elif self.progress is not None:
-            known = None if math.isinf(total) else total
             self._pending.pop(self.train_progress_bar_id, None)
-            self.progress.reset(self.train_progress_bar_id, total=known, description=description, visible=True)
-        self._refresh(force=True)
+            self.progress.reset(self.train_progress_bar_id, total=_known(total), description=description, visible=True)
+        self._refresh()
 
-    def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
-    ) -> None:
+    def _start_dataloader(self, stage: Stage, total: int | float, dataloader_idx: int) -> None:
         if self.is_disabled:
             return
-        if self.train_progress_bar_id is None:  # resumed mid-epoch
-            self.train_progress_bar_id = self._add_task(
-                self.total_train_batches, self._get_train_description(trainer.current_epoch)
+        attr = _TASKS[stage]
+        self._hide(getattr(self, attr))  # one task per stage, as in Lightning: the previous dataloader's goes
+        # Validation tasks appear with their first count; test and predict ones at once.
+        setattr(self, attr, self._add_task(total, self._description(stage), visible=stage in ("test", "predict")))
+        self._refresh()
+
+    def _advance(self, stage: Stage, n: int) -> bool:
+        if self.progress is None or not self.is_enabled:
+            return False
+        task_id: TaskID | None = getattr(self, _TASKS[stage])
+        if task_id is None and stage == "train":  # resumed mid-epoch
+            task_id = self.train_progress_bar_id = self._add_task(
+                self.total_train_batches, self._get_train_description(self.trainer.current_epoch)
             )
-        if self._update(self.train_progress_bar_id, batch_idx + 1):
-            self._update_metrics(trainer, pl_module)
-            self._refresh(force=True)
+        if task_id is None:
+            return False
+        self._pending[task_id] = n  # handed to rich by the next redraw
+        last = n == self.progress._tasks[task_id].total
+        return not self._stopped and self._redraw_due(_LIVE, last, 1.0 / self._refresh_rate)
 
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._update_metrics(trainer, pl_module)
-        self._refresh(force=True)
+    def _update_metrics(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Shown by the next redraw; after validation too (no `_redraw_live`), as Lightning's rich bar does.
+        if self.is_enabled:
+            metrics = self.get_metrics(trainer, pl_module)
+            self._metrics = {k: v.item() if isinstance(v, Tensor) else v for k, v in metrics.items()}
 
-    def _start_eval_task(self, attr: str, total: int | float, description: str, visible: bool) -> None:
-        self._hide(getattr(self, attr))
-        setattr(self, attr, self._add_task(total, description, visible=visible))
-        self._refresh(force=True)
+    def _draw(self, stage: Stage) -> None:
+        self._refresh()  # one display for every stage
 
-    def on_validation_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if self.is_disabled or not self.has_dataloader_changed(dataloader_idx):
-            return
-        total = self.total_val_batches_current_dataloader
-        if trainer.sanity_checking:
-            self._start_eval_task("val_sanity_progress_bar_id", total, self.sanity_check_description, False)
-        else:
-            self._start_eval_task("val_progress_bar_id", total, self.validation_description, False)
+    def _close(self, stage: Stage) -> None:
+        # The other stages' tasks stay until teardown; validation's is hidden at its epoch end during fit.
+        if stage == "sanity":
+            self._hide(self.val_sanity_progress_bar_id)
+            self._refresh()
 
-    def on_validation_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: STEP_OUTPUT,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if self.is_disabled:
-            return
-        task = self.val_sanity_progress_bar_id if trainer.sanity_checking else self.val_progress_bar_id
-        self._update(task, batch_idx + 1)
+    # ---- hooks of its own ----
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.is_enabled and trainer.state.fn == "fit":
             self._hide(self.val_progress_bar_id)
-            self._refresh(force=True)
-
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.state.fn == "fit":
-            self._update_metrics(trainer, pl_module)
-        self.reset_dataloader_idx_tracker()
-
-    def on_test_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if self.is_disabled or not self.has_dataloader_changed(dataloader_idx):
-            return
-        total = self.total_test_batches_current_dataloader
-        self._start_eval_task("test_progress_bar_id", total, self.test_description, True)
-
-    def on_test_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: STEP_OUTPUT,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if not self.is_disabled:
-            self._update(self.test_progress_bar_id, batch_idx + 1)
-
-    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.reset_dataloader_idx_tracker()
-
-    def on_predict_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if self.is_disabled or not self.has_dataloader_changed(dataloader_idx):
-            return
-        total = self.total_predict_batches_current_dataloader
-        self._start_eval_task("predict_progress_bar_id", total, self.predict_description, True)
-
-    def on_predict_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if not self.is_disabled:
-            self._update(self.predict_progress_bar_id, batch_idx + 1)
-
-    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.reset_dataloader_idx_tracker()
+            self._refresh()
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._stop_progress()
@@ -429,3 +326,8 @@ class RichProgressBar(ProgressBar):
             self._console.print(*args, **kwargs)
         else:
             super().print(*args, **kwargs)
+
+
+def _known(total: int | float) -> int | float | None:
+    """rich draws a pulsing bar and "--" for an unknown (None) total: loaders without a length."""
+    return None if math.isinf(total) else total

@@ -6,13 +6,11 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from tqdm import tqdm as _tqdm
 
-from fulgor.callbacks.callback import STEP_OUTPUT
-from fulgor.callbacks.progress import ProgressBar
+from fulgor.callbacks.progress_stages import Stage, StagedProgressBar
 
 if TYPE_CHECKING:
     from fulgor.module import LightningModule
@@ -21,6 +19,15 @@ if TYPE_CHECKING:
 __all__ = ["TQDMProgressBar", "Tqdm"]
 
 _PAD_SIZE = 5
+# Each stage's bar: its public property (which users override), and the attribute behind it.
+_BARS: dict[Stage, str] = {
+    "sanity": "val_progress_bar",
+    "train": "train_progress_bar",
+    "validation": "val_progress_bar",
+    "test": "test_progress_bar",
+    "predict": "predict_progress_bar",
+}
+_SLOTS: dict[Stage, str] = {stage: f"_{name}" for stage, name in _BARS.items()}
 
 
 class Tqdm(_tqdm):  # type: ignore[misc]
@@ -71,7 +78,7 @@ def _finite_or_none(total: int | float | None) -> int | float | None:
     return total
 
 
-class TQDMProgressBar(ProgressBar):
+class TQDMProgressBar(StagedProgressBar):
     """Lightning's default progress bar, drawn with tqdm on stdout.
 
     Bars: "Sanity Checking DataLoader i", "Epoch N" (training batches only; postfix ``v_num`` and the
@@ -94,19 +101,15 @@ class TQDMProgressBar(ProgressBar):
     log_interval_s: ClassVar[float] = 30.0
 
     def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False) -> None:
-        super().__init__()
-        if not isinstance(refresh_rate, int) or refresh_rate < 0:
-            raise ValueError(f"`refresh_rate` must be an int >= 0 (0 disables the bar), got {refresh_rate!r}.")
+        super().__init__(refresh_rate, leave, rate_meaning="0 disables the bar")
         self._refresh_rate = _resolve_refresh_rate(refresh_rate)
         self._process_position = process_position
-        self._leave = leave
         self._train_progress_bar: Tqdm | None = None
         self._val_progress_bar: Tqdm | None = None
         self._test_progress_bar: Tqdm | None = None
         self._predict_progress_bar: Tqdm | None = None
         self._out: TextIO = sys.stdout
         self._live = True
-        self._last_draw: dict[int, float] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # Bars and streams cannot be pickled (spawned processes); they are recreated when a stage starts.
@@ -159,19 +162,9 @@ class TQDMProgressBar(ProgressBar):
         return bar
 
     @property
-    def refresh_rate(self) -> int:
-        """Redraw every this many batches (0: disabled)."""
-        return self._refresh_rate
-
-    @property
     def process_position(self) -> int:
         """Line offset of the bars."""
         return self._process_position
-
-    @property
-    def is_enabled(self) -> bool:
-        """Enabled and ``refresh_rate > 0``."""
-        return self._enabled and self._refresh_rate > 0
 
     # ---- bar construction (override these to customise the tqdm bars, as in Lightning) ----
 
@@ -213,213 +206,93 @@ class TQDMProgressBar(ProgressBar):
         """The bar for testing."""
         return self._new_bar(self.test_description, 2 * self.process_position, leave=True)
 
-    # ---- drawing ----
+    # ---- the display calls of StagedProgressBar, on the tqdm bar of each stage ----
 
-    def _due(self, bar: Tqdm, n: int) -> bool:
-        """Whether to redraw ``bar`` at batch ``n``: the refresh rate allows it and enough time has passed."""
+    def _open(self, stage: Stage) -> None:
+        # Through the public setters and `init_*_tqdm`, which users override.
+        if stage == "train":
+            self.train_progress_bar = self.init_train_tqdm()
+        elif stage == "test":
+            self.test_progress_bar = self.init_test_tqdm()
+        elif stage == "predict":
+            self.predict_progress_bar = self.init_predict_tqdm()
+        else:
+            self.val_progress_bar = self.init_sanity_tqdm() if stage == "sanity" else self.init_validation_tqdm()
+
+    def _start_epoch(self, total: int | float) -> None:
+        if self._leave:
+            self.train_progress_bar = self.init_train_tqdm()
+        self._restart(self.train_progress_bar, total, f"Epoch {self.trainer.current_epoch}")
+
+    def _start_dataloader(self, stage: Stage, total: int | float, dataloader_idx: int) -> None:
+        bar = self._stage_bar(stage)
+        self._log_finished(bar)
+        self._restart(bar, total, f"{self._description(stage)} DataLoader {dataloader_idx}")
+
+    def _advance(self, stage: Stage, n: int) -> bool:
+        bar: Tqdm | None = getattr(self, _SLOTS[stage])
+        if bar is None or bar.disable:
+            return False
+        bar.n = n
         last = n == bar.total
         if n % self._refresh_rate and not last:
             return False
-        now = time.monotonic()
         if self._live:
-            if not last and now - self._last_draw.get(id(bar), 0.0) < self.min_redraw_interval_s:
-                return False
-        elif now - self._last_draw.get(id(bar), now) < self.log_interval_s:
-            return False
-        self._last_draw[id(bar)] = now
-        return True
+            return self._redraw_due(id(bar), last, self.min_redraw_interval_s)
+        # A log gets a line per interval; the line of a finished epoch or dataloader is written when it ends.
+        return self._redraw_due(id(bar), False, self.log_interval_s)
 
-    def _draw(self, bar: Tqdm) -> None:
+    def _update_metrics(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        bar = self._train_progress_bar
+        if bar is not None and not bar.disable:
+            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+
+    def _draw(self, stage: Stage) -> None:
         """Redraw in place on a terminal; otherwise write the bar as one log line."""
-        if bar.disable:
+        bar: Tqdm | None = getattr(self, _SLOTS[stage])
+        if bar is None or bar.disable:
             return
         if self._live:
             bar.refresh()
         else:
-            self._out.write(f"{bar}\n")
-            self._out.flush()
+            self._write_line(bar)
 
-    @staticmethod
-    def _restart(bar: Tqdm, total: int | float | None, desc: str) -> None:
+    def _redraw_live(self, stage: Stage) -> None:
+        bar: Tqdm | None = getattr(self, _SLOTS[stage])
+        if self._live and bar is not None and not bar.disable:
+            bar.refresh()
+
+    def _close(self, stage: Stage) -> None:
+        bar = self._stage_bar(stage)
+        self._log_finished(bar)
+        bar.close()
+
+    # ---- helpers ----
+
+    def _stage_bar(self, stage: Stage) -> Tqdm:
+        """The bar of ``stage``, through its public property (an error when it was never created)."""
+        bar: Tqdm = getattr(self, _BARS[stage])
+        return bar
+
+    def _restart(self, bar: Tqdm, total: int | float | None, desc: str) -> None:
         bar.total = _finite_or_none(total)
         bar.initial = 0
         bar.set_description(desc, refresh=False)
         bar.reset()
+        self._restart_clock(id(bar))  # log lines are timed from the start of the bar's epoch/dataloader
 
-    def _start_timer(self, bar: Tqdm) -> None:
-        # Log lines for non-terminals are timed from the start of the bar's epoch/dataloader.
-        self._last_draw[id(bar)] = time.monotonic()
+    def _write_line(self, bar: Tqdm) -> None:
+        self._out.write(f"{bar}\n")
+        self._out.flush()
 
-    def _advance(self, bar: Tqdm | None, n: int) -> bool:
-        """Set the bar to ``n`` done batches; True when it was also due a redraw."""
-        if bar is None or bar.disable:
-            return False
-        bar.n = n
-        return self._due(bar, n)
-
-    # ---- sanity check and training ----
-
-    def on_sanity_check_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.val_progress_bar = self.init_sanity_tqdm()
-
-    def on_sanity_check_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.val_progress_bar.close()
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.train_progress_bar = self.init_train_tqdm()
-
-    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._leave:
-            self.train_progress_bar = self.init_train_tqdm()
-        bar = self.train_progress_bar
-        self._restart(bar, self.total_train_batches, f"Epoch {trainer.current_epoch}")
-        self._start_timer(bar)
-
-    def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
-    ) -> None:
-        bar = self._train_progress_bar
-        if self._advance(bar, batch_idx + 1):
-            assert bar is not None
-            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
-            self._draw(bar)
-
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        bar = self.train_progress_bar
-        if not bar.disable:
-            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
-            self._draw(bar)
-        if self._leave:
-            bar.close()
-
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.train_progress_bar.close()
-
-    # ---- validation ----
-
-    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self.val_progress_bar = self.init_validation_tqdm()
-
-    def on_validation_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if not self.has_dataloader_changed(dataloader_idx):
-            return
-        bar = self.val_progress_bar
-        self._finish_eval_dataloader(bar, trainer)
-        desc = self.sanity_check_description if trainer.sanity_checking else self.validation_description
-        self._restart(bar, self.total_val_batches_current_dataloader, f"{desc} DataLoader {dataloader_idx}")
-        self._start_timer(bar)
-
-    def on_validation_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: STEP_OUTPUT,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        bar = self._val_progress_bar
-        if self._advance(bar, batch_idx + 1):
-            assert bar is not None
-            self._draw(bar)
-
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        bar = self.val_progress_bar
-        self._finish_eval_dataloader(bar, trainer)
-        bar.close()
-        self.reset_dataloader_idx_tracker()
-        train_bar = self._train_progress_bar
-        if (
-            train_bar is not None
-            and not train_bar.disable
-            and trainer.state.fn == "fit"
-            and not trainer.sanity_checking
-        ):
-            train_bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
-            if self._live:
-                train_bar.refresh()
-
-    def _finish_eval_dataloader(self, bar: Tqdm, trainer: Trainer) -> None:
-        """For logs: one line per finished dataloader of validate/test/predict (not during fit or sanity check)."""
+    def _log_finished(self, bar: Tqdm) -> None:
+        """For logs: one line per finished dataloader of validate/test/predict (fit writes a line per epoch)."""
         if self._live or bar.disable or bar.n == 0:
             return
+        trainer = self.trainer
         if trainer.state.fn == "fit" or trainer.sanity_checking:
             return
-        self._draw(bar)
-
-    # ---- test and predict ----
-
-    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.test_progress_bar = self.init_test_tqdm()
-
-    def on_test_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if not self.has_dataloader_changed(dataloader_idx):
-            return
-        bar = self.test_progress_bar
-        self._finish_eval_dataloader(bar, trainer)
-        self._restart(
-            bar, self.total_test_batches_current_dataloader, f"{self.test_description} DataLoader {dataloader_idx}"
-        )
-        self._start_timer(bar)
-
-    def on_test_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: STEP_OUTPUT,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        bar = self._test_progress_bar
-        if self._advance(bar, batch_idx + 1):
-            assert bar is not None
-            self._draw(bar)
-
-    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        bar = self.test_progress_bar
-        self._finish_eval_dataloader(bar, trainer)
-        bar.close()
-        self.reset_dataloader_idx_tracker()
-
-    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.predict_progress_bar = self.init_predict_tqdm()
-
-    def on_predict_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if not self.has_dataloader_changed(dataloader_idx):
-            return
-        bar = self.predict_progress_bar
-        self._finish_eval_dataloader(bar, trainer)
-        desc = f"{self.predict_description} DataLoader {dataloader_idx}"
-        self._restart(bar, self.total_predict_batches_current_dataloader, desc)
-        self._start_timer(bar)
-
-    def on_predict_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        bar = self._predict_progress_bar
-        if self._advance(bar, batch_idx + 1):
-            assert bar is not None
-            self._draw(bar)
-
-    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        bar = self.predict_progress_bar
-        self._finish_eval_dataloader(bar, trainer)
-        bar.close()
-        self.reset_dataloader_idx_tracker()
+        self._write_line(bar)
 
     def print(self, *args: Any, sep: str = " ", **kwargs: Any) -> None:
         """Print a message above the active bar without breaking it."""
