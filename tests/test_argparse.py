@@ -1,5 +1,5 @@
-"""Lightning 1.x's argparse helpers (fulgor.trainer.argparse): 1.9.5's flag -> value table row by row, the flag ->
-type map, the str_to_bool family, from_argparse_args/parse_argparser rules, and the seed's section 4 example."""
+"""Lightning 1.x's argparse helpers (fulgor.trainer.legacy_argparse): 1.9.5's flag -> value table row by row, the
+flag -> type map, the str_to_bool family, from_argparse_args/parse_argparser rules, and the seed's section 4 example."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 import fulgor
 from fulgor import LightningDataModule, Trainer
-from fulgor.trainer import argparse as ap
+from fulgor.trainer import legacy_argparse as ap
 from fulgor.trainer.removed_args import REMOVED_FLAGS, RemovedArgumentWarning, translate_removed_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ EXAMPLE = ROOT / "examples" / "s4_script_parameters"
 
 
 def trainer_parser() -> ArgumentParser:
-    return ap.add_argparse_args(Trainer, ArgumentParser())
+    return Trainer.add_argparse_args(ArgumentParser())
 
 
 def parse(*argv: str) -> dict[str, Any]:
@@ -145,10 +145,10 @@ def test_defaults_are_the_signature_defaults() -> None:
 def test_argument_group_title_and_separate_parser() -> None:
     parent = ArgumentParser(add_help=False)
     parent.add_argument("--conda_env", default="x")
-    returned = ap.add_argparse_args(Trainer, parent)
+    returned = Trainer.add_argparse_args(parent)
     assert returned is parent
     assert "pl.Trainer" in [g.title for g in parent._action_groups]
-    child = ap.add_argparse_args(Trainer, ArgumentParser(add_help=False), use_argument_group=False)
+    child = Trainer.add_argparse_args(ArgumentParser(add_help=False), use_argument_group=False)
     assert child is not parent
     assert vars(child.parse_args(["--max_epochs", "2"]))["max_epochs"] == 2
 
@@ -156,7 +156,7 @@ def test_argument_group_title_and_separate_parser() -> None:
 def test_argument_group_instead_of_a_parser_is_refused() -> None:
     group = ArgumentParser().add_argument_group("g")
     with pytest.raises(RuntimeError, match=r"Please only pass an `ArgumentParser` instance\."):
-        ap.add_argparse_args(Trainer, group)  # type: ignore[arg-type]
+        Trainer.add_argparse_args(group)  # type: ignore[arg-type]
 
 
 def test_invalid_bool_value_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -203,14 +203,14 @@ def test_parse_argparser_reads_sys_argv(monkeypatch: pytest.MonkeyPatch) -> None
 def test_from_argparse_args_drops_unknown_keys_and_kwargs_win(tmp_path: Path) -> None:
     args = parse("--max_epochs", "3", "--limit_train_batches", "2", "--default_root_dir", str(tmp_path))
     args.update(conda_env="my_env", encoder_layers=12)
-    trainer = ap.from_argparse_args(Trainer, Namespace(**args), max_epochs=7, logger=False)
+    trainer = Trainer.from_argparse_args(Namespace(**args), max_epochs=7, logger=False)
     assert (trainer.max_epochs, trainer.limit_train_batches, trainer.loggers) == (7, 2, [])
     assert trainer.default_root_dir == str(tmp_path)
 
 
 def test_from_argparse_args_accepts_a_parser(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "argv", ["prog", "--max_steps", "4", "--logger", "false"])
-    trainer = ap.from_argparse_args(Trainer, trainer_parser())
+    trainer = Trainer.from_argparse_args(trainer_parser())
     assert (trainer.max_steps, trainer.loggers) == (4, [])
 
 
@@ -219,12 +219,12 @@ def test_argparse_defaults_override_env_defaults_as_in_1_x(monkeypatch: pytest.M
     monkeypatch.setenv("PL_TRAINER_LOGGER", "False")
     assert vars(ap.match_env_arguments(Trainer)) == {"max_epochs": 9, "logger": False}
     assert Trainer().max_epochs == 9
-    trainer = ap.from_argparse_args(Trainer, Namespace(**parse()))  # explicit max_epochs=None wins
+    trainer = Trainer.from_argparse_args(Namespace(**parse()))  # explicit max_epochs=None wins
     assert trainer.max_epochs is None
 
 
 def test_removed_flags_at_their_1_9_5_defaults_are_not_forwarded(tmp_path: Path) -> None:
-    trainer = ap.from_argparse_args(Trainer, Namespace(**parse("--default_root_dir", str(tmp_path))))
+    trainer = Trainer.from_argparse_args(Namespace(**parse("--default_root_dir", str(tmp_path))))
     assert isinstance(trainer, Trainer)
 
 
@@ -232,7 +232,7 @@ def test_removed_flag_from_the_command_line_is_translated(tmp_path: Path) -> Non
     ckpt = str(tmp_path / "last.ckpt")
     args = Namespace(**parse("--resume_from_checkpoint", ckpt, "--replace_sampler_ddp", "false"))
     with pytest.warns(RemovedArgumentWarning):
-        trainer = ap.from_argparse_args(Trainer, args, logger=False)
+        trainer = Trainer.from_argparse_args(args, logger=False)
     assert trainer.ckpt_path == ckpt
     assert trainer.use_distributed_sampler is False
 
@@ -300,7 +300,7 @@ def seed_parser() -> ArgumentParser:
     parser.add_argument("--conda_env", type=str, default="some_name")
     parser.add_argument("--notification_email", type=str, default="will@email.com")
     parser = LitModel.add_model_specific_args(parser)
-    return ap.add_argparse_args(Trainer, parser)
+    return Trainer.add_argparse_args(parser)
 
 
 SEED_COMMAND = ["--accelerator", "gpu", "--devices", "2", "--num_nodes", "2", "--conda_env", "my_env",
@@ -330,7 +330,7 @@ def test_seed_model_from_namespace_and_from_dict() -> None:
 def test_seed_command_on_a_gpu_less_machine_fails_after_parsing_with_a_clear_error() -> None:
     args = seed_parser().parse_args(SEED_COMMAND)
     with pytest.raises(fulgor.errors.MisconfigurationException, match=r"accelerator='gpu'.*cpu"):
-        ap.from_argparse_args(Trainer, args)
+        Trainer.from_argparse_args(args)
 
 
 def run_example(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:

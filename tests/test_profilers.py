@@ -188,8 +188,10 @@ def test_default_run_does_not_wrap_hooks(tmp_path: Path) -> None:
     model = Model()
     trainer.fit(model, loader())
     assert type(trainer.profiler) is PassThroughProfiler
-    assert trainer._hooks["on_train_epoch_end"].module == model.on_train_epoch_end  # the bound method itself
-    assert trainer._training_step == model.training_step
+    run = trainer._run
+    assert run is not None
+    assert run.hooks["on_train_epoch_end"].module == model.on_train_epoch_end  # the bound method itself
+    assert run.training_step == model.training_step
 
 
 def test_report_goes_to_the_log_without_a_filename(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -11,15 +11,28 @@ import torch
 from torch import Tensor
 
 from fulgor import fs
-from fulgor.checkpoint_restore import _load_weights
-from fulgor.checkpointing import load_checkpoint_file
+from fulgor.checkpointing import CheckpointError, load_checkpoint_file
 from fulgor.hparams import load_hparams_from_yaml
 from fulgor.rank import rank_zero_warn
 
 __all__ = [
+    "class_only",
     "load_datamodule_from_checkpoint",
     "load_module_from_checkpoint",
 ]
+
+
+class class_only(classmethod):  # type: ignore[type-arg]
+    """A classmethod that refuses to run on an instance (its result would be silently discarded)."""
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is not None:
+            raise TypeError(
+                f"The classmethod `{type(instance).__name__}.{self.__func__.__name__}` cannot be called on an"
+                " instance. Please call it on the class type and make sure the return value is used."
+            )
+        return super().__get__(instance, owner)
+
 
 _PAST_HPARAMS_KEYS = ("hparams", "module_arguments")  # 0.7.x names of `hyper_parameters`
 T = TypeVar("T")
@@ -44,12 +57,9 @@ def load_module_from_checkpoint(
             f" `{cls.__name__}.strict_loading={model.strict_loading!r}. Please set the same value for both of them."
         )
     strict = model.strict_loading if strict is None else strict
-    from fulgor.module import is_overridden
-
-    if is_overridden("configure_model", model):
-        model.configure_model()
+    model.configure_model()  # layers built there must exist before the weights load (the default does nothing)
     model.on_load_checkpoint(checkpoint)
-    _load_weights(model, checkpoint, _display(checkpoint_path), bool(strict))
+    load_weights(model, checkpoint, _display(checkpoint_path), bool(strict))
     state_dict = checkpoint["state_dict"]
     if not state_dict:
         rank_zero_warn(f"The state dict in {_display(checkpoint_path)!r} contains no parameters.")
@@ -126,3 +136,24 @@ def _instantiate(cls: Any, checkpoint: dict[str, Any], new_kwargs: dict[str, Any
     if not takes_var_kwargs:
         kwargs = {k: v for k, v in kwargs.items() if k in names}
     return cls(**kwargs)
+
+
+def load_weights(module: Any, checkpoint: dict[str, Any], path: str, strict: bool) -> None:
+    """`module.load_state_dict` of the checkpoint's weights; a mismatch names the file (missing/unexpected keys are
+    warned about when not `strict`)."""
+    try:
+        keys = module.load_state_dict(checkpoint["state_dict"], strict=strict)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"The weights in {path!r} do not fit `{type(module).__name__}` (a checkpoint of another model or"
+            f" configuration?):\n{e}"
+        ) from e
+    if not strict:
+        _warn_keys(keys)
+
+
+def _warn_keys(keys: Any) -> None:
+    if keys.missing_keys:
+        rank_zero_warn(f"Found keys that are in the model state dict but not in the checkpoint: {keys.missing_keys}")
+    if keys.unexpected_keys:
+        rank_zero_warn(f"Found keys that are not in the model state dict but in the checkpoint: {keys.unexpected_keys}")

@@ -7,10 +7,11 @@ import glob
 import os
 import pathlib
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulgor import fs
-from fulgor.checkpoint_contents import _value
+from fulgor.callbacks.callback import Callback
+from fulgor.checkpoint_loading import load_weights
 from fulgor.checkpointing import (
     CheckpointError,
     UnsafeCheckpointError,
@@ -21,7 +22,13 @@ from fulgor.checkpointing import (
     verify_integrity,
 )
 from fulgor.errors import MisconfigurationException
+from fulgor.module import is_overridden
 from fulgor.rank import rank_zero_info, rank_zero_warn
+from fulgor.trainer import resume
+from fulgor.trainer.state import TrainerFn
+
+if TYPE_CHECKING:
+    from fulgor.trainer.run import Run
 
 __all__ = [
     "restore_before_setup",
@@ -34,12 +41,13 @@ __all__ = [
 # ckpt_path resolution
 
 
-def select_ckpt_path(trainer: Any, fn: str, ckpt_path: Any, model_provided: bool) -> Any:
+def select_ckpt_path(fn: str, ckpt_path: Any, model_provided: bool, has_model: bool) -> Any:
     """For validate/test/predict: `ckpt_path=None` without a model after a fit means "best", with Lightning's warning.
 
-    Call before attaching the model; returns the `ckpt_path` to pass on.
+    Call before attaching the model (`has_model`: one is attached from an earlier run); returns the `ckpt_path` to
+    pass on.
     """
-    if ckpt_path is None and not model_provided and getattr(trainer, "lightning_module_", None) is not None:
+    if ckpt_path is None and not model_provided and has_model:
         rank_zero_warn(
             f"`.{fn}(ckpt_path=None)` was called without a model. The best model of the previous `fit` call will be"
             f" used. You can pass `.{fn}(ckpt_path='best')` to use the best model or `.{fn}(ckpt_path='last')` to use"
@@ -49,9 +57,8 @@ def select_ckpt_path(trainer: Any, fn: str, ckpt_path: Any, model_provided: bool
     return ckpt_path
 
 
-def resolve_ckpt_path(trainer: Any, ckpt_path: Any) -> str | None:
+def resolve_ckpt_path(trainer: Any, fn: str, ckpt_path: Any) -> str | None:
     """Turn "best", "last", "hpc" or a path into a file path (None: "last" found nothing), with Lightning's errors."""
-    fn = _value(trainer.state.fn)
     if ckpt_path == "best":
         return _best_path(trainer, fn)
     if ckpt_path == "last":
@@ -152,31 +159,34 @@ def _hpc_path(root: str) -> str | None:
 # restoring a run
 
 
-def restore_before_setup(trainer: Any, ckpt_path: Any, weights_only: bool | None) -> dict[str, Any] | None:
-    """Load `ckpt_path` and restore module weights, datamodule and callback states (Lightning's order and messages).
+def restore_before_setup(run: Run, ckpt_path: Any, weights_only: bool | None) -> dict[str, Any] | None:
+    """Load `ckpt_path` and restore module weights, datamodule and callback states (Lightning's order and messages);
+    `run.ckpt_path` becomes the file loaded.
 
     Returns the checkpoint when fitting (for `restore_training_state`), else None.
     """
-    path = resolve_ckpt_path(trainer, ckpt_path)
-    trainer._ckpt_path = path  # the path loaded (not a user request: that is `trainer.ckpt_path = ...`)
+    path = resolve_ckpt_path(run.trainer, run.fn.value, ckpt_path)
+    run.ckpt_path = path  # the path loaded (not a user request: that is `trainer.ckpt_path = ...`)
     if path is None:
         return None
-    path, checkpoint = _load_verified(trainer, ckpt_path, path, weights_only)
-    trainer._ckpt_path = path
-    module = trainer.lightning_module
+    path, checkpoint = _load_verified(run.strategy.is_global_zero, ckpt_path, path, weights_only)
+    run.ckpt_path = path
+    module = run.module
     _call_module_hook(module, "on_load_checkpoint", checkpoint)
-    _load_weights(module, checkpoint, path, module.strict_loading)
-    datamodule = trainer.datamodule
+    load_weights(module, checkpoint, path, module.strict_loading)
+    datamodule = run.datamodule
     if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
         datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
-    _restore_callbacks(trainer, checkpoint)
-    if _value(trainer.state.fn) == "fit":
+    _restore_callbacks(run, checkpoint)
+    if run.fn == TrainerFn.FITTING:
         return checkpoint
     rank_zero_info(f"Loaded model weights from the checkpoint at {path}")
     return None
 
 
-def _load_verified(trainer: Any, requested: Any, path: str, weights_only: bool | None) -> tuple[str, dict[str, Any]]:
+def _load_verified(
+    global_zero: bool, requested: Any, path: str, weights_only: bool | None
+) -> tuple[str, dict[str, Any]]:
     """Load `path` after its integrity check. For "last"/"hpc", a damaged file is moved aside (never deleted) with a
     warning and the next newest checkpoint of the same folder is tried; an explicit path fails with the error."""
     if requested not in ("last", "hpc"):
@@ -192,7 +202,7 @@ def _load_verified(trainer: Any, requested: Any, path: str, weights_only: bool |
         except UnsafeCheckpointError:
             raise
         except (CheckpointError, FileNotFoundError) as e:
-            aside = _move_aside(candidate) if trainer.is_global_zero else candidate
+            aside = _move_aside(candidate) if global_zero else candidate
             moved.append(aside)
             rank_zero_warn(
                 f"Checkpoint {candidate!r} cannot be used: {e} It was moved to {aside!r} (not deleted);"
@@ -206,8 +216,6 @@ def _load_verified(trainer: Any, requested: Any, path: str, weights_only: bool |
 
 def _with_extra(path: str, checkpoint: dict[str, Any]) -> dict[str, Any]:
     """Add fulgor's resume record (stored beside the dict in the file) under its key, for `restore_training_state`."""
-    from fulgor.trainer import resume
-
     extra = read_extra(path)
     if extra is not None and resume.RESUME_KEY in extra:
         checkpoint[resume.RESUME_KEY] = extra[resume.RESUME_KEY]
@@ -256,30 +264,8 @@ def _call_module_hook(module: Any, name: str, *args: Any) -> None:
         module._current_fx_name = previous
 
 
-def _load_weights(module: Any, checkpoint: dict[str, Any], path: str, strict: bool) -> None:
-    try:
-        keys = module.load_state_dict(checkpoint["state_dict"], strict=strict)
-    except RuntimeError as e:
-        raise CheckpointError(
-            f"The weights in {path!r} do not fit `{type(module).__name__}` (a checkpoint of another model or"
-            f" configuration?):\n{e}"
-        ) from e
-    if not strict:
-        _warn_keys(keys)
-
-
-def _warn_keys(keys: Any) -> None:
-    if keys.missing_keys:
-        rank_zero_warn(f"Found keys that are in the model state dict but not in the checkpoint: {keys.missing_keys}")
-    if keys.unexpected_keys:
-        rank_zero_warn(f"Found keys that are not in the model state dict but in the checkpoint: {keys.unexpected_keys}")
-
-
-def _restore_callbacks(trainer: Any, checkpoint: dict[str, Any]) -> None:
-    module = trainer.lightning_module
-    from fulgor.callbacks.callback import Callback
-    from fulgor.module import is_overridden
-
+def _restore_callbacks(run: Run, checkpoint: dict[str, Any]) -> None:
+    trainer, module = run.trainer, run.module
     for callback in trainer.callbacks:
         if is_overridden("on_load_checkpoint", callback, Callback):
             callback.on_load_checkpoint(trainer, module, checkpoint)
@@ -299,39 +285,37 @@ def _restore_callbacks(trainer: Any, checkpoint: dict[str, Any]) -> None:
             callback.load_state_dict(dict(state))
 
 
-def restore_training_state(trainer: Any, checkpoint: dict[str, Any]) -> None:
+def restore_training_state(run: Run, checkpoint: dict[str, Any]) -> None:
     """Precision state, loop counters, optimizers and schedulers (after `on_fit_start` and hparams logging)."""
-    plugin = trainer.precision_plugin
+    plugin = run.precision
     if plugin.checkpoint_key in checkpoint:
         plugin.load_state_dict(checkpoint[plugin.checkpoint_key])
-    _restore_counters(trainer, checkpoint)
+    _restore_counters(run, checkpoint)
     if "optimizer_states" not in checkpoint:
         raise KeyError(
             "Trying to restore optimizer state but checkpoint contains only the model."
             " This is probably due to `ModelCheckpoint.save_weights_only` being set to `True`."
         )
     # FSDP shards a full optimizer state; the other strategies load it as it is.
-    load = getattr(getattr(trainer, "strategy", None), "load_optimizer_state", None)
-    for optimizer, state in zip(trainer.optimizers, checkpoint["optimizer_states"]):
+    load = getattr(run.strategy, "load_optimizer_state", None)
+    for optimizer, state in zip(run.optimizers, checkpoint["optimizer_states"]):
         load(optimizer, state) if load is not None else optimizer.load_state_dict(state)
     if "lr_schedulers" not in checkpoint:
         raise KeyError(
             "Trying to restore learning rate scheduler state but checkpoint contains only the model."
             " This is probably due to `ModelCheckpoint.save_weights_only` being set to `True`."
         )
-    for config, state in zip(trainer.lr_scheduler_configs, checkpoint["lr_schedulers"]):
+    for config, state in zip(run.lr_scheduler_configs, checkpoint["lr_schedulers"]):
         config.scheduler.load_state_dict(state)
-    rank_zero_info(f"Restored all states from the checkpoint at {trainer.ckpt_path}")
+    rank_zero_info(f"Restored all states from the checkpoint at {run.ckpt_path}")
 
 
-def _restore_counters(trainer: Any, checkpoint: dict[str, Any]) -> None:
-    state = trainer.state
-    from fulgor.trainer import resume
-
+def _restore_counters(run: Run, checkpoint: dict[str, Any]) -> None:
+    state = run.state
     point = checkpoint.get(resume.RESUME_KEY)
     if isinstance(point, dict) and point.get("format") == 1:
-        resume.restore(trainer, point)  # exact: the epoch in progress continues where it stopped
-        _check_max_epochs(trainer)
+        resume.restore(run, point)  # exact: the epoch in progress continues where it stopped
+        _check_max_epochs(run)
         return
     fit = checkpoint.get("loops", {}).get("fit_loop")
     if fit is None:  # very old checkpoints: only the top-level counters
@@ -340,16 +324,16 @@ def _restore_counters(trainer: Any, checkpoint: dict[str, Any]) -> None:
     state.epoch = _resume_epoch(fit)
     optim = fit["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]["step"]["total"]["completed"]
     manual = fit["epoch_loop.manual_optimization.optim_step_progress"]["total"]["completed"]
-    state.global_step = int(optim if trainer.lightning_module.automatic_optimization else manual)
+    state.global_step = int(optim if run.module.automatic_optimization else manual)
     state.batches_that_stepped = int(fit["epoch_loop.state_dict"].get("_batches_that_stepped", state.global_step))
     state.total_batch_idx = int(fit["epoch_loop.batch_progress"]["total"]["processed"])
     state.val_batches_seen = int(fit["epoch_loop.val_loop.batch_progress"]["total"]["completed"])
-    _check_max_epochs(trainer)
+    _check_max_epochs(run)
 
 
-def _check_max_epochs(trainer: Any) -> None:
-    state = trainer.state
-    max_epochs = trainer.max_epochs
+def _check_max_epochs(run: Run) -> None:
+    state = run.state
+    max_epochs = run.config.max_epochs
     if max_epochs is not None and max_epochs != -1 and state.epoch > max_epochs:
         raise MisconfigurationException(
             f"You restored a checkpoint with current_epoch={state.epoch},"

@@ -8,6 +8,11 @@ import sys
 import time
 from collections.abc import Sequence
 
+import torch
+
+from fulgor import compat, demo, plot, verify_resume
+from fulgor.describe import intercept_runs
+
 QUICK_EPOCHS = 3
 DEFAULT_EPOCHS = 20
 
@@ -16,15 +21,15 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `fulgor` command."""
     parser = argparse.ArgumentParser(prog="fulgor", description="fulgor: the PyTorch Lightning API, small and fast.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser(
+    demo_parser = commands.add_parser(
         "demo",
         help="train the seed's LitAutoEncoder on scikit-learn's 8x8 digits (fit, validate, test, predict)",
         description="Train the LitAutoEncoder of the seed notes (section 1) on scikit-learn's 8x8 handwritten"
         " digits, with validation, test and predict; logs go to <root>/lightning_logs/.",
     )
-    demo.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {DEFAULT_EPOCHS})")
-    demo.add_argument("--root", default=".", help="directory for lightning_logs/ (default: current directory)")
-    demo.add_argument("--quick", action="store_true", help=f"a short run: {QUICK_EPOCHS} epochs unless --epochs")
+    demo_parser.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {DEFAULT_EPOCHS})")
+    demo_parser.add_argument("--root", default=".", help="directory for lightning_logs/ (default: current directory)")
+    demo_parser.add_argument("--quick", action="store_true", help=f"a short run: {QUICK_EPOCHS} epochs unless --epochs")
     run = commands.add_parser(
         "run",
         help="run an unchanged Lightning script on fulgor (pytorch_lightning / lightning imports become fulgor)",
@@ -33,20 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--describe", action="store_true", help="print the plan of the first Trainer run, don't train")
     _add_script_args(run)
-    describe = commands.add_parser(
+    describe_parser = commands.add_parser(
         "describe",
         help="print what a Lightning script's Trainer would do (devices, callbacks, hooks, files), without training",
         description="Run SCRIPT under fulgor until its first trainer.fit/validate/test/predict, print the resolved"
         " plan instead of running it, and stop.",
     )
-    _add_script_args(describe)
+    _add_script_args(describe_parser)
     commands.add_parser(
         "verify-resume",
         help="kill a short training of SCRIPT at random steps, resume it, and check the final weights are identical",
         add_help=False,  # its own options are parsed by fulgor.verify_resume
     )
-    from fulgor import plot
-
     plot.add_parser(commands)
     return parser
 
@@ -58,22 +61,14 @@ def _add_script_args(parser: argparse.ArgumentParser) -> None:
 
 def run_script_command(args: argparse.Namespace, describe: bool) -> int:
     """`fulgor run` / `fulgor describe`: run the script under the Lightning aliases; return its exit status."""
-    from fulgor import compat
-
     if not describe:
         return compat.run_script(args.script, args.args)
-    from fulgor.describe import intercept_runs
-
     with intercept_runs():
         return compat.run_script(args.script, args.args)
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
     """`fulgor demo`: run the demo and print its report; exit status 1 with a clear message when sklearn is missing."""
-    import torch
-
-    from fulgor import demo
-
     epochs = args.epochs if args.epochs is not None else QUICK_EPOCHS if args.quick else DEFAULT_EPOCHS
     if epochs < 1:
         print(f"fulgor demo: --epochs must be >= 1, got {epochs}.", file=sys.stderr)
@@ -100,14 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `fulgor` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["verify-resume"]:
-        from fulgor import verify_resume
-
         return verify_resume.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "plot":
-        from fulgor import plot
-
         return plot.run_command(args)
     if args.command == "demo":
         return run_demo_command(args)

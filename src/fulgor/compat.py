@@ -60,8 +60,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "utilities.model_summary": ("fulgor.summary", "fulgor.callbacks.model_summary"),
     "utilities.exceptions": ("fulgor.errors",),
     "utilities.warnings": ("fulgor.errors",),
-    "utilities.parsing": ("fulgor.hparams", "fulgor.trainer.argparse"),
-    "utilities.argparse": ("fulgor.trainer.argparse",),
+    "utilities.parsing": ("fulgor.hparams", "fulgor.trainer.legacy_argparse"),
+    "utilities.argparse": ("fulgor.trainer.legacy_argparse",),
     "strategies": ("fulgor.strategies",),
     "cli": ("fulgor.lightning_cli",),
     "utilities.cli": ("fulgor.lightning_cli",),
@@ -163,6 +163,7 @@ def install() -> None:
     the aliases answer from now on."""
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
+    os.environ["FULGOR_COMPAT"] = "1"  # re-launched ranks (DDP) must run under the aliases too
     for name in [n for n in sys.modules if n.split(".", 1)[0] in ("pytorch_lightning", _LIGHTNING_TOP)]:
         if not isinstance(sys.modules[name], _AliasModule):
             del sys.modules[name]
@@ -172,6 +173,7 @@ def uninstall() -> None:
     """Remove the alias finder and the alias modules it created."""
     if _FINDER in sys.meta_path:
         sys.meta_path.remove(_FINDER)
+    os.environ.pop("FULGOR_COMPAT", None)
     for name in [n for n, m in sys.modules.items() if isinstance(m, _AliasModule)]:
         del sys.modules[name]
 
@@ -198,7 +200,6 @@ def run_script(path: str, args: Sequence[str] = ()) -> int:
         sys.stderr.write(f"fulgor run: can't open file {path!r}: [Errno 2] No such file or directory\n")
         return 2
     install()
-    os.environ["FULGOR_COMPAT"] = "1"  # re-launched ranks (DDP) must run under the aliases too
     saved_argv = sys.argv
     sys.argv = [path, *args]
     script_dir = os.path.dirname(os.path.abspath(path))

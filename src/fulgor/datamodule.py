@@ -9,13 +9,12 @@ import types
 from collections.abc import Callable, Iterable, Sized
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from fulgor import hparams as _hp
-from fulgor.data.transfer import move_data_to_device
-from fulgor.errors import MisconfigurationException
-from fulgor.module import _class_only
+from fulgor.checkpoint_loading import class_only, load_datamodule_from_checkpoint
+from fulgor.hook_defaults import DataHooks
+from fulgor.trainer import legacy_argparse
 
 if TYPE_CHECKING:
     from fulgor.trainer.trainer import Trainer
@@ -26,7 +25,7 @@ _DATALOADER_HOOKS = ("train_dataloader", "val_dataloader", "test_dataloader", "p
 _LOADER_LABELS = tuple(zip(("Train", "Validation", "Test", "Predict"), _DATALOADER_HOOKS))  # for __str__
 
 
-class LightningDataModule:
+class LightningDataModule(DataHooks):
     """Groups the data steps of a project: download, split, transform, and the dataloaders for each stage.
 
     Example::
@@ -81,47 +80,6 @@ class LightningDataModule:
         """A copy of the hyperparameters as first saved; these are what loggers receive."""
         return _hp.hparams_initial_of(self)
 
-    # -- data hooks ---------------------------------------------------------------------------------------------------
-
-    def prepare_data(self) -> None:
-        """Download or preprocess data. Runs in one process per node (or per job); do not set state here."""
-
-    def setup(self, stage: str) -> None:
-        """Build datasets and state on every process. ``stage`` is "fit", "validate", "test" or "predict"."""
-
-    def teardown(self, stage: str) -> None:
-        """Release what ``setup`` built, at the end of ``stage``."""
-
-    def train_dataloader(self) -> Any:
-        """Return the training dataloader(s)."""
-        raise MisconfigurationException("`train_dataloader` must be implemented to be used with the Lightning Trainer")
-
-    def val_dataloader(self) -> Any:
-        """Return the validation dataloader(s)."""
-        raise MisconfigurationException("`val_dataloader` must be implemented to be used with the Lightning Trainer")
-
-    def test_dataloader(self) -> Any:
-        """Return the test dataloader(s)."""
-        raise MisconfigurationException("`test_dataloader` must be implemented to be used with the Lightning Trainer")
-
-    def predict_dataloader(self) -> Any:
-        """Return the prediction dataloader(s)."""
-        raise MisconfigurationException(
-            "`predict_dataloader` must be implemented to be used with the Lightning Trainer"
-        )
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Move ``batch`` to ``device``; the default handles tensors in (nested) collections and objects with `.to`."""
-        return move_data_to_device(batch, device)
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Alter ``batch`` before it is moved to the device (default: unchanged)."""
-        return batch
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Alter ``batch`` after it was moved to the device (default: unchanged)."""
-        return batch
-
     # -- state --------------------------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
@@ -131,7 +89,7 @@ class LightningDataModule:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the state returned by :meth:`state_dict`."""
 
-    @_class_only
+    @class_only
     def load_from_checkpoint(
         cls: Any,
         checkpoint_path: str | os.PathLike[str] | Any,
@@ -141,8 +99,6 @@ class LightningDataModule:
         **kwargs: Any,
     ) -> Any:
         """Build the datamodule from a checkpoint's datamodule hparams (overridden by ``kwargs``) and state."""
-        from fulgor.checkpoint_loading import load_datamodule_from_checkpoint
-
         return load_datamodule_from_checkpoint(cls, checkpoint_path, map_location, hparams_file, weights_only, **kwargs)
 
     def on_exception(self, exception: BaseException) -> None:
@@ -153,30 +109,22 @@ class LightningDataModule:
     @classmethod
     def add_argparse_args(cls, parent_parser: Any, **kwargs: Any) -> Any:
         """Add one `--flag` per `__init__` argument (1.x API)."""
-        from fulgor.trainer import argparse
-
-        return argparse.add_argparse_args(cls, parent_parser, **kwargs)
+        return legacy_argparse.add_argparse_args(cls, parent_parser, **kwargs)
 
     @classmethod
     def from_argparse_args(cls, args: Any, **kwargs: Any) -> Any:
         """Build the datamodule from parsed arguments; `kwargs` win (1.x API)."""
-        from fulgor.trainer import argparse
-
-        return argparse.from_argparse_args(cls, args, **kwargs)
+        return legacy_argparse.from_argparse_args(cls, args, **kwargs)
 
     @classmethod
     def parse_argparser(cls, arg_parser: Any) -> Any:
         """Parse `sys.argv` with `arg_parser` and fix up boolean flags (1.x API)."""
-        from fulgor.trainer import argparse
-
-        return argparse.parse_argparser(cls, arg_parser)
+        return legacy_argparse.parse_argparser(cls, arg_parser)
 
     @classmethod
     def get_init_arguments_and_types(cls) -> list[tuple[str, tuple[Any, ...], Any]]:
         """(name, types, default) of every `__init__` argument (1.x API)."""
-        from fulgor.trainer import argparse
-
-        return argparse.get_init_arguments_and_types(cls)
+        return legacy_argparse.get_init_arguments_and_types(cls)
 
     def __str__(self) -> str:
         """One line per dataloader hook with the dataset size(s), e.g. ``{Train dataloader: size=80}``."""

@@ -14,6 +14,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
 
 import fulgor as pl
+from fulgor.loggers.csv_logs import CSVLogger
+from fulgor.plot import plot_metrics, reconstruction_grid
 
 PIXELS = 8 * 8  # the seed's MNIST images are 28 * 28; the shipped digits are 8 * 8
 SPLIT = (1200, 300, 297)  # train / val / test: the 1797 digits
@@ -136,8 +138,6 @@ def run_demo(epochs: int = 20, root: str | os.PathLike[str] = ".", progress_bar:
     pl.seed_everything(SEED)
     train_loader, val_loader, test_loader = make_loaders(dataset)
     model = LitAutoEncoder(Encoder(), Decoder())
-    from fulgor.loggers.csv_logs import CSVLogger
-
     trainer = pl.Trainer(
         max_epochs=epochs,
         default_root_dir=os.fspath(root),
@@ -171,8 +171,6 @@ def _draw_pictures(model: LitAutoEncoder, loader: DataLoader[Any], log_dir: str)
 
     if importlib.util.find_spec("matplotlib") is None:
         return
-    from fulgor.plot import plot_metrics, reconstruction_grid
-
     plot_metrics(log_dir)
     images, _ = next(iter(loader))
     model.eval()

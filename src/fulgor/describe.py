@@ -8,7 +8,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from fulgor.callbacks.model_checkpoint import ModelCheckpoint
+from fulgor.datamodule import LightningDataModule
 from fulgor.hooks import HOOKS
+from fulgor.trainer.hook_resolution import resolve_hooks
+from fulgor.trainer.legacy_hooks import EPOCH_END, STEP_END
+from fulgor.trainer.trainer import Trainer
 
 __all__ = ["DescribedRun", "describe", "intercept_runs"]
 
@@ -38,8 +43,8 @@ def describe(trainer: Any, model: Any, datamodule: Any = None, fn: str = "fit") 
 
 def _devices(trainer: Any) -> list[str]:
     strategy = type(trainer.strategy).__name__
-    ids = list(getattr(trainer, "device_ids", getattr(trainer, "_device_ids", [])))
-    accelerator = getattr(trainer, "_accelerator", "?")
+    ids = list(trainer.device_ids)
+    accelerator = trainer.accelerator
     return [
         "devices:",
         f"  accelerator: {accelerator}    devices: {ids} ({len(ids)} per node)    num_nodes: {trainer.num_nodes}",
@@ -78,15 +83,8 @@ def _callbacks(trainer: Any) -> list[str]:
 
 
 def _hooks(trainer: Any, model: Any, datamodule: Any) -> list[str]:
-    """Which receivers run each hook, resolved exactly as a run resolves them (`dispatch.resolve_hooks`)."""
-    from fulgor.trainer.dispatch import resolve_hooks
-
-    saved = (trainer.lightning_module_, trainer.datamodule)
-    trainer.lightning_module_, trainer.datamodule = model, datamodule
-    try:
-        table = resolve_hooks(trainer)
-    finally:
-        trainer.lightning_module_, trainer.datamodule = saved
+    """Which receivers run each hook, resolved exactly as a run resolves them (`hook_resolution.resolve_hooks`)."""
+    table = resolve_hooks(trainer, trainer.callbacks, model, datamodule, trainer.profiler)
     lines = ["hooks overridden (receivers in call order; every other hook costs nothing):"]
     for name in HOOKS:
         receivers = table.get(name)
@@ -107,8 +105,6 @@ def _owner(fn: Callable[..., Any]) -> str:
 
 
 def _legacy(model: Any) -> list[str]:
-    from fulgor.trainer.legacy_hooks import EPOCH_END, STEP_END
-
     defined = [h for h in (*STEP_END.values(), *EPOCH_END.values()) if callable(getattr(model, h, None))]
     if not defined:
         return []
@@ -122,8 +118,6 @@ def _files(trainer: Any) -> list[str]:
         lines.append(f"  logger {type(logger).__name__}: {logger.log_dir or logger.save_dir}")
     if not trainer.loggers:
         lines.append("  loggers: none")
-    from fulgor.callbacks.model_checkpoint import ModelCheckpoint
-
     checkpoints = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]
     for cb in checkpoints:
         lines.append(f"  checkpoint: {_checkpoint_policy(cb)}")
@@ -166,17 +160,13 @@ class DescribedRun(SystemExit):
 def intercept_runs(print_fn: Callable[[str], Any] = print) -> Iterator[None]:
     """Within the block, `Trainer.fit/validate/test/predict` print the plan and stop the script (exit status 0)
     instead of running. Used by `fulgor run --describe SCRIPT`."""
-    from fulgor.trainer.trainer import Trainer
-
     originals = {fn: getattr(Trainer, fn) for fn in ("fit", "validate", "test", "predict")}
 
     def make(fn: str) -> Callable[..., Any]:
         def described(self: Any, model: Any = None, *args: Any, datamodule: Any = None, **kwargs: Any) -> Any:
-            from fulgor.datamodule import LightningDataModule
-
             if datamodule is None:
                 datamodule = next((a for a in args if isinstance(a, LightningDataModule)), None)
-            print_fn(describe(self, model if model is not None else self.lightning_module_, datamodule, fn))
+            print_fn(describe(self, model if model is not None else self.lightning_module, datamodule, fn))
             raise DescribedRun(0)
 
         return described

@@ -5,43 +5,31 @@ from __future__ import annotations
 
 import builtins
 import inspect
-import numbers
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
-import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from typing_extensions import Self
 
 from fulgor import hparams as _hparams
-from fulgor.data.transfer import move_data_to_device
+from fulgor.checkpoint_loading import class_only, load_module_from_checkpoint
+from fulgor.device_dtype import DeviceDtypeModuleMixin
 from fulgor.errors import MisconfigurationException
+from fulgor.hook_defaults import STEP_OUTPUT, CheckpointHooks, DataHooks, ModelHooks
 from fulgor.rank import rank_zero_warn
+from fulgor.trainer.log_store import LogOptions, check_loggable
 
 if TYPE_CHECKING:
     from fulgor.callbacks.callback import Callback
     from fulgor.loggers.logger import Logger
     from fulgor.optimizer import LightningOptimizer
+    from fulgor.trainer.run import Run
     from fulgor.trainer.trainer import Trainer
 
-STEP_OUTPUT = Tensor | Mapping[str, Any] | None
 
-
-class _class_only(classmethod):  # type: ignore[type-arg]
-    """A classmethod that refuses to run on an instance (its result would be silently discarded)."""
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is not None:
-            raise TypeError(
-                f"The classmethod `{type(instance).__name__}.{self.__func__.__name__}` cannot be called on an"
-                " instance. Please call it on the class type and make sure the return value is used."
-            )
-        return super().__get__(instance, owner)
-
-
-class LightningModule(nn.Module):
+class LightningModule(DeviceDtypeModuleMixin, ModelHooks, DataHooks, CheckpointHooks, nn.Module):
     """A `torch.nn.Module` that also says how to train, validate, test and predict with it.
 
     Override ``training_step`` and ``configure_optimizers`` at least; every other hook is optional, and a hook you
@@ -55,12 +43,11 @@ class LightningModule(nn.Module):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._trainer: Trainer | None = None
+        self._run: Run | None = None  # the trainer's current (or last) run: `self.log` writes to its store
         self._current_fx_name: str | None = None
         self._automatic_optimization = True
         self._strict_loading: bool | None = None
         self._example_input_array: Any = None
-        self._device = torch.device("cpu")
-        self._dtype: torch.dtype = torch.get_default_dtype()
         self.prepare_data_per_node = True
         self.allow_zero_length_dataloader_with_multiple_devices = False
 
@@ -75,20 +62,6 @@ class LightningModule(nn.Module):
     @trainer.setter
     def trainer(self, trainer: Trainer | None) -> None:
         self._trainer = trainer
-
-    @property
-    def device(self) -> torch.device:
-        """The device the module lives on; follows `.to()`, `.cuda()` and `.cpu()` (buffers included)."""
-        return self._device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The floating-point dtype of the module; follows `.to(dtype)`, `.double()`, `.half()`..."""
-        return self._dtype
-
-    @dtype.setter
-    def dtype(self, value: torch.dtype) -> None:
-        self._dtype = value
 
     @property
     def example_input_array(self) -> Any:
@@ -173,61 +146,6 @@ class LightningModule(nn.Module):
         frame = frame if frame is not None else inspect.currentframe().f_back  # type: ignore[union-attr]
         _hparams.save_hyperparameters(self, *args, ignore=ignore, frame=frame, logger=logger)
 
-    # ------------------------------------------------------------------ device and dtype tracking
-    def to(self, *args: Any, **kwargs: Any) -> Self:
-        """Move and/or cast the module, like `torch.nn.Module.to`, keeping `device` and `dtype` up to date."""
-        device, dtype = torch._C._nn._parse_to(*args, **kwargs)[:2]
-        self._track(device=device, dtype=dtype)
-        return super().to(*args, **kwargs)
-
-    def cuda(self, device: torch.device | int | None = None) -> Self:
-        """Move to a CUDA device (the current one when `device` is None)."""
-        if device is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        elif isinstance(device, int):
-            device = torch.device("cuda", index=device)
-        self._track(device=device)
-        return super().cuda(device=device)
-
-    def cpu(self) -> Self:
-        """Move to the CPU."""
-        self._track(device=torch.device("cpu"))
-        return super().cpu()
-
-    def type(self, dst_type: str | torch.dtype) -> Self:
-        """Cast all parameters and buffers to `dst_type`."""
-        self._track(dtype=dst_type if isinstance(dst_type, torch.dtype) else None)
-        return super().type(dst_type)
-
-    def float(self) -> Self:
-        """Cast floating-point parameters and buffers to float32."""
-        self._track(dtype=torch.float)
-        return super().float()
-
-    def double(self) -> Self:
-        """Cast floating-point parameters and buffers to float64."""
-        self._track(dtype=torch.double)
-        return super().double()
-
-    def half(self) -> Self:
-        """Cast floating-point parameters and buffers to float16."""
-        self._track(dtype=torch.half)
-        return super().half()
-
-    def bfloat16(self) -> Self:
-        """Cast floating-point parameters and buffers to bfloat16."""
-        self._track(dtype=torch.bfloat16)
-        return super().bfloat16()
-
-    def _track(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
-        # Nested LightningModules move with their parent, whose `.to()` never calls theirs: update them all here.
-        for module in self.modules():
-            if isinstance(module, LightningModule):
-                if device is not None:
-                    module._device = _with_index(torch.device(device))
-                if dtype is not None and dtype.is_floating_point:
-                    module._dtype = dtype
-
     # ------------------------------------------------------------------ logging
     def print(self, *args: Any, **kwargs: Any) -> None:
         """`print` only on global rank 0 (so DDP jobs do not print the same line N times)."""
@@ -257,7 +175,7 @@ class LightningModule(nn.Module):
         the epoch follow Lightning's rules: see the logging page of the user guide. The value is stored on its
         device; nothing is synchronised with the host until a logger or the progress bar needs it.
         """
-        _check_loggable(name, value)
+        check_loggable(name, value)
         trainer = self._trainer
         if trainer is None:
             rank_zero_warn(
@@ -271,7 +189,7 @@ class LightningModule(nn.Module):
                 " Logging can impact raw speed so it is disabled under this setting."
             )
             return
-        results = trainer._results
+        results = self._run.results if self._run is not None else None
         if results is None:
             raise MisconfigurationException(
                 "You are trying to `self.log()` but the loop's result collection is not registered"
@@ -287,7 +205,7 @@ class LightningModule(nn.Module):
                 f"You called `self.log({name!r}, ..., logger=True)` but have no logger configured. You can enable one"
                 " by doing `Trainer(logger=ALogger(...))`"
             )
-        options = (
+        options = LogOptions(
             prog_bar, True if logger is None else logger, on_step, on_epoch, reduce_fx, enable_graph,
             add_dataloader_idx, sync_dist, rank_zero_only,
         )  # fmt: skip
@@ -364,17 +282,13 @@ class LightningModule(nn.Module):
         rank_zero_warn("`configure_optimizers` must be implemented to be used with the Lightning Trainer")
         return None
 
-    def configure_model(self) -> None:
-        """Create layers here to build them directly on the target device (called only when overridden)."""
-
-    def configure_sharded_model(self) -> None:
-        """Deprecated name of `configure_model`."""
-
     # ------------------------------------------------------------------ optimization
     def optimizers(self, use_pl_optimizer: bool = True) -> Any:
         """The optimizer(s) from `configure_optimizers`: one object, or a list when there are several."""
         trainer = self.trainer
-        opts: list[Any] = list(trainer.strategy._lightning_optimizers if use_pl_optimizer else trainer.optimizers)
+        run = self._run
+        wrapped = run.lightning_optimizers if run is not None else []
+        opts: list[Any] = list(wrapped if use_pl_optimizer else trainer.optimizers)
         return opts[0] if len(opts) == 1 else opts
 
     def lr_schedulers(self) -> Any:
@@ -387,14 +301,14 @@ class LightningModule(nn.Module):
 
     def manual_backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         """Use instead of `loss.backward()` in manual optimization (applies precision scaling and the hooks)."""
-        from fulgor.trainer.optimization import run_backward
-
         if self.automatic_optimization:
             raise MisconfigurationException(
                 "to use manual_backward, please disable automatic optimization:"
                 " set model property `automatic_optimization` as False"
             )
-        run_backward(self.trainer, loss, *args, **kwargs)
+        if self._run is None:
+            raise RuntimeError(f"{self.__class__.__qualname__} is not attached to a `Trainer` run.")
+        self._run.backward(loss, *args, **kwargs)
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         """Compute gradients; by default ``loss.backward()``."""
@@ -441,10 +355,15 @@ class LightningModule(nn.Module):
         gradient_clip_val: builtins.float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        """Clip the gradients of `optimizer`'s parameters by norm (default) or by value."""
-        from fulgor.trainer.optimization import clip_gradients
+        """Clip the gradients of `optimizer`'s parameters by norm (default) or by value.
 
-        clip_gradients(self.trainer, optimizer, gradient_clip_val, gradient_clip_algorithm)
+        The values default to the Trainer's `gradient_clip_val`/`gradient_clip_algorithm` (norm); passing values that
+        contradict the Trainer's is an error.
+        """
+        trainer = self.trainer
+        clip_val = _clip_value(trainer.gradient_clip_val, gradient_clip_val)
+        algorithm = _clip_algorithm(trainer.gradient_clip_algorithm, gradient_clip_algorithm)
+        trainer.precision_plugin.clip_gradients(optimizer, clip_val, algorithm)
 
     def configure_gradient_clipping(
         self,
@@ -488,64 +407,7 @@ class LightningModule(nn.Module):
             param.requires_grad = True
         return self.train()
 
-    # ------------------------------------------------------------------ notification hooks (no-op defaults)
-    def on_fit_start(self) -> None:
-        """Called at the very beginning of fit."""
-
-    def on_fit_end(self) -> None:
-        """Called at the very end of fit."""
-
-    def on_train_start(self) -> None:
-        """Called at the beginning of training after the sanity check."""
-
-    def on_train_end(self) -> None:
-        """Called at the end of training before the logger experiment is closed."""
-
-    def on_validation_start(self) -> None:
-        """Called at the beginning of validation."""
-
-    def on_validation_end(self) -> None:
-        """Called at the end of validation."""
-
-    def on_test_start(self) -> None:
-        """Called at the beginning of testing."""
-
-    def on_test_end(self) -> None:
-        """Called at the end of testing."""
-
-    def on_predict_start(self) -> None:
-        """Called at the beginning of predicting."""
-
-    def on_predict_end(self) -> None:
-        """Called at the end of predicting."""
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
-        """Called before the training batch; return -1 to skip the rest of the epoch."""
-        return None
-
-    def on_train_batch_end(self, outputs: STEP_OUTPUT, batch: Any, batch_idx: int) -> None:
-        """Called after the training batch with what `training_step` returned (loss divided for accumulation)."""
-
-    def on_validation_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Called before a validation batch."""
-
-    def on_validation_batch_end(
-        self, outputs: STEP_OUTPUT, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        """Called after a validation batch with what `validation_step` returned."""
-
-    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Called before a test batch."""
-
-    def on_test_batch_end(self, outputs: STEP_OUTPUT, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Called after a test batch with what `test_step` returned."""
-
-    def on_predict_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Called before a predict batch."""
-
-    def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Called after a predict batch with what `predict_step` returned."""
-
+    # ------------------------------------------------------------------ model mode around evaluation
     def on_validation_model_zero_grad(self) -> None:
         """Called before validation inside fit; releases the gradients."""
         self.zero_grad()
@@ -570,95 +432,12 @@ class LightningModule(nn.Module):
         """Called when predicting starts; puts the model in eval mode."""
         self._trainer_model().eval()
 
-    def on_train_epoch_start(self) -> None:
-        """Called at the start of a training epoch."""
-
-    def on_train_epoch_end(self) -> None:
-        """Called at the end of a training epoch, after the epoch's validation."""
-
-    def on_validation_epoch_start(self) -> None:
-        """Called at the start of a validation epoch."""
-
-    def on_validation_epoch_end(self) -> None:
-        """Called at the end of a validation epoch."""
-
-    def on_test_epoch_start(self) -> None:
-        """Called at the start of a test epoch."""
-
-    def on_test_epoch_end(self) -> None:
-        """Called at the end of a test epoch."""
-
-    def on_predict_epoch_start(self) -> None:
-        """Called at the start of a predict epoch."""
-
-    def on_predict_epoch_end(self) -> None:
-        """Called at the end of a predict epoch."""
-
-    def on_before_zero_grad(self, optimizer: Optimizer) -> None:
-        """Called before `optimizer.zero_grad()`."""
-
-    def on_before_backward(self, loss: Tensor) -> None:
-        """Called before `loss.backward()`."""
-
-    def on_after_backward(self) -> None:
-        """Called after `loss.backward()` and before the optimizer step."""
-
-    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
-        """Called before `optimizer.step()`, after unscaling and before clipping."""
-
     def _trainer_model(self) -> nn.Module:
         model = self.trainer.model
         return self if model is None else model
 
-    # ------------------------------------------------------------------ data hooks
-    def prepare_data(self) -> None:
-        """Download or prepare data once per node (or once in total): no state assignment here."""
-
-    def setup(self, stage: str) -> None:
-        """Called at the beginning of fit/validate/test/predict on every process."""
-
-    def teardown(self, stage: str) -> None:
-        """Called at the end of fit/validate/test/predict on every process."""
-
-    def train_dataloader(self) -> Any:
-        """The training data (a DataLoader or an iterable)."""
-        raise MisconfigurationException("`train_dataloader` must be implemented to be used with the Lightning Trainer")
-
-    def val_dataloader(self) -> Any:
-        """The validation data (one DataLoader or several)."""
-        raise MisconfigurationException("`val_dataloader` must be implemented to be used with the Lightning Trainer")
-
-    def test_dataloader(self) -> Any:
-        """The test data (one DataLoader or several)."""
-        raise MisconfigurationException("`test_dataloader` must be implemented to be used with the Lightning Trainer")
-
-    def predict_dataloader(self) -> Any:
-        """The prediction data (one DataLoader or several)."""
-        raise MisconfigurationException(
-            "`predict_dataloader` must be implemented to be used with the Lightning Trainer"
-        )
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Move a batch of any nesting to `device` (tensors and objects with `.to`)."""
-        return move_data_to_device(batch, device)
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Alter the batch before it is moved to the device."""
-        return batch
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Alter the batch after it was moved to the device."""
-        return batch
-
-    # ------------------------------------------------------------------ checkpoint hooks
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Add anything you need to the checkpoint dict before it is written."""
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Read what you added in `on_save_checkpoint`, before the weights are restored."""
-
     # ------------------------------------------------------------------ checkpoints
-    @_class_only
+    @class_only
     def load_from_checkpoint(
         cls,
         checkpoint_path: Any,
@@ -669,32 +448,42 @@ class LightningModule(nn.Module):
         **kwargs: Any,
     ) -> Self:
         """Build the module from a checkpoint's hyperparameters (overridable by `kwargs`) and load its weights."""
-        from fulgor.checkpoint_loading import load_module_from_checkpoint
-
-        # `cls` is the class (`_class_only` is a classmethod), which mypy cannot see through the decorator.
+        # `cls` is the class (`class_only` is a classmethod), which mypy cannot see through the decorator.
         module: Self = load_module_from_checkpoint(
             cast(Any, cls), checkpoint_path, map_location, hparams_file, strict, weights_only, **kwargs
         )
         return module
 
 
-def _with_index(device: torch.device) -> torch.device:
-    if device.type == "cuda" and device.index is None:
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
+def _clip_value(trainer_value: builtins.float | None, value: builtins.float | None) -> builtins.float:
+    if value is None:
+        return trainer_value or 0.0
+    if trainer_value is not None and trainer_value != value:
+        raise MisconfigurationException(
+            f"You have set `Trainer(gradient_clip_val={trainer_value!r})`"
+            f" and have passed `clip_gradients(gradient_clip_val={value!r})`."
+            " Please use only one of them."
+        )
+    if not isinstance(value, (int, builtins.float)):
+        raise TypeError(f"`gradient_clip_val` should be an int or a float. Got {value}.")
+    return value
 
 
-def _check_loggable(name: str, value: Any) -> None:
-    """Reject values `self.log` cannot store, with Lightning's messages."""
-    if isinstance(value, (Tensor, numbers.Number)) or hasattr(value, "compute"):
-        return
-    if isinstance(value, Mapping):
-        raise ValueError(f"`self.log({name}, {value})` was called, but nested dictionaries cannot be logged")
-    if isinstance(value, Iterable) and not isinstance(value, str):
-        for item in value:
-            _check_loggable(name, item)
-        return
-    raise ValueError(f"`self.log({name}, {value})` was called, but `{type(value).__name__}` values cannot be logged")
+def _clip_algorithm(trainer_value: str | None, value: str | None) -> str:
+    if value is None:
+        return trainer_value or "norm"
+    value = value.lower()
+    if trainer_value is not None and trainer_value != value:
+        raise MisconfigurationException(
+            f"You have set `Trainer(gradient_clip_algorithm={trainer_value!r})`"
+            f" and have passed `clip_gradients(gradient_clip_algorithm={value!r})"
+            " Please use only one of them."
+        )
+    if value not in ("norm", "value"):
+        raise MisconfigurationException(
+            f"`gradient_clip_algorithm` {value} is invalid. Allowed algorithms: ['value', 'norm']."
+        )
+    return value
 
 
 def is_overridden(name: str, obj: Any, parent: type = LightningModule) -> bool:

@@ -12,10 +12,12 @@ import torch
 from torch.optim import Optimizer
 
 from fulgor.errors import MisconfigurationException
+from fulgor.module import LightningModule, is_overridden
 from fulgor.rank import rank_zero_warn
+from fulgor.trainer.dispatch import call_hook
 
 if TYPE_CHECKING:
-    from fulgor.trainer.trainer import Trainer
+    from fulgor.trainer.run import Run
 
 _UNKNOWN_CONFIG = (
     "Unknown configuration for model optimizers."
@@ -52,9 +54,9 @@ class LightningOptimizer:
     a scheduler can be built on it, as in Lightning.
     """
 
-    def __init__(self, optimizer: Optimizer) -> None:
+    def __init__(self, optimizer: Optimizer, run: Run | None = None) -> None:
         self.__dict__["_optimizer"] = optimizer
-        self.__dict__["_trainer"] = None
+        self.__dict__["_run"] = run  # the run whose precision, hooks and step counter `step` goes through
         cls = type("Lightning" + type(optimizer).__name__, (LightningOptimizer, type(optimizer)), {})
         object.__setattr__(self, "__class__", cls)
 
@@ -104,32 +106,30 @@ class LightningOptimizer:
             closure = _no_closure
         elif not callable(closure):
             raise MisconfigurationException("When `optimizer.step(closure)` is called, the closure should be callable")
-        trainer: Trainer | None = self._trainer
-        if trainer is None:
+        run: Run | None = self._run
+        if run is None:
             return self._optimizer.step(closure=closure, **kwargs)
-        precision = trainer.precision_plugin
-        if trainer.lightning_module.automatic_optimization:
+        precision = run.precision
+        if run.module.automatic_optimization:
             # The loop's closure already runs on_before_optimizer_step and clipping; the loop counts the step.
             if precision.scaler is None:
                 return self._optimizer.step(closure=closure, **kwargs)
             return precision.optimizer_step(self._optimizer, closure, **kwargs)
         output = precision.optimizer_step(
             self._optimizer,
-            partial(_manual_closure, trainer, self._optimizer, closure),
+            partial(_manual_closure, run, self._optimizer, closure),
             automatic_optimization=False,
             **kwargs,
         )
-        trainer.state.global_step += 1  # after the step, as Lightning's progress counts completed steps
+        run.state.global_step += 1  # after the step, as Lightning's progress counts completed steps
         return output
 
 
-def _manual_closure(trainer: Trainer, optimizer: Optimizer, closure: Callable[[], Any]) -> Any:
+def _manual_closure(run: Run, optimizer: Optimizer, closure: Callable[[], Any]) -> Any:
     """The user's closure, then (gradients unscaled) `on_before_optimizer_step`, as Lightning's precision does."""
-    from fulgor.trainer.dispatch import call_hook
-
     result = closure()
-    trainer.precision_plugin.unscale_gradients(optimizer)
-    call_hook(trainer, "on_before_optimizer_step", optimizer)
+    run.precision.unscale_gradients(optimizer)
+    call_hook(run, "on_before_optimizer_step", optimizer)
     return result
 
 
@@ -266,8 +266,6 @@ def _to_manual(config: LRSchedulerConfig) -> None:
 
 
 def _check_scheduler_api(scheduler: Any, module: Any, automatic: bool) -> None:
-    from fulgor.module import LightningModule, is_overridden
-
     if not (hasattr(scheduler, "state_dict") and hasattr(scheduler, "load_state_dict")):
         raise TypeError(
             f"The provided lr scheduler `{type(scheduler).__name__}` is invalid."

@@ -181,6 +181,17 @@ class Precision:
     def check_gradient_clipping(self, optimizer: Optimizer, clip_val: float) -> None:
         """Raise if gradients of `optimizer` cannot be clipped at this precision (call before clipping)."""
 
+    def clip_gradients(self, optimizer: Optimizer, clip_val: int | float, algorithm: str = "norm") -> None:
+        """Clip the gradients of `optimizer`'s parameters to `clip_val` by norm or by value (nothing when <= 0)."""
+        self.check_gradient_clipping(optimizer, clip_val)
+        if clip_val <= 0:
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, clip_val)
+
     def optimizer_step(
         self,
         optimizer: Optimizer,

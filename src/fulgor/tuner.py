@@ -3,23 +3,20 @@ short `fit`s on a saved copy of the model and trainer state that is restored aft
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from fulgor.callbacks.callback import Callback
 from fulgor.errors import MisconfigurationException
+from fulgor.module import LightningModule
 from fulgor.rank import log, rank_zero_info, rank_zero_warn
-
-if TYPE_CHECKING:
-    from fulgor.module import LightningModule
-    from fulgor.trainer.trainer import Trainer
+from fulgor.trainer.trainer import Trainer, training_data_of, tuning_trial
 
 __all__ = ["Tuner"]
 
@@ -82,7 +79,7 @@ class Tuner:
         name = lr_attr_name(model, attr_name) if update_attr else ""
         finder = _LRFinder(mode, min_lr, max_lr, num_training)
         callback = _LRCallback(finder, early_stop_threshold)
-        with _tuning(trainer, model):
+        with _kept_weights(trainer, model):
             _short_fit(trainer, model, callback, num_training, train_dataloaders, datamodule)
         finder.results = {"lr": callback.lrs, "loss": callback.losses}
         if len(callback.losses) < num_training:
@@ -150,17 +147,16 @@ class Tuner:
 
         def trial(size: int) -> bool:
             set_attr(owner, batch_arg_name, size)
-            with _tuning(trainer, model, restore_weights=False):
-                try:
-                    _short_fit(trainer, model, None, steps_per_trial, None, datamodule)
-                except RuntimeError as error:
-                    if not is_oom_error(error):
-                        raise
-                    _free_memory()
-                    return False
+            try:
+                _short_fit(trainer, model, None, steps_per_trial, None, datamodule)
+            except RuntimeError as error:
+                if not is_oom_error(error):
+                    raise
+                _free_memory()
+                return False
             return True
 
-        with _tuning(trainer, model):
+        with _kept_weights(trainer, model):
             size = search_batch_size(trial, mode, init_val, max_trials, margin, max_val)
         set_attr(owner, batch_arg_name, size)
         rank_zero_info(f"Finished batch size finder, will continue with full run using batch size {size}")
@@ -257,7 +253,7 @@ class _LRCallback(Callback):
         self.best_loss = 0.0
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        trainer.lr_scheduler_configs = []  # the range test owns the learning rate; the user's schedulers wait
+        trainer.lr_scheduler_configs.clear()  # the range test owns the learning rate; the user's schedulers wait
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if (batch_idx + 1) % trainer.accumulate_grad_batches != 0:
@@ -392,27 +388,17 @@ def set_attr(obj: Any, name: str, value: Any) -> None:
 
 
 @contextmanager
-def _tuning(trainer: Trainer, model: LightningModule, restore_weights: bool = True) -> Iterator[None]:
-    """Run the body on a copy of the trainer's settings and counters and (unless told not to) the model's weights
-    saved to a temporary checkpoint file; put everything back afterwards, even when the body fails."""
+def _kept_weights(trainer: Trainer, model: LightningModule) -> Iterator[None]:
+    """Run the body, then put the model's weights back as they were (saved to a temporary file meanwhile), even when
+    the body fails."""
     path = os.path.join(trainer.default_root_dir, f".tuner_{uuid.uuid4()}.ckpt")
-    if restore_weights:
-        os.makedirs(trainer.default_root_dir, exist_ok=True)
-        torch.save(model.state_dict(), path)
-    names = ("callbacks", "loggers", "max_steps", "max_epochs", "limit_val_batches", "num_sanity_val_steps",
-             "optimizers", "lr_scheduler_configs", "lightning_module_", "datamodule")  # fmt: skip
-    settings = {name: getattr(trainer, name) for name in names}
-    state = dataclasses.replace(trainer.state)
+    os.makedirs(trainer.default_root_dir, exist_ok=True)
+    torch.save(model.state_dict(), path)
     try:
         yield
     finally:
-        for name, value in settings.items():
-            setattr(trainer, name, value)
-        for field in dataclasses.fields(state):
-            setattr(trainer.state, field.name, getattr(state, field.name))
-        if restore_weights:
-            model.load_state_dict(torch.load(path, weights_only=True))
-            os.remove(path)
+        model.load_state_dict(torch.load(path, weights_only=True))
+        os.remove(path)
 
 
 def _short_fit(
@@ -423,42 +409,16 @@ def _short_fit(
     train_dataloaders: Any,
     datamodule: Any,
 ) -> None:
-    """`steps` optimizer steps of `trainer.fit` from zero counters with only `callback`: no loggers, checkpoints,
-    progress bar or validation."""
-    from fulgor.trainer.state import TrainerState
-
-    fresh = TrainerState()  # the search starts from zero counters, whatever ran before (restored by `_tuning`)
-    for field in dataclasses.fields(fresh):
-        setattr(trainer.state, field.name, getattr(fresh, field.name))
-    trainer.callbacks = [callback] if callback is not None else []
-    trainer.loggers = []
-    trainer.max_steps = steps
-    trainer.limit_val_batches = 0
-    trainer.num_sanity_val_steps = 0
-    trainer.fit(model, train_dataloaders, datamodule=datamodule)
+    """`steps` optimizer steps of `fit` on a trial copy of `trainer` (zero counters, only `callback`): no loggers,
+    checkpoints, progress bar or validation."""
+    callbacks = [callback] if callback is not None else []
+    settings = {"max_steps": steps, "limit_val_batches": 0, "num_sanity_val_steps": 0}
+    with tuning_trial(trainer, model, callbacks, **settings) as trial:
+        trial.fit(model, train_dataloaders, datamodule=datamodule)
 
 
-def tuning_trainer_for(trainer: Trainer) -> tuple[Trainer, Any, Any]:
-    """A quiet single-device Trainer like `trainer` (device, precision, accumulation, clipping, epochs) for a tuner
-    callback's search, with the training loaders (or datamodule) of `trainer`'s current fit."""
-    from fulgor.datamodule import LightningDataModule
-    from fulgor.module import LightningModule
-    from fulgor.trainer.trainer import Trainer
-
+def fit_training_data(trainer: Trainer) -> tuple[Any, Any]:
+    """`(train_dataloaders, datamodule)` of the running fit, for a tuner callback's search (one device only)."""
     if trainer.world_size > 1:
         raise MisconfigurationException("The tuner callbacks run on one device only; tune before launching DDP.")
-    device = trainer.strategy.root_device
-    inner = Trainer(
-        accelerator=device.type, devices=[device.index] if device.index is not None else 1,
-        precision=trainer.precision, accumulate_grad_batches=trainer.accumulate_grad_batches,
-        gradient_clip_val=trainer.gradient_clip_val, gradient_clip_algorithm=trainer.gradient_clip_algorithm,
-        max_epochs=trainer.max_epochs, default_root_dir=trainer.default_root_dir, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-    )  # fmt: skip
-    source = trainer._sources.get("train")
-    instance = source.instance if source is not None else None
-    if isinstance(instance, LightningDataModule):
-        return inner, None, instance
-    if isinstance(instance, LightningModule):
-        return inner, None, None
-    return inner, instance, None
+    return training_data_of(trainer)

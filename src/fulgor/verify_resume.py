@@ -18,6 +18,9 @@ from typing import Any
 
 import torch
 
+from fulgor.callbacks.callback import Callback
+from fulgor.trainer.trainer import Trainer
+
 __all__ = ["main"]
 
 _ENV = "FULGOR_VERIFY_RESUME"  # set in the child processes: "<workdir>|<stop_step>"
@@ -78,8 +81,6 @@ def _child(args: Any, folder: Path, stop: int) -> subprocess.CompletedProcess[by
 
 def _run_child(argv: list[str]) -> None:
     """In the child: wrap `Trainer.fit` (resume file, stop callback, final dump), then run the script as __main__."""
-    from fulgor.trainer.trainer import Trainer
-
     folder_text, stop_text = os.environ[_ENV].split("|")
     folder, stop = Path(folder_text), int(stop_text)
     resume_file = folder / "resume.ckpt"
@@ -100,13 +101,7 @@ def _run_child(argv: list[str]) -> None:
     runpy.run_path(argv[0], run_name="__main__")
 
 
-def _stop_callback_base() -> type:
-    from fulgor.callbacks.callback import Callback
-
-    return Callback
-
-
-class _StopAt(_stop_callback_base()):  # type: ignore[misc]
+class _StopAt(Callback):
     """Sends this process SIGTERM at the end of the batch that reaches optimizer step `step` (0: never)."""
 
     def __init__(self, step: int) -> None:

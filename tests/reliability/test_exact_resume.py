@@ -60,7 +60,7 @@ def test_resume_from_every_kind_of_checkpoint_is_bit_identical(tmp_path: Path, w
         assert_identical(weights(reference), weights(resumed))
         assert resumed.seen == reference.seen[len(reference.seen) - len(resumed.seen) :], name
         if workers == 0:  # consumed batches are skipped by index: only the batches still to run are loaded
-            assert len(resumed.trainer_._train_loader.dataset.loaded) == 4 * len(resumed.seen), name
+            assert len(resumed.trainer_.train_dataloader.dataset.loaded) == 4 * len(resumed.seen), name
 
 
 def test_checkpoint_inside_accumulation_window_keeps_partial_gradients(tmp_path: Path) -> None:

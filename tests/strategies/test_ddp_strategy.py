@@ -169,8 +169,9 @@ class _Stream(IterableDataset[int]):
 
 
 def _trainer(rank: int = 1, use: bool = True) -> Any:
-    strategy = SimpleNamespace(distributed_sampler_kwargs={"num_replicas": 2, "rank": rank})
-    return SimpleNamespace(strategy=strategy, use_distributed_sampler=use, overfit_batches=0, global_rank=rank)
+    """What `prepare_loader` reads of a run: its strategy (rank `rank` of 2) and config."""
+    strategy = SimpleNamespace(distributed_sampler_kwargs={"num_replicas": 2, "rank": rank}, global_rank=rank)
+    return SimpleNamespace(strategy=strategy, config=SimpleNamespace(use_distributed_sampler=use, overfit_batches=0))
 
 
 def test_prepare_loader_injects_distributed_samplers(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -581,15 +581,14 @@ def test_configure_gradient_clipping_override_and_clip_gradients_errors(tmp_path
         " `clip_gradients(gradient_clip_algorithm='value') Please use only one of them."
     )
 
-    from fulgor.trainer.optimization import clip_gradients
-
-    trainer = SimpleNamespace(
+    module = clipping_model(fulgor)()
+    module.trainer = SimpleNamespace(  # type: ignore[assignment]
         gradient_clip_val=None, gradient_clip_algorithm=None, precision_plugin=MixedPrecision("bf16-mixed", "cpu")
     )
     with pytest.raises(TypeError, match=r"`gradient_clip_val` should be an int or a float. Got 1\."):
-        clip_gradients(trainer, _sgd(), "1", None)  # type: ignore[arg-type]
+        module.clip_gradients(_sgd(), "1", None)  # type: ignore[arg-type]
     with pytest.raises(MisconfigurationException) as error:
-        clip_gradients(trainer, _sgd(), 1.0, "max")
+        module.clip_gradients(_sgd(), 1.0, "max")
     assert str(error.value) == "`gradient_clip_algorithm` max is invalid. Allowed algorithms: ['value', 'norm']."
 
 

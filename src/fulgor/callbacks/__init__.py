@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from fulgor.callbacks.batch_size_finder import BatchSizeFinder
     from fulgor.callbacks.checkpoint import Checkpoint
     from fulgor.callbacks.early_stopping import EarlyStopping, EarlyStoppingReason
+    from fulgor.callbacks.fault_tolerance import FaultTolerance
     from fulgor.callbacks.finetuning import BackboneFinetuning, BaseFinetuning
     from fulgor.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
     from fulgor.callbacks.lambda_function import LambdaCallback
@@ -37,6 +38,7 @@ __all__ = [
     "EMAWeightAveraging",
     "EarlyStopping",
     "EarlyStoppingReason",
+    "FaultTolerance",
     "GradientAccumulationScheduler",
     "LambdaCallback",
     "LearningRateFinder",
@@ -63,6 +65,7 @@ _LAZY = {
     "EMAWeightAveraging": "fulgor.callbacks.weight_averaging",
     "EarlyStopping": "fulgor.callbacks.early_stopping",
     "EarlyStoppingReason": "fulgor.callbacks.early_stopping",
+    "FaultTolerance": "fulgor.callbacks.fault_tolerance",
     "GradientAccumulationScheduler": "fulgor.callbacks.gradient_accumulation_scheduler",
     "LambdaCallback": "fulgor.callbacks.lambda_function",
     "LearningRateFinder": "fulgor.callbacks.lr_finder",

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from fulgor.callbacks.callback import Callback
 from fulgor.errors import MisconfigurationException
+from fulgor.tuner import Tuner, fit_training_data
 
 if TYPE_CHECKING:
     from fulgor.module import LightningModule
@@ -54,22 +55,17 @@ class BatchSizeFinder(Callback):
 
     def scale_batch_size(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Run the search on a tuning copy of `trainer` and keep the size found."""
-        from fulgor.tuner import Tuner, tuning_trainer_for
-
-        inner, loaders, datamodule = tuning_trainer_for(trainer)
+        loaders, datamodule = fit_training_data(trainer)
         if loaders is not None:
             raise MisconfigurationException(
                 "The batch scaling feature cannot be used with dataloaders passed directly to `.fit()`. Please disable"
                 " the feature or incorporate the dataloader into your LightningModule or LightningDataModule."
             )
-        try:
-            self.optimal_batch_size = Tuner(inner).scale_batch_size(
-                pl_module, datamodule=datamodule, mode=self._mode, steps_per_trial=self._steps_per_trial,
-                init_val=self._init_val, max_trials=self._max_trials, batch_arg_name=self._batch_arg_name,
-                margin=self._margin, max_val=self._max_val,
-            )  # fmt: skip
-        finally:
-            pl_module.trainer = trainer
+        self.optimal_batch_size = Tuner(trainer).scale_batch_size(
+            pl_module, datamodule=datamodule, mode=self._mode, steps_per_trial=self._steps_per_trial,
+            init_val=self._init_val, max_trials=self._max_trials, batch_arg_name=self._batch_arg_name,
+            margin=self._margin, max_val=self._max_val,
+        )  # fmt: skip
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Search before the training data is loaded, so the run's dataloaders use the size found."""

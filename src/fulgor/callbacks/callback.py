@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor
 from torch.optim import Optimizer
 
+from fulgor.hook_defaults import STEP_OUTPUT
+
 if TYPE_CHECKING:
     from fulgor.module import LightningModule
     from fulgor.trainer.trainer import Trainer
 
-STEP_OUTPUT = Tensor | Mapping[str, Any] | None
+__all__ = ["STEP_OUTPUT", "Callback"]
 
 
 class Callback:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from fulgor.callbacks.callback import Callback
 from fulgor.errors import MisconfigurationException
+from fulgor.module import is_overridden
 from fulgor.rank import rank_zero_warn
 
 if TYPE_CHECKING:
@@ -52,8 +53,6 @@ class GradientAccumulationScheduler(Callback):
         return factor
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        from fulgor.module import is_overridden
-
         if not pl_module.automatic_optimization:
             raise RuntimeError(
                 "Automatic gradient accumulation and the `GradientAccumulationScheduler` is not supported for"

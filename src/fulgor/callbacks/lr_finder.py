@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fulgor.callbacks.callback import Callback
+from fulgor.tuner import Tuner, fit_training_data
 
 if TYPE_CHECKING:
     from fulgor.module import LightningModule
@@ -50,14 +51,9 @@ class LearningRateFinder(Callback):
 
     def lr_find(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Run the search on a tuning copy of `trainer`; apply the suggestion to `trainer`'s optimizers."""
-        from fulgor.tuner import Tuner, tuning_trainer_for
-
-        inner, loaders, datamodule = tuning_trainer_for(trainer)
-        try:
-            self.optimal_lr = Tuner(inner).lr_find(pl_module, train_dataloaders=loaders, datamodule=datamodule,
-                                                   **self._kwargs)  # fmt: skip
-        finally:
-            pl_module.trainer = trainer
+        loaders, datamodule = fit_training_data(trainer)
+        self.optimal_lr = Tuner(trainer).lr_find(pl_module, train_dataloaders=loaders, datamodule=datamodule,
+                                                 **self._kwargs)  # fmt: skip
         lr = self.optimal_lr.suggestion() if self.optimal_lr is not None and self._kwargs["update_attr"] else None
         if lr is not None:
             for optimizer in trainer.optimizers:

@@ -115,7 +115,7 @@ class LearningRateMonitor(Callback):
         """(optimizer, one name per param group, interval): scheduled optimizers first, then the others (None)."""
         seen: list[Optimizer] = []
         type_counts: defaultdict[type, int] = defaultdict(int)
-        result = []
+        result: list[tuple[Optimizer, list[str], str | None]] = []
         for config in trainer.lr_scheduler_configs:
             optimizer = config.scheduler.optimizer
             base = config.name if config.name is not None else f"lr-{type(optimizer).__name__}"

@@ -4,7 +4,6 @@ with deletion after the new file is committed, `last.ckpt` (file or link), and t
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import time
 from copy import deepcopy
@@ -17,6 +16,7 @@ from torch import Tensor
 
 from fulgor import fs
 from fulgor.callbacks.checkpoint import Checkpoint
+from fulgor.callbacks.checkpoint_naming import default_dir, fill_template, last_checkpoints
 from fulgor.errors import MisconfigurationException
 from fulgor.rank import rank_zero_info, rank_zero_warn
 
@@ -299,7 +299,7 @@ class ModelCheckpoint(Checkpoint):
     def _should_save_on_train_epoch_end(self, trainer: Trainer) -> bool:
         if self._save_on_train_epoch_end is not None:
             return self._save_on_train_epoch_end
-        if getattr(trainer, "_val_check_time_interval", None) is not None:
+        if trainer.val_check_time_interval is not None:  # validation on a clock: save after each one
             return False
         if trainer.check_val_every_n_epoch != 1:
             return False
@@ -330,39 +330,14 @@ class ModelCheckpoint(Checkpoint):
 
     def _format_name(self, template: str | None, metrics: dict[str, Tensor], prefix: str | None) -> str:
         template = template or "{epoch}" + self.CHECKPOINT_JOIN_CHAR + "{step}"
-        # Longest names first, so "{epoch_test" is rewritten before "{epoch".
-        groups = sorted(re.findall(r"(\{.*?)[:\}]", template), key=len, reverse=True)
-        for group in groups:
-            key = group[1:]
-            if self.auto_insert_metric_name:
-                template = template.replace(group, key + self.CHECKPOINT_EQUALS_CHAR + "{" + key)
-            template = template.replace(group, f"{{0[{key}]")  # an index lookup, so names with "." or "/" work
-            if key not in metrics:
-                metrics[key] = torch.tensor(0)
-        name = template.format(metrics)
+        name = fill_template(template, metrics, self.auto_insert_metric_name, self.CHECKPOINT_EQUALS_CHAR)
         return self.CHECKPOINT_JOIN_CHAR.join([prefix, name]) if prefix is not None else name
 
     def _resolve_dir(self, trainer: Trainer) -> str:
-        if self.dirpath is not None:
-            return self.dirpath
-        if trainer.loggers:
-            logger = trainer.loggers[0]
-            save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
-            version = logger.version
-            version = version if isinstance(version, str) else f"version_{version}"
-            return fs.join(save_dir, str(logger.name), version, "checkpoints")
-        return fs.join(trainer.default_root_dir, "checkpoints")
+        return self.dirpath if self.dirpath is not None else default_dir(trainer)
 
     def _find_last_checkpoints(self, trainer: Trainer) -> set[str]:
-        folder = self._resolve_dir(trainer)
-        pattern = rf"^{self.CHECKPOINT_NAME_LAST}(-(\d+))?"
-        # normpath would turn "s3://b" into "s3:/b": URLs are joined as they are.
-        remote = fs.is_remote(folder)
-        return {
-            fs.join(folder, name) if remote else os.path.normpath(fs.join(folder, name))
-            for name in fs.listdir(folder)  # [] when the folder does not exist
-            if name.endswith(self.FILE_EXTENSION) and re.match(pattern, Path(name).stem)
-        }
+        return last_checkpoints(self._resolve_dir(trainer), self.CHECKPOINT_NAME_LAST, self.FILE_EXTENSION)
 
     def _monitor_candidates(self, trainer: Trainer) -> dict[str, Tensor]:
         candidates = deepcopy(trainer.callback_metrics)

@@ -15,6 +15,8 @@ from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_avg_fn
 
 from fulgor.callbacks.callback import STEP_OUTPUT, Callback
 from fulgor.errors import MisconfigurationException
+from fulgor.module import is_overridden
+from fulgor.optimizer import LRSchedulerConfig
 from fulgor.rank import rank_zero_info, rank_zero_warn
 
 if TYPE_CHECKING:
@@ -136,8 +138,6 @@ class StochasticWeightAveraging(Callback):
 
     def _start_swa(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Move the average to its device and swap the user's scheduler for SWALR (stepped every epoch)."""
-        from fulgor.optimizer import LRSchedulerConfig
-
         self._initialized = True
         assert self._average_model is not None
         self._average_model = self._average_model.to(self._device or pl_module.device)
@@ -284,8 +284,6 @@ class WeightAveraging(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        from fulgor.module import is_overridden
-
         if is_overridden("configure_model", pl_module):
             rank_zero_warn(
                 "You're using the WeightAveraging callback with a model that overrides the configure_model "

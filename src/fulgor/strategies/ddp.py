@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fulgor.errors import MisconfigurationException
 from fulgor.rank import log, rank_zero_info, rank_zero_only
+from fulgor.stop_request import Preempted
 from fulgor.strategies.environments import ClusterEnvironment, detect_environment
 from fulgor.strategies.launcher import MultiProcessingLauncher, ScriptLauncher, watch_launcher
 from fulgor.strategies.strategy import Strategy
@@ -241,8 +242,6 @@ class DDPStrategy(Strategy):
 
     def teardown(self) -> None:
         """Unwrap the model; after a failure, destroy the process group and stop the ranks this process started."""
-        from fulgor.trainer.preemption import Preempted
-
         error = sys.exc_info()[1]
         # A preemption stop is agreed by every rank (they all save and exit): wait for them, do not kill them.
         failed = error is not None and not isinstance(error, Preempted)

@@ -5,6 +5,7 @@ rank 0's results back; watchdogs make a dead process end the whole job with a cl
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import pickle
 import subprocess
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from fulgor.module import LightningModule
+from fulgor.stop_request import STOP
 from fulgor.strategies.environments import ClusterEnvironment, find_free_port
 
 if TYPE_CHECKING:
@@ -38,9 +41,8 @@ def _stop_job(message: str) -> None:
 def script_command() -> list[str]:
     """The command that runs this program again: `python script.py args` or `python -m module args`."""
     import __main__
-    from fulgor import compat
 
-    if compat.is_installed():  # under `fulgor run`: the other ranks must get the Lightning aliases too
+    if os.environ.get("FULGOR_COMPAT") == "1":  # under `fulgor run`: the other ranks must get the Lightning aliases too
         return [sys.executable, "-m", "fulgor", "run", os.path.abspath(sys.argv[0]), *sys.argv[1:]]
     spec = getattr(__main__, "__spec__", None)
     if spec is None:
@@ -101,8 +103,6 @@ class ScriptLauncher:
 
     def failed_child(self) -> str | None:
         """A message naming the first child that exited with an error, or None."""
-        from fulgor.trainer.preemption import STOP
-
         for local_rank, child in enumerate(self.children, start=1):
             code = child.poll()
             if STOP.handled and code == STOP.options.exit_code:
@@ -224,27 +224,30 @@ def _run_worker(local_rank: int, call: Any, path: str) -> None:
 
 
 def _rank_zero_results(trainer: Any, value: Any) -> dict[str, Any]:
+    """What the calling process takes over from rank 0: the return value, weights, counters, metrics, callbacks."""
     module = trainer.lightning_module
     return {
         "return": value,
         "state_dict": {k: v.cpu() for k, v in module.state_dict().items()},
         "state": trainer.state,
-        "metrics": trainer._metrics,
+        "callback_metrics": dict(trainer.callback_metrics),
+        "logged_metrics": dict(trainer.logged_metrics),
         "callbacks": {cb.state_key: cb.state_dict() for cb in trainer.callbacks if hasattr(cb, "state_key")},
     }
 
 
 def _restore_in_main(trainer: Any, args: tuple[Any, ...], results: dict[str, Any]) -> None:
     """Load rank 0's weights (non-strictly, as Lightning) and state into the objects of the calling process."""
-    from fulgor.module import LightningModule
-
-    module = next((a for a in args if isinstance(a, LightningModule)), None) or trainer.lightning_module_
+    module = next((a for a in args if isinstance(a, LightningModule)), None)
+    if module is None and trainer.state.fn is not None:
+        module = trainer.lightning_module
     if module is not None:
         module.load_state_dict(results["state_dict"], strict=False)
-        trainer.lightning_module_ = module
         module.trainer = trainer
-    trainer.state = results["state"]
-    trainer._metrics = results["metrics"]
+    for field in dataclasses.fields(results["state"]):
+        setattr(trainer.state, field.name, getattr(results["state"], field.name))
+    trainer.callback_metrics.update(results["callback_metrics"])
+    trainer.logged_metrics.update(results["logged_metrics"])
     for callback in trainer.callbacks:
         state = results["callbacks"].get(getattr(callback, "state_key", None)) or {}
         # Attributes, not `load_state_dict`: that one refuses state from another dirpath, and this callback in the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fulgor import accelerators
 from fulgor.errors import MisconfigurationException
+from fulgor.strategies import ddp, fsdp
 from fulgor.strategies.single_device import SingleDeviceStrategy
 from fulgor.strategies.strategy import Strategy
 
@@ -48,9 +49,7 @@ def select_strategy(name: object, accelerator: str, device_ids: list[int], num_n
             )
         return SingleDeviceStrategy(accelerators.root_devices(accelerator, device_ids)[0])
     if name.startswith("ddp"):
-        from fulgor.strategies.ddp import strategy_for_name
-
-        return strategy_for_name(name)
+        return ddp.strategy_for_name(name)
     if name.startswith("fsdp"):
         return _fsdp(name, accelerator)
     if name == "deepspeed":
@@ -70,6 +69,4 @@ def _fsdp(name: str, accelerator: str) -> Strategy:
             f"The strategy `{name}` requires a GPU accelerator, but received `accelerator={accelerator!r}`. Please"
             " set `accelerator='cuda'`, `accelerator='gpu'`, or pass a `CUDAAccelerator()` instance to use FSDP."
         )
-    from fulgor.strategies.fsdp import strategy_for_name
-
-    return strategy_for_name(name)
+    return fsdp.strategy_for_name(name)

@@ -10,14 +10,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fulgor.optimizer import LightningOptimizer
-
 
 class Strategy(ABC):
     """Owns the root device, moves the model and batches there, and implements reduce/gather/broadcast/barrier."""
 
     def __init__(self) -> None:
-        self._lightning_optimizers: list[LightningOptimizer] = []
         self.model: nn.Module | None = None
 
     @property

@@ -9,6 +9,14 @@ from datetime import timedelta
 from typing import Any
 
 from fulgor.callbacks.callback import Callback
+from fulgor.callbacks.checkpoint import Checkpoint
+from fulgor.callbacks.model_checkpoint import ModelCheckpoint
+from fulgor.callbacks.model_summary import ModelSummary
+from fulgor.callbacks.progress import ProgressBar
+from fulgor.callbacks.rich_model_summary import RichModelSummary
+from fulgor.callbacks.rich_progress import RichProgressBar
+from fulgor.callbacks.timer import Timer
+from fulgor.callbacks.tqdm_progress import TQDMProgressBar
 from fulgor.errors import MisconfigurationException
 from fulgor.rank import rank_zero_info
 
@@ -22,14 +30,8 @@ def build_callbacks(
     enable_checkpointing: bool,
 ) -> list[Callback]:
     """User callbacks first, then Timer, progress bar and summary; checkpoint callbacks end up last."""
-    from fulgor.callbacks.model_summary import ModelSummary
-    from fulgor.callbacks.progress import ProgressBar
-    from fulgor.callbacks.tqdm_progress import TQDMProgressBar
-
     result: list[Callback] = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
     if max_time is not None:
-        from fulgor.callbacks.timer import Timer
-
         if any(isinstance(cb, Timer) for cb in result):
             rank_zero_info("Ignoring `Trainer(max_time=...)`, callbacks list already contains a Timer.")
         else:
@@ -49,15 +51,11 @@ def build_callbacks(
     rich = importlib.util.find_spec("rich") is not None
     if enable_progress_bar and not bars:
         if rich:
-            from fulgor.callbacks.rich_progress import RichProgressBar
-
             result.append(RichProgressBar())
         else:
             result.append(TQDMProgressBar())
     if enable_model_summary and not any(isinstance(cb, ModelSummary) for cb in result):
         if rich:
-            from fulgor.callbacks.rich_model_summary import RichModelSummary
-
             result.append(RichModelSummary(max_depth=1))
         else:
             result.append(ModelSummary(max_depth=1))
@@ -66,9 +64,6 @@ def build_callbacks(
 
 
 def _add_checkpointing(callbacks: list[Callback], enabled: bool) -> None:
-    from fulgor.callbacks.checkpoint import Checkpoint
-    from fulgor.callbacks.model_checkpoint import ModelCheckpoint
-
     present = any(isinstance(cb, Checkpoint) for cb in callbacks)
     if present and not enabled:
         raise MisconfigurationException(

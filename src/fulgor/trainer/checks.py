@@ -11,15 +11,15 @@ from fulgor.rank import rank_zero_warn
 from fulgor.trainer.state import TrainerFn
 
 if TYPE_CHECKING:
-    from fulgor.trainer.trainer import Trainer
+    from fulgor.trainer.run import Run
 
 
-def verify_loop_configuration(trainer: Trainer, fn: TrainerFn) -> None:
+def verify_loop_configuration(run: Run) -> None:
     """Lightning's checks that the module defines what the requested run needs (1.x `*_epoch_end` hooks are
     supported: see `fulgor.trainer.legacy_hooks`)."""
-    module = trainer.lightning_module
+    module, fn = run.module, run.fn
     if fn == TrainerFn.FITTING:
-        _verify_fit(trainer, module)
+        _verify_fit(run, module)
     elif fn == TrainerFn.PREDICTING:
         if getattr(module, "predict_step", None) is None:
             raise MisconfigurationException("`predict_step` cannot be None to run `Trainer.predict`")
@@ -31,7 +31,7 @@ def verify_loop_configuration(trainer: Trainer, fn: TrainerFn) -> None:
             raise MisconfigurationException(f"No `{step}()` method defined to run `Trainer.{fn.value}`.")
 
 
-def _verify_fit(trainer: Trainer, module: LightningModule) -> None:
+def _verify_fit(run: Run, module: LightningModule) -> None:
     if not is_overridden("training_step", module):
         raise MisconfigurationException(
             "No `training_step()` method defined. Lightning `Trainer` expects as minimum a"
@@ -42,7 +42,7 @@ def _verify_fit(trainer: Trainer, module: LightningModule) -> None:
             "No `configure_optimizers()` method defined. Lightning `Trainer` expects as minimum a"
             " `training_step()`, `train_dataloader()` and `configure_optimizers()` to be defined."
         )
-    has_val_loader = trainer._sources["val"].is_defined()
+    has_val_loader = run.sources["val"].is_defined()
     has_val_step = is_overridden("validation_step", module)
     if has_val_loader and not has_val_step:
         rank_zero_warn("You passed in a `val_dataloader` but have no `validation_step`. Skipping val loop.")
@@ -50,16 +50,17 @@ def _verify_fit(trainer: Trainer, module: LightningModule) -> None:
         rank_zero_warn(
             "You defined a `validation_step` but have no `val_dataloader`. Skipping val loop.", PossibleUserWarning
         )
+    config = run.config
     if not module.automatic_optimization:
-        if trainer.gradient_clip_val is not None and trainer.gradient_clip_val > 0:
+        if config.gradient_clip_val is not None and config.gradient_clip_val > 0:
             raise MisconfigurationException(
                 "Automatic gradient clipping is not supported for manual optimization."
-                f" Remove `Trainer(gradient_clip_val={trainer.gradient_clip_val})`"
+                f" Remove `Trainer(gradient_clip_val={config.gradient_clip_val})`"
                 " or switch to automatic optimization."
             )
-        if trainer.accumulate_grad_batches != 1:
+        if config.accumulate_grad_batches != 1:
             raise MisconfigurationException(
                 "Automatic gradient accumulation is not supported for manual optimization."
-                f" Remove `Trainer(accumulate_grad_batches={trainer.accumulate_grad_batches})`"
+                f" Remove `Trainer(accumulate_grad_batches={config.accumulate_grad_batches})`"
                 " or switch to automatic optimization."
             )

@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler
 
+from fulgor.datamodule import LightningDataModule, dataloader_is_defined
 from fulgor.errors import MisconfigurationException, PossibleUserWarning
 from fulgor.module import LightningModule, is_overridden
-from fulgor.rank import rank_zero_info, rank_zero_warn
+from fulgor.rank import rank_zero_warn
+from fulgor.seed import pl_worker_init_function
 from fulgor.trainer.dispatch import call_module
 from fulgor.trainer.state import RunningStage
 
 if TYPE_CHECKING:
-    from fulgor.trainer.trainer import Trainer
+    from fulgor.trainer.run import Run
 
 
 class DataSource:
@@ -33,21 +35,17 @@ class DataSource:
             return self.instance is not None
         if isinstance(self.instance, LightningModule):
             return is_overridden(self.name, self.instance, LightningModule)
-        from fulgor.datamodule import dataloader_is_defined
-
         return dataloader_is_defined(self.instance, self.name)
 
-    def request(self, trainer: Trainer) -> Any:
+    def request(self, run: Run) -> Any:
         if isinstance(self.instance, LightningModule):
-            return call_module(trainer, self.name)
+            return call_module(run, self.name)
         if _is_module_or_dm(self.instance):
             return getattr(self.instance, self.name)()
         return self.instance
 
 
 def _is_module_or_dm(obj: Any) -> bool:
-    from fulgor.datamodule import LightningDataModule
-
     return isinstance(obj, (LightningModule, LightningDataModule))
 
 
@@ -130,38 +128,7 @@ def num_batches(stage: RunningStage, length: int | float, limit: int | float) ->
     return result
 
 
-def determine_batch_limit(value: int | float | None, name: str) -> int | float:
-    """Validate a `limit_*_batches`/`overfit_batches`/`val_check_interval` value (None → 1.0)."""
-    if value is None:
-        return 1.0
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise MisconfigurationException(
-            f"You have passed invalid value {value!r} for {name}, it has to be in [0.0, 1.0] or an int."
-        )
-    if isinstance(value, int) and value == 1:
-        what = {"limit_train_batches": "1 batch per epoch will be used", "val_check_interval": None}.get(
-            name, "1 batch will be used"
-        )
-        rank_zero_info(
-            f"`Trainer({name}=1)` was configured so "
-            + ("validation will run after every batch." if what is None else f"{what}.")
-        )
-    elif isinstance(value, float) and value == 1.0:
-        what = {
-            "limit_train_batches": "100% of the batches per epoch will be used",
-            "val_check_interval": "validation will run at the end of the training epoch",
-        }.get(name, "100% of the batches will be used")
-        rank_zero_info(f"`Trainer({name}=1.0)` was configured so {what}.")
-    if 0 <= value <= 1:
-        return value
-    if value > 1 and value % 1.0 == 0:
-        return int(value)
-    raise MisconfigurationException(
-        f"You have passed invalid value {value} for {name}, it has to be in [0.0, 1.0] or an int."
-    )
-
-
-def prepare_loader(trainer: Trainer, loader: Any, stage: RunningStage) -> Any:
+def prepare_loader(run: Run, loader: Any, stage: RunningStage) -> Any:
     """Per-loader adjustments: overfitting samplers, the shuffling warning, and worker seeding."""
     if not isinstance(loader, DataLoader):
         return loader
@@ -171,7 +138,8 @@ def prepare_loader(trainer: Trainer, loader: Any, stage: RunningStage) -> Any:
             " it is strongly recommended that you turn shuffling off for val/test dataloaders.",
             PossibleUserWarning,
         )
-    overfitting = trainer.overfit_batches > 0 and stage in (RunningStage.TRAINING, RunningStage.VALIDATING)
+    config = run.config
+    overfitting = config.overfit_batches > 0 and stage in (RunningStage.TRAINING, RunningStage.VALIDATING)
     if overfitting and isinstance(loader.sampler, RandomSampler):
         if stage == RunningStage.TRAINING:
             rank_zero_warn(
@@ -179,20 +147,18 @@ def prepare_loader(trainer: Trainer, loader: Any, stage: RunningStage) -> Any:
                 " We are turning off the train dataloader shuffling for you."
             )
         loader = rebuild_dataloader(loader, SequentialSampler(loader.dataset))  # type: ignore[arg-type]
-    sampler_kwargs = trainer.strategy.distributed_sampler_kwargs
-    if trainer.use_distributed_sampler and sampler_kwargs is not None and _can_distribute(loader):
+    sampler_kwargs = run.strategy.distributed_sampler_kwargs
+    if config.use_distributed_sampler and sampler_kwargs is not None and _can_distribute(loader):
         from torch.utils.data import DistributedSampler
 
         # Lightning's rule: the training sampler always shuffles (seeded by PL_GLOBAL_SEED), evaluation never does.
-        shuffle = stage == RunningStage.TRAINING and not trainer.overfit_batches
+        shuffle = stage == RunningStage.TRAINING and not config.overfit_batches
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         replicas, rank = sampler_kwargs["num_replicas"], sampler_kwargs["rank"]
         sampler: DistributedSampler[Any] = DistributedSampler(loader.dataset, replicas, rank, shuffle, seed)
         loader = rebuild_dataloader(loader, sampler)
     if os.environ.get("PL_SEED_WORKERS") == "1" and loader.num_workers > 0 and loader.worker_init_fn is None:
-        from fulgor.seed import pl_worker_init_function
-
-        loader.worker_init_fn = partial(pl_worker_init_function, rank=trainer.global_rank)
+        loader.worker_init_fn = partial(pl_worker_init_function, rank=run.strategy.global_rank)
     return loader
 
 
@@ -231,14 +197,12 @@ def rebuild_dataloader(loader: DataLoader[Any], sampler: Any, batch_sampler: Any
     return DataLoader(loader.dataset, **kwargs)
 
 
-def resolve_batch_transfer(trainer: Trainer) -> Any:
+def resolve_batch_transfer(run: Run) -> Any:
     """The object whose batch-transfer hooks run: the datamodule's when it overrides them (with a warning)."""
-    module = trainer.lightning_module
-    datamodule = trainer.datamodule
+    module = run.module
+    datamodule = run.datamodule
     if datamodule is None:
         return module
-    from fulgor.datamodule import LightningDataModule
-
     owner: Any = module
     for hook in ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"):
         if is_overridden(hook, datamodule, LightningDataModule):
@@ -285,113 +249,124 @@ def check_dataloader_idx(module: LightningModule, step_name: str, num_loaders: i
         )
 
 
-def setup_train_data(trainer: Trainer, create_iterator: bool = True) -> Iterator[Any] | None:
-    """Request the training data (once), count its batches, derive the validation interval; return the epoch-0
-    iterator. The first iterator is created here (before `on_train_start`), later ones at each epoch start, as
-    Lightning does, so random samplers draw their seeds at the same moments."""
-    module = trainer.lightning_module
-    if trainer.limit_train_batches == 0 or not is_overridden("training_step", module):
-        trainer.num_training_batches = 0
-        return None
-    if trainer._train_loader is None:
-        _request_train_loader(trainer)
-    loader = trainer._train_loader
-    return iter(loader) if create_iterator and trainer.num_training_batches else None
+def validation_enabled(run: Run) -> bool:
+    """Whether fit will validate: a validation_step, validation data, and `limit_val_batches` > 0."""
+    source = run.sources.get("val")
+    return bool(
+        source is not None
+        and source.is_defined()
+        and is_overridden("validation_step", run.module)
+        and run.config.limit_val_batches > 0
+    )
 
 
-def _request_train_loader(trainer: Trainer) -> None:
-    source = trainer._sources["train"]
-    loader = source.request(trainer)
+def setup_train_data(run: Run) -> None:
+    """Request the training data (once), count its batches and derive the validation interval. The epoch iterators
+    are created later (the first before `on_train_start`, the others at each epoch start), as Lightning does, so
+    random samplers draw their seeds at the same moments."""
+    if run.config.limit_train_batches == 0 or not is_overridden("training_step", run.module):
+        run.num_training_batches = 0
+        return
+    if run.train_loader is None:
+        _request_train_loader(run)
+
+
+def _request_train_loader(run: Run) -> None:
+    source = run.sources["train"]
+    loader = source.request(run)
     check_iterable(loader, source, RunningStage.TRAINING)
-    loader = prepare_loader(trainer, loader, RunningStage.TRAINING)
-    trainer._train_loader = loader
-    trainer._last_train_reload_epoch = trainer.current_epoch
+    loader = prepare_loader(run, loader, RunningStage.TRAINING)
+    config = run.config
+    run.train_loader = loader
+    run.last_train_reload_epoch = run.state.epoch
     length = loader_length(loader)
-    trainer.num_training_batches = num_batches(RunningStage.TRAINING, length, trainer.limit_train_batches)
-    _set_val_check_batch(trainer, sized=length != float("inf"))
-    if trainer.loggers and trainer.num_training_batches < trainer.log_every_n_steps and not trainer.fast_dev_run:
+    run.num_training_batches = num_batches(RunningStage.TRAINING, length, config.limit_train_batches)
+    run.val_check_batch = _val_check_batch(run, sized=length != float("inf"))
+    log_every = config.log_every_n_steps
+    if run.trainer.loggers and run.num_training_batches < log_every and not config.fast_dev_run:
         rank_zero_warn(
-            f"The number of training batches ({trainer.num_training_batches}) is smaller than the logging interval"
-            f" Trainer(log_every_n_steps={trainer.log_every_n_steps}). Set a lower value for log_every_n_steps if"
+            f"The number of training batches ({run.num_training_batches}) is smaller than the logging interval"
+            f" Trainer(log_every_n_steps={log_every}). Set a lower value for log_every_n_steps if"
             " you want to see logs for the training epoch.",
             PossibleUserWarning,
         )
 
 
-def _set_val_check_batch(trainer: Trainer, sized: bool) -> None:
-    n = trainer.num_training_batches
-    interval = trainer.val_check_interval
-    if trainer._val_check_time_interval is not None:
-        trainer.val_check_batch = float("inf")
-    elif isinstance(interval, int):
-        trainer.val_check_batch = interval
-        if interval > n and trainer.check_val_every_n_epoch is not None and trainer.limit_val_batches > 0:
+def _val_check_batch(run: Run, sized: bool) -> int | float:
+    """Every how many training batches validation runs (inf: at the epoch's end or on a time interval)."""
+    n = run.num_training_batches
+    config = run.config
+    interval = config.val_check_interval
+    if config.val_check_time_interval is not None:
+        return float("inf")
+    if isinstance(interval, int):
+        if interval > n and config.check_val_every_n_epoch is not None and config.limit_val_batches > 0:
             raise ValueError(
                 f" `val_check_interval` ({interval}) must be less than or equal"
                 f" to the number of the training batches ({n})."
                 " If you want to disable validation set `limit_val_batches` to 0.0 instead."
                 " If you want to validate based on the total training batches, set `check_val_every_n_epoch=None`."
             )
-    elif not sized:
+        return interval
+    if not sized:
         if interval != 1.0:
             raise MisconfigurationException(
                 "When using an IterableDataset for `train_dataloader`,"
                 " `Trainer(val_check_interval)` must be time based, `1.0` or an int. An int k specifies"
                 " checking validation every k training batches."
             )
-        trainer.val_check_batch = float("inf")
-    else:
-        trainer.val_check_batch = max(1, int(n * interval))
+        return float("inf")
+    return max(1, int(n * interval))
 
 
-def reload_train_data_if_due(trainer: Trainer) -> Any:
+def reload_train_data_if_due(run: Run) -> Any:
     """The training loader for this epoch, re-requested every `reload_dataloaders_every_n_epochs` epochs."""
-    every = trainer.reload_dataloaders_every_n_epochs
-    last = trainer._last_train_reload_epoch
-    if every and last is not None and trainer.current_epoch - last >= every:
-        _request_train_loader(trainer)
-    return trainer._train_loader
+    every = run.config.reload_dataloaders_every_n_epochs
+    last = run.last_train_reload_epoch
+    if every and last is not None and run.state.epoch - last >= every:
+        _request_train_loader(run)
+    return run.train_loader
 
 
-def eval_loaders(trainer: Trainer, stage: RunningStage) -> tuple[list[Any], list[int | float]]:
+def eval_loaders(run: Run, stage: RunningStage) -> tuple[list[Any], list[int | float]]:
     """The loaders of an evaluation stage and how many batches each runs (requested once per run)."""
     key = RunningStage.VALIDATING if stage == RunningStage.SANITY_CHECKING else stage
-    if key not in trainer._loaders:
-        _request_eval_loaders(trainer, key)
-    loaders, limits = trainer._loaders[key], trainer._limits[key]
+    if key not in run.loaders:
+        _request_eval_loaders(run, key)
+    loaders, limits = run.loaders[key], run.limits[key]
     if stage == RunningStage.SANITY_CHECKING:
-        limits = [min(trainer.num_sanity_val_steps, n) for n in limits]
+        limits = [min(run.config.num_sanity_val_steps, n) for n in limits]
     return loaders, limits
 
 
-def _request_eval_loaders(trainer: Trainer, stage: RunningStage) -> None:
+_LIMIT_FLAGS = {"val": "limit_val_batches", "test": "limit_test_batches", "predict": "limit_predict_batches"}
+
+
+def _request_eval_loaders(run: Run, stage: RunningStage) -> None:
     prefix = stage.dataloader_prefix
-    source = trainer._sources.get(prefix)
-    if source is None or not source.is_defined():
-        trainer._loaders[stage], trainer._limits[stage] = [], []
-        return
-    limit = getattr(trainer, f"limit_{prefix}_batches")
-    if limit == 0:
-        trainer._loaders[stage], trainer._limits[stage] = [], []
+    source = run.sources.get(prefix)
+    limit = getattr(run.config, _LIMIT_FLAGS[prefix])
+    if source is None or not source.is_defined() or limit == 0:
+        run.loaders[stage], run.limits[stage] = [], []
         return
     loaders = []
-    for loader in as_loader_list(source.request(trainer)):
+    for loader in as_loader_list(source.request(run)):
         check_iterable(loader, source, stage)
-        loaders.append(prepare_loader(trainer, loader, stage))
-    trainer._loaders[stage] = loaders
-    trainer._limits[stage] = [num_batches(stage, loader_length(dl), limit) for dl in loaders]
+        loaders.append(prepare_loader(run, loader, stage))
+    run.loaders[stage] = loaders
+    run.limits[stage] = [num_batches(stage, loader_length(dl), limit) for dl in loaders]
     if stage == RunningStage.VALIDATING:
-        trainer._last_val_reload_epoch = trainer.current_epoch
+        run.last_val_reload_epoch = run.state.epoch
 
 
-def setup_val_data_for_fit(trainer: Trainer) -> None:
+def setup_val_data_for_fit(run: Run) -> None:
     """Request the validation loaders before `on_train_start` if the sanity check did not (progress bar totals)."""
-    if trainer.enable_validation and RunningStage.VALIDATING not in trainer._loaders:
-        _request_eval_loaders(trainer, RunningStage.VALIDATING)
+    if validation_enabled(run) and RunningStage.VALIDATING not in run.loaders:
+        _request_eval_loaders(run, RunningStage.VALIDATING)
 
 
-def reload_val_data_if_due(trainer: Trainer) -> None:
-    every = trainer.reload_dataloaders_every_n_epochs
-    last = trainer._last_val_reload_epoch
-    if every and last is not None and trainer.current_epoch - last >= every:
-        trainer._loaders.pop(RunningStage.VALIDATING, None)
+def reload_val_data_if_due(run: Run) -> None:
+    every = run.config.reload_dataloaders_every_n_epochs
+    last = run.last_val_reload_epoch
+    if every and last is not None and run.state.epoch - last >= every:
+        run.loaders.pop(RunningStage.VALIDATING, None)

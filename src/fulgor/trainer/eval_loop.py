@@ -10,14 +10,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from fulgor.data.transfer import move_data_to_device
 from fulgor.module import is_overridden
+from fulgor.stop_request import STOP
 from fulgor.trainer import data, preemption
 from fulgor.trainer.dispatch import call_hook, call_module, set_fx_name
-from fulgor.trainer.preemption import STOP
-from fulgor.trainer.state import RunningStage, TrainerFn
+from fulgor.trainer.state import LoopPhase, RunningStage
+from fulgor.trainer.to_loggers import log_metrics
 
 if TYPE_CHECKING:
-    from fulgor.trainer.trainer import Trainer
+    from fulgor.trainer.run import Run
 
 _NAMES = {
     RunningStage.SANITY_CHECKING: "validation",
@@ -27,75 +29,77 @@ _NAMES = {
 }
 
 
-def run_evaluation(trainer: Trainer, stage: RunningStage) -> list[dict[str, float]]:
+def run_evaluation(run: Run, stage: RunningStage) -> list[dict[str, float]]:
     """Run the validation or test loop over every loader of the stage; return one metric dict per loader."""
     name = _NAMES[stage]  # "validation" or "test"
-    loaders, limits = data.eval_loaders(trainer, stage)
-    if not loaders or sum(limits) == 0 or not is_overridden(f"{name}_step", trainer.lightning_module):
+    loaders, limits = data.eval_loaders(run, stage)
+    module = run.module
+    if not loaders or sum(limits) == 0 or not is_overridden(f"{name}_step", module):
         return []
-    module = trainer.lightning_module
-    store = trainer._results = trainer._eval_store
+    store = run.eval_store
     data.check_dataloader_idx(
         module, f"{name}_step", len(loaders), "val_dataloader" if name == "validation" else "test_dataloader"
     )
-    modes = _eval_mode(trainer, name)
-    call_hook(trainer, f"on_{name}_start")
-    call_hook(trainer, f"on_{name}_epoch_start")
+    modes = _eval_mode(run, name)
+    call_hook(run, f"on_{name}_start")
+    call_hook(run, f"on_{name}_epoch_start")
 
     outputs: list[dict[str, Tensor]] = []
     for dl_idx, (loader, limit) in enumerate(zip(loaders, limits)):
-        _run_eval_batches(trainer, stage, name, loader, limit, dl_idx if len(loaders) > 1 else None)
+        _run_eval_batches(run, stage, name, loader, limit, dl_idx if len(loaders) > 1 else None)
         store.in_epoch_phase = True
-        outputs.append(store.epoch_metrics(store.dataloader_idx, trainer._metrics))
+        outputs.append(store.epoch_metrics(store.dataloader_idx, run.metrics))
 
     store.dataloader_idx = None
-    if trainer._legacy is not None:  # 1.x `validation_epoch_end(outputs)` / `test_epoch_end(outputs)`
-        trainer._legacy.epoch_end(name, len(loaders))
-    call_hook(trainer, f"on_{name}_epoch_end")
-    epoch_end = store.epoch_metrics(None, trainer._metrics)
+    if run.legacy is not None:  # 1.x `validation_epoch_end(outputs)` / `test_epoch_end(outputs)`
+        run.legacy.epoch_end(name, len(loaders))
+    call_hook(run, f"on_{name}_epoch_end")
+    epoch_end = store.epoch_metrics(None, run.metrics)
     for out in outputs:
         out.update(epoch_end)
     if stage != RunningStage.SANITY_CHECKING:
-        trainer._log_metrics({k: v for out in outputs for k, v in out.items()})
-    call_hook(trainer, f"on_{name}_end")
+        log_metrics(run, {k: v for out in outputs for k, v in out.items()}, run.state.batches_that_stepped)
+    if run.state.phase == LoopPhase.VALIDATING:
+        run.state.phase = LoopPhase.VALIDATION_END  # a checkpoint saved from here on needs no validation rerun
+    call_hook(run, f"on_{name}_end")
     store.reset()
-    _restore_mode(trainer, name, modes)
+    _restore_mode(run, name, modes)
     return [{k: float(v) for k, v in out.items()} for out in outputs]
 
 
 def _run_eval_batches(
-    trainer: Trainer, stage: RunningStage, name: str, loader: Any, limit: int | float, dl_idx: int | None
+    run: Run, stage: RunningStage, name: str, loader: Any, limit: int | float, dl_idx: int | None
 ) -> None:
-    module = trainer.lightning_module
-    store = trainer._results
-    assert store is not None
-    step = trainer.strategy.step_fn(module, f"{name}_step")
+    module = run.module
+    store = run.eval_store
+    step = run.strategy.step_fn(module, f"{name}_step")
     pass_batch_idx = data.accepts_batch_idx(getattr(module, f"{name}_step"))
     hook_idx = () if dl_idx is None else (dl_idx,)
-    transfer = trainer._batch_to_device
-    autocast = trainer.precision_plugin.autocast
+    transfer = run.batch_to_device
+    autocast = run.precision.autocast
     logging_steps = stage != RunningStage.SANITY_CHECKING
-    seen = trainer._eval_steps_logged
+    in_fit = stage == RunningStage.VALIDATING and run.fitting
+    seen = run.eval_steps_logged
     for batch_idx, batch in _limited(loader, limit):
         if STOP.pending or STOP.sync_every:  # a stop request is acted on between validation batches too
-            preemption.safe_point(trainer, "in_validation")
+            preemption.safe_point(run)
         if transfer is not None:
             batch = transfer(batch, dl_idx or 0)
         store.start_batch(batch, dl_idx)
-        call_hook(trainer, f"on_{name}_batch_start", batch, batch_idx, *hook_idx)
+        call_hook(run, f"on_{name}_batch_start", batch, batch_idx, *hook_idx)
         set_fx_name(module, f"{name}_step")
         with autocast():
             output = step(batch, batch_idx, *hook_idx) if pass_batch_idx else step(batch, *hook_idx)
         set_fx_name(module, None)
-        if trainer._legacy is not None:  # 1.x `*_step_end`, and outputs for `*_epoch_end`
-            output = trainer._legacy.after_step(f"{name}_step", output, dl_idx or 0)
-        call_hook(trainer, f"on_{name}_batch_end", output, batch, batch_idx, *hook_idx)
-        store.flush(trainer._metrics)
-        if stage == RunningStage.VALIDATING and trainer.state.fn == TrainerFn.FITTING:
-            trainer.state.val_batches_seen += 1  # saved in checkpoints as the fit's validation progress
+        if run.legacy is not None:  # 1.x `*_step_end`, and outputs for `*_epoch_end`
+            output = run.legacy.after_step(f"{name}_step", output, dl_idx or 0)
+        call_hook(run, f"on_{name}_batch_end", output, batch, batch_idx, *hook_idx)
+        store.flush(run.metrics)
+        if in_fit:
+            run.state.val_batches_seen += 1  # saved in checkpoints as the fit's validation progress
         if logging_steps:
             key = (name, dl_idx or 0)
-            trainer._log_metrics(store.step_log_metrics(dl_idx), step=seen.get(key, 0))
+            log_metrics(run, store.step_log_metrics(dl_idx), seen.get(key, 0), with_epoch=False)
             seen[key] = seen.get(key, 0) + 1
     store.batch = None
 
@@ -107,19 +111,18 @@ def _limited(loader: Any, limit: int | float) -> Iterator[tuple[int, Any]]:
     return enumerate(islice(iterator, int(limit)))
 
 
-def _eval_mode(trainer: Trainer, name: str) -> dict[torch.nn.Module, bool]:
+def _eval_mode(run: Run, name: str) -> dict[torch.nn.Module, bool]:
     """Remember each submodule's training flag, then run `on_<stage>_model_eval` (default: `.eval()`)."""
-    module = trainer.lightning_module
-    modes = {m: m.training for m in module.modules()}
-    call_module(trainer, f"on_{name}_model_eval")
+    modes = {m: m.training for m in run.module.modules()}
+    call_module(run, f"on_{name}_model_eval")
     return modes
 
 
-def _restore_mode(trainer: Trainer, name: str, modes: dict[torch.nn.Module, bool]) -> None:
+def _restore_mode(run: Run, name: str, modes: dict[torch.nn.Module, bool]) -> None:
     """`on_<stage>_model_train` when the user overrides it, else put every submodule back as it was."""
     hook = f"on_{name}_model_train"
-    if name != "predict" and is_overridden(hook, trainer.lightning_module):
-        call_module(trainer, hook)
+    if name != "predict" and is_overridden(hook, run.module):
+        call_module(run, hook)
         return
     for submodule, training in modes.items():
         submodule.training = training
@@ -139,39 +142,39 @@ class PredictLoopView:
         return self.outputs[0] if len(self.outputs) == 1 else self.outputs
 
 
-def run_prediction(trainer: Trainer, return_predictions: bool) -> list[Any] | None:
+def run_prediction(run: Run, return_predictions: bool) -> list[Any] | None:
     """Run `predict_step` over every predict loader; return the outputs (a list per loader when several)."""
-    loaders, limits = data.eval_loaders(trainer, RunningStage.PREDICTING)
+    loaders, limits = data.eval_loaders(run, RunningStage.PREDICTING)
     if not loaders or sum(limits) == 0:
         return [] if return_predictions else None
-    module = trainer.lightning_module
+    module = run.module
     data.check_dataloader_idx(module, "predict_step", len(loaders), "predict_dataloader")
-    view = trainer.predict_loop = PredictLoopView(len(loaders))
-    writers = [cb for cb in trainer.callbacks if hasattr(cb, "writes_on_epoch")]
+    view = run.predict_view = PredictLoopView(len(loaders))
+    writers = [cb for cb in run.trainer.callbacks if hasattr(cb, "writes_on_epoch")]
     keep = return_predictions or any(cb.writes_on_epoch for cb in writers)
-    modes = _eval_mode(trainer, "predict")
-    call_hook(trainer, "on_predict_start")
-    call_hook(trainer, "on_predict_epoch_start")
-    step = trainer.strategy.step_fn(module, "predict_step")
+    modes = _eval_mode(run, "predict")
+    call_hook(run, "on_predict_start")
+    call_hook(run, "on_predict_epoch_start")
+    step = run.strategy.step_fn(module, "predict_step")
     pass_batch_idx = data.accepts_batch_idx(module.predict_step)
     for dl_idx, (loader, limit) in enumerate(zip(loaders, limits)):
         hook_idx = () if len(loaders) == 1 else (dl_idx,)
         indices = _IndexRecorder.attach(loader) if writers else None
         for batch_idx, batch in _limited(indices.loader if indices else loader, limit):
-            if trainer._batch_to_device is not None:
-                batch = trainer._batch_to_device(batch, dl_idx)
+            if run.batch_to_device is not None:
+                batch = run.batch_to_device(batch, dl_idx)
             if indices is not None:
                 view.current_batch_indices = indices.seen[batch_idx]
                 view.epoch_batch_indices[dl_idx].append(view.current_batch_indices)
-            call_hook(trainer, "on_predict_batch_start", batch, batch_idx, *hook_idx)
-            with trainer.precision_plugin.autocast():
+            call_hook(run, "on_predict_batch_start", batch, batch_idx, *hook_idx)
+            with run.precision.autocast():
                 output = step(batch, batch_idx, *hook_idx) if pass_batch_idx else step(batch, *hook_idx)
-            call_hook(trainer, "on_predict_batch_end", output, batch, batch_idx, *hook_idx)
+            call_hook(run, "on_predict_batch_end", output, batch, batch_idx, *hook_idx)
             if keep:
                 view.outputs[dl_idx].append(_to_cpu(output))
-    call_hook(trainer, "on_predict_epoch_end")
-    call_hook(trainer, "on_predict_end")
-    _restore_mode(trainer, "predict", modes)
+    call_hook(run, "on_predict_epoch_end")
+    call_hook(run, "on_predict_end")
+    _restore_mode(run, "predict", modes)
     if not return_predictions:
         return None
     return view.predictions
@@ -206,6 +209,4 @@ class _IndexRecorder:
 
 
 def _to_cpu(output: Any) -> Any:
-    from fulgor.data.transfer import move_data_to_device
-
     return move_data_to_device(output, torch.device("cpu"))

@@ -1,8 +1,10 @@
 """The fit loop as plain functions: run_fit() (optimizers, sanity check, epochs), train_epoch() (batches,
-validation checks, epoch end) and the decisions they take (should_validate, fit_done)."""
+validation checks, epoch end) and the decisions they take (should_validate, fit_done). Each transition of the
+batch cycle sets `state.phase`, which is what checkpoints read to know where the loop is."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -10,104 +12,105 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fulgor.rank import rank_zero_info, rank_zero_warn
-from fulgor.trainer import data, preemption, resume
+from fulgor.seed import isolate_rng
+from fulgor.stop_request import STOP
+from fulgor.trainer import data, lifecycle, preemption, resume
 from fulgor.trainer.dispatch import call_hook, call_module
 from fulgor.trainer.eval_loop import run_evaluation
+from fulgor.trainer.hook_resolution import profiled
 from fulgor.trainer.optimization import step_schedulers, train_batch
-from fulgor.trainer.preemption import STOP
-from fulgor.trainer.state import RunningStage
+from fulgor.trainer.state import LoopPhase, RunningStage
+from fulgor.trainer.to_loggers import log_metrics, save_loggers, should_log_step
 
 if TYPE_CHECKING:
-    from fulgor.trainer.trainer import Trainer
+    from fulgor.trainer.run import Run
 
 
-def run_fit(trainer: Trainer) -> None:
+def run_fit(run: Run) -> None:
     """Everything `Trainer.fit` does after setup: optimizers, on_fit_start, sanity check, the epochs."""
-    trainer._setup_optimizers()
-    call_hook(trainer, "on_fit_start")
-    trainer._log_hyperparams()
-    run_sanity_check(trainer)
-    trainer._stage(RunningStage.TRAINING)
-    data.setup_train_data(trainer, create_iterator=False)
-    if fit_done(trainer) or trainer.limit_train_batches == 0:
+    lifecycle.setup_optimizers(run)
+    call_hook(run, "on_fit_start")
+    lifecycle.log_hyperparams(run)
+    lifecycle.restore_training_state(run)
+    run_sanity_check(run)
+    run.state.stage = RunningStage.TRAINING
+    data.setup_train_data(run)
+    if fit_done(run) or run.config.limit_train_batches == 0:
         return
     # The epoch-0 iterator is created here, before `on_train_start`, as Lightning does (random samplers draw then).
-    iterator: Iterator[Any] | None = resume.epoch_iterator(trainer, trainer._train_loader)
-    data.setup_val_data_for_fit(trainer)
-    trainer._validation_enabled = trainer.enable_validation  # decided once, read on every batch
-    _warn_eval_modules(trainer)
-    call_hook(trainer, "on_train_start")
-    run_epoch = _timed(trainer, train_epoch, "run_training_epoch")
-    while not fit_done(trainer):
-        run_epoch(trainer, iterator)
+    iterator: Iterator[Any] | None = resume.epoch_iterator(run, run.train_loader)
+    data.setup_val_data_for_fit(run)
+    run.validation_enabled = data.validation_enabled(run)  # decided once, read on every batch
+    _warn_eval_modules(run)
+    call_hook(run, "on_train_start")
+    run_epoch = _timed(run, train_epoch, "run_training_epoch")
+    while not fit_done(run):
+        run_epoch(run, iterator)
         iterator = None
-    call_hook(trainer, "on_train_end")
+    call_hook(run, "on_train_end")
 
 
-def run_sanity_check(trainer: Trainer) -> None:
+def run_sanity_check(run: Run) -> None:
     """A few validation batches before training, so a broken validation_step fails in seconds, not hours."""
-    if not (trainer.enable_validation and trainer.num_sanity_val_steps > 0):
+    if not (data.validation_enabled(run) and run.config.num_sanity_val_steps > 0):
         return
-    from fulgor.seed import isolate_rng
-
     with isolate_rng():  # the sanity check must not change the random stream the training run sees
-        trainer._stage(RunningStage.SANITY_CHECKING)
-        trainer._metrics.clear()
-        call_hook(trainer, "on_sanity_check_start")
+        run.state.stage = RunningStage.SANITY_CHECKING
+        run.metrics.clear()
+        call_hook(run, "on_sanity_check_start")
         with torch.no_grad():
-            run_evaluation(trainer, RunningStage.SANITY_CHECKING)
-        call_hook(trainer, "on_sanity_check_end")
-        trainer._metrics.clear()
-        trainer._stage(RunningStage.TRAINING)
-        trainer._results = trainer._train_store
+            run_evaluation(run, RunningStage.SANITY_CHECKING)
+        call_hook(run, "on_sanity_check_end")
+        run.metrics.clear()
+        run.state.stage = RunningStage.TRAINING
 
 
-def fit_done(trainer: Trainer) -> bool:
+def fit_done(run: Run) -> bool:
     """Whether fit is over (max_steps, max_epochs, no batches, or a permitted stop), with Lightning's messages."""
-    state = trainer.state
-    if trainer.num_training_batches == 0:
+    state, config = run.state, run.config
+    if run.num_training_batches == 0:
         rank_zero_info("`Trainer.fit` stopped: No training batches.")
         return True
-    if trainer.max_steps != -1 and state.global_step >= trainer.max_steps:
-        rank_zero_info(f"`Trainer.fit` stopped: `max_steps={trainer.max_steps!r}` reached.")
+    if config.max_steps != -1 and state.global_step >= config.max_steps:
+        rank_zero_info(f"`Trainer.fit` stopped: `max_steps={config.max_steps!r}` reached.")
         return True
-    if trainer.max_epochs is not None and trainer.max_epochs != -1 and state.epoch >= trainer.max_epochs:
-        rank_zero_info(f"`Trainer.fit` stopped: `max_epochs={trainer.max_epochs!r}` reached.")
+    if config.max_epochs is not None and config.max_epochs != -1 and state.epoch >= config.max_epochs:
+        rank_zero_info(f"`Trainer.fit` stopped: `max_epochs={config.max_epochs!r}` reached.")
         return True
-    return state.should_stop and can_stop_early(trainer)
+    return state.should_stop and can_stop_early(run)
 
 
-def can_stop_early(trainer: Trainer) -> bool:
+def can_stop_early(run: Run) -> bool:
     """A requested stop is honoured only once `min_epochs` and `min_steps` are met."""
-    state = trainer.state
-    met_epochs = state.epoch >= trainer.min_epochs if trainer.min_epochs else True
-    met_steps = state.global_step >= trainer.min_steps if trainer.min_steps else True
+    state, config = run.state, run.config
+    met_epochs = state.epoch >= config.min_epochs if config.min_epochs else True
+    met_steps = state.global_step >= config.min_steps if config.min_steps else True
     return met_epochs and met_steps
 
 
-def train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
+def train_epoch(run: Run, iterator: Iterator[Any] | None) -> None:
     """One training epoch: each batch with its hooks, validation when due, then the epoch-end hooks and logging."""
-    state = trainer.state
-    loader = data.reload_train_data_if_due(trainer)
+    state = run.state
+    loader = data.reload_train_data_if_due(run)
     _set_sampler_epoch(loader, state.epoch)
     state.batch_idx = 0
     state.is_last_batch = False
     state.val_batches_seen = 0  # Lightning's in-fit validation progress counts per training epoch
-    store = trainer._train_store
-    call_hook(trainer, "on_train_epoch_start")
+    state.phase = LoopPhase.BETWEEN_BATCHES
+    call_hook(run, "on_train_epoch_start")
     if iterator is None:
-        iterator = resume.epoch_iterator(trainer, loader)
-    start = resume.continue_epoch(trainer) if state.resume_point is not None else 0
-    n_batches = trainer.num_training_batches
+        iterator = resume.epoch_iterator(run, loader)
+    start = _continue_interrupted_cycle(run) if state.resume_point is not None else 0
+    n_batches = run.num_training_batches
     limited = iterator if n_batches == inf else islice(iterator, max(int(n_batches) - start, 0))
     batches = _with_last_flag(limited, state, n_batches, start)
-    # Per-batch hooks nobody overrides are not even dispatched (resolved once per run, see dispatch.py).
-    batch_start, batch_end = ("on_train_batch_start" in trainer._hooks), ("on_train_batch_end" in trainer._hooks)
-    transfer = trainer._batch_to_device
-    run_batch = _timed(trainer, train_batch, "run_training_batch")
-    while not _epoch_done(trainer):
+    # Per-batch hooks nobody overrides are not even dispatched (resolved once per run, see hook_resolution.py).
+    batch_start, batch_end = ("on_train_batch_start" in run.hooks), ("on_train_batch_end" in run.hooks)
+    transfer, legacy, store = run.batch_to_device, run.legacy, run.train_store
+    run_batch = _timed(run, train_batch, "run_training_batch")
+    while not _epoch_done(run):
         if STOP.pending or STOP.sync_every:  # two attribute reads per batch; a signal only sets the flag
-            preemption.safe_point(trainer, "between_batches")
+            preemption.safe_point(run)
         batch = next(batches, _END)
         if batch is _END:
             break
@@ -115,155 +118,169 @@ def train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
         if transfer is not None:
             batch = transfer(batch, 0)
         store.start_batch(batch)
-        stepping = _will_step(trainer)
-        if batch_start and call_hook(trainer, "on_train_batch_start", batch, batch_idx) == -1:
+        stepping = _will_step(run)
+        if batch_start and call_hook(run, "on_train_batch_start", batch, batch_idx) == -1:
             state.is_last_batch = True  # skip the rest of the epoch; schedulers still step as on a last batch
-            _step_schedulers_after_batch(trainer, batch_idx, stepping=True)
+            _step_schedulers_after_batch(run, batch_idx, stepping=True)
             break
-        output = run_batch(trainer, batch, batch_idx, stepping)
-        if trainer._legacy is not None:  # collected only when a 1.x `training_epoch_end` is defined
-            trainer._legacy.collect_train(output)
-        if trainer.lr_scheduler_configs:
-            _step_schedulers_after_batch(trainer, batch_idx, stepping)
+        output = run_batch(run, batch, batch_idx, stepping)
+        if legacy is not None:  # collected only when a 1.x `training_epoch_end` is defined
+            legacy.collect_train(output)
+        if run.lr_scheduler_configs:
+            _step_schedulers_after_batch(run, batch_idx, stepping)
         if batch_end:
-            call_hook(trainer, "on_train_batch_end", output, batch, batch_idx)
-        _after_batch(trainer, batch_idx, stepping)
-    _end_epoch(trainer)
+            state.phase = LoopPhase.BATCH_END
+            call_hook(run, "on_train_batch_end", output, batch, batch_idx)
+        finish_batch_cycle(run, LoopPhase.BATCH_END, stepping)
+    _end_epoch(run)
 
 
 _END = object()
 inf = float("inf")
 
 
-def _timed(trainer: Trainer, fn: Any, action: str) -> Any:
-    """`fn`, or `fn` timed as Lightning's `action` when the run has a real profiler (decided per run/epoch)."""
-    if not getattr(trainer, "_profiling", False):
-        return fn
-    from fulgor.trainer.dispatch import profiled
-
-    return profiled(trainer.profiler, fn, action)
-
-
-def _after_batch(trainer: Trainer, batch_idx: int, stepping: bool) -> None:
-    """Step logging, validation when due, plateau schedulers, and the counters, after `on_train_batch_end`."""
-    state = trainer.state
-    store = trainer._train_store
-    store.flush(trainer._metrics)
-    state.batch_idx += 1
-    state.total_batch_idx += 1
-    if stepping and (trainer._should_log_step() or trainer.fast_dev_run):
-        trainer._log_metrics(store.step_log_metrics())
-    if should_validate(trainer):
-        _validate_in_fit(trainer, stepping)
-    _after_validation(trainer, batch_idx, stepping)
-
-
-def _after_validation(trainer: Trainer, batch_idx: int, stepping: bool) -> None:
-    """The end of a batch cycle after its validation check: plateau schedulers, the logging step, loggers on stop."""
-    state = trainer.state
-    if trainer.lr_scheduler_configs and stepping:
-        step_schedulers(trainer, "step", plateau=True, batch_idx=batch_idx)
+def finish_batch_cycle(run: Run, phase: LoopPhase, stepping: bool) -> None:
+    """What follows a batch's `on_train_batch_end`, from `phase` on: step logging and the counters (from
+    BATCH_END), validation when due (VALIDATING: run it again), plateau schedulers and the logging step (from
+    VALIDATION_END). Also how a resumed run finishes the cycle its checkpoint was taken in."""
+    state = run.state
+    if phase == LoopPhase.BATCH_END:
+        run.train_store.flush(run.metrics)
+        state.batch_idx += 1
+        state.total_batch_idx += 1
+        if stepping and (should_log_step(run) or run.config.fast_dev_run):
+            log_metrics(run, run.train_store.step_log_metrics(), state.batches_that_stepped)
+        phase = LoopPhase.VALIDATING if should_validate(run) else LoopPhase.VALIDATION_END
+    if phase == LoopPhase.VALIDATING:
+        _validate_in_fit(run, stepping)
+    if run.lr_scheduler_configs and stepping:
+        step_schedulers(run, "step", plateau=True, batch_idx=state.batch_idx - 1)
     if stepping:
         state.batches_that_stepped += 1
     if state.should_stop:
-        trainer._save_loggers()
+        save_loggers(run)
+    state.phase = LoopPhase.BETWEEN_BATCHES
 
 
-def _will_step(trainer: Trainer) -> bool:
+def _continue_interrupted_cycle(run: Run) -> int:
+    """After the epoch's iterator exists: restore a mid-epoch checkpoint's position and finish the batch cycle it
+    was taken in; return how many batches of the epoch are already done."""
+    cycle = resume.continue_epoch(run)
+    if cycle is None:
+        return 0
+    if cycle.phase in (LoopPhase.BATCH_END, LoopPhase.VALIDATING, LoopPhase.VALIDATION_END):
+        finish_batch_cycle(run, cycle.phase, cycle.stepping)
+    return cycle.consumed
+
+
+def _timed(run: Run, fn: Any, action: str) -> Any:
+    """`fn`, or `fn` timed as Lightning's `action` when the run has a real profiler (decided per run)."""
+    return profiled(run.trainer.profiler, fn, action) if run.profiling else fn
+
+
+def _will_step(run: Run) -> bool:
     """False while accumulating: the optimizer steps every `accumulate_grad_batches` and on the last batch."""
-    state = trainer.state
-    accumulate = trainer.accumulate_grad_batches
-    return accumulate == 1 or (state.batch_idx + 1) % accumulate == 0 or _is_last_ready(trainer)
+    state = run.state
+    accumulate = run.config.accumulate_grad_batches
+    return accumulate == 1 or (state.batch_idx + 1) % accumulate == 0 or _is_last_ready(run)
 
 
-def _is_last_ready(trainer: Trainer) -> bool:
-    state = trainer.state
-    return state.batch_idx + 1 == trainer.num_training_batches or state.is_last_batch
+def _is_last_ready(run: Run) -> bool:
+    state = run.state
+    return state.batch_idx + 1 == run.num_training_batches or state.is_last_batch
 
 
-def _step_schedulers_after_batch(trainer: Trainer, batch_idx: int, stepping: bool) -> None:
-    if not trainer.lr_scheduler_configs:
-        return
+def _step_schedulers_after_batch(run: Run, batch_idx: int, stepping: bool) -> None:
     if stepping:
-        step_schedulers(trainer, "step", plateau=False, batch_idx=batch_idx)
-    if _is_last_ready(trainer):
-        step_schedulers(trainer, "epoch", plateau=False, batch_idx=batch_idx)
+        step_schedulers(run, "step", plateau=False, batch_idx=batch_idx)
+    if _is_last_ready(run):
+        step_schedulers(run, "epoch", plateau=False, batch_idx=batch_idx)
 
 
-def _epoch_done(trainer: Trainer) -> bool:
+def _epoch_done(run: Run) -> bool:
     """Before each batch: stop at max_steps or after the last batch, or on a stop request that may be honoured."""
-    state = trainer.state
-    if (trainer.max_steps != -1 and state.global_step >= trainer.max_steps) or state.is_last_batch:
+    state, config = run.state, run.config
+    if (config.max_steps != -1 and state.global_step >= config.max_steps) or state.is_last_batch:
         return True
     if state.should_stop:
-        if can_stop_early(trainer):
+        if can_stop_early(run):
             return True
         rank_zero_info(
-            f"Trainer was signaled to stop but the required `min_epochs={trainer.min_epochs!r}` or"
-            f" `min_steps={trainer.min_steps!r}` has not been met. Training will continue..."
+            f"Trainer was signaled to stop but the required `min_epochs={config.min_epochs!r}` or"
+            f" `min_steps={config.min_steps!r}` has not been met. Training will continue..."
         )
     return False
 
 
-def should_validate(trainer: Trainer) -> bool:
+def should_validate(run: Run) -> bool:
     """Lightning's validation schedule: the epoch filter, then the batch interval (per epoch or across epochs)."""
-    if not _validation_epoch(trainer):
+    if not _validation_epoch(run):
         return False
-    state = trainer.state
-    if state.is_last_batch and trainer.val_check_batch == float("inf"):
+    state, config = run.state, run.config
+    if state.is_last_batch and run.val_check_batch == inf:
         return True
-    if state.should_stop and can_stop_early(trainer):
+    if state.should_stop and can_stop_early(run):
         return True
-    if trainer._val_check_time_interval is not None:
-        return trainer._time_for_validation()
-    if isinstance(trainer.limit_train_batches, int) and trainer.val_check_batch == float("inf"):
-        return state.batch_idx % trainer.limit_train_batches == 0
-    if trainer.val_check_batch != float("inf"):
-        current = state.total_batch_idx if trainer.check_val_every_n_epoch is None else state.batch_idx
-        return current % int(trainer.val_check_batch) == 0
+    if config.val_check_time_interval is not None:
+        return _time_for_validation(run, config.val_check_time_interval)
+    if isinstance(config.limit_train_batches, int) and run.val_check_batch == inf:
+        return state.batch_idx % config.limit_train_batches == 0
+    if run.val_check_batch != inf:
+        current = state.total_batch_idx if config.check_val_every_n_epoch is None else state.batch_idx
+        return current % int(run.val_check_batch) == 0
     return state.is_last_batch
 
 
-def _validation_epoch(trainer: Trainer) -> bool:
-    every = trainer.check_val_every_n_epoch
-    return trainer._validation_enabled and (every is None or (trainer.current_epoch + 1) % every == 0)
+def _validation_epoch(run: Run) -> bool:
+    every = run.config.check_val_every_n_epoch
+    return run.validation_enabled and (every is None or (run.state.epoch + 1) % every == 0)
 
 
-def _validate_in_fit(trainer: Trainer, stepping: bool) -> None:
-    resume.before_validation(trainer)  # a checkpoint taken inside this validation resumes by running it again
+def _time_for_validation(run: Run, interval: float) -> bool:
+    now = time.monotonic()
+    if now - run.last_val_time >= interval:
+        run.last_val_time = now
+        return True
+    return False
+
+
+def _validate_in_fit(run: Run, stepping: bool) -> None:
+    state = run.state
+    state.phase = LoopPhase.VALIDATING
+    resume.before_validation(run)  # a checkpoint taken inside this validation resumes by running it again
     if stepping:
-        call_module(trainer, "on_validation_model_zero_grad")
-    trainer._stage(RunningStage.VALIDATING)
-    data.reload_val_data_if_due(trainer)
+        call_module(run, "on_validation_model_zero_grad")
+    state.stage = RunningStage.VALIDATING
+    data.reload_val_data_if_due(run)
     with torch.no_grad():
-        run_evaluation(trainer, RunningStage.VALIDATING)
-    trainer._stage(RunningStage.TRAINING)
-    trainer._results = trainer._train_store
+        run_evaluation(run, RunningStage.VALIDATING)
+    state.stage = RunningStage.TRAINING
+    state.phase = LoopPhase.VALIDATION_END
 
 
-def _end_epoch(trainer: Trainer) -> None:
+def _end_epoch(run: Run) -> None:
     """Epoch-end hooks (monitoring callbacks after the module), epoch schedulers, epoch-level logging."""
-    state = trainer.state
-    store = trainer._train_store
+    state = run.state
+    store = run.train_store
     store.in_epoch_phase = True
-    if trainer._legacy is not None:  # 1.x `training_epoch_end(outputs)` runs before the epoch-end hooks
-        trainer._legacy.epoch_end("train")
-    call_hook(trainer, "on_train_epoch_end")
-    store.flush(trainer._metrics)
-    if trainer.lr_scheduler_configs and (state.batch_idx == trainer.num_training_batches or state.is_last_batch):
-        step_schedulers(trainer, "epoch", plateau=True, batch_idx=state.batch_idx)
-    # Epoch rows carry the step of the epoch's last batch (and the epoch number), as Lightning's loggers expect.
-    state.batches_that_stepped -= 1
-    trainer._log_metrics(store.epoch_metrics(None, trainer._metrics))
-    state.batches_that_stepped += 1
+    state.phase = LoopPhase.EPOCH_END
+    if run.legacy is not None:  # 1.x `training_epoch_end(outputs)` runs before the epoch-end hooks
+        run.legacy.epoch_end("train")
+    call_hook(run, "on_train_epoch_end")
+    store.flush(run.metrics)
+    if run.lr_scheduler_configs and (state.batch_idx == run.num_training_batches or state.is_last_batch):
+        step_schedulers(run, "epoch", plateau=True, batch_idx=state.batch_idx)
+    # Epoch rows carry the step of the epoch's last batch: `batches_that_stepped` has already moved past it.
+    log_metrics(run, store.epoch_metrics(None, run.metrics), state.batches_that_stepped - 1)
     store.reset()
     state.epoch += 1
+    state.phase = LoopPhase.OUTSIDE_EPOCH
 
 
 def _with_last_flag(batches: Iterator[Any], state: Any, n_batches: int | float, start: int = 0) -> Iterator[Any]:
     """Yield batches, setting `state.is_last_batch` before each one (with one batch of look-ahead if unsized);
     `start` batches of the epoch were run before a resume."""
-    if n_batches != float("inf"):
+    if n_batches != inf:
         for i, batch in enumerate(batches, start):
             state.is_last_batch = i + 1 == n_batches
             yield batch
@@ -289,8 +306,8 @@ def _set_sampler_epoch(loader: Any, epoch: int) -> None:
             set_epoch(epoch)
 
 
-def _warn_eval_modules(trainer: Trainer) -> None:
-    count = sum(1 for m in trainer.lightning_module.modules() if not m.training)
+def _warn_eval_modules(run: Run) -> None:
+    count = sum(1 for m in run.module.modules() if not m.training)
     if count:
         rank_zero_warn(
             f"Found {count} module(s) in eval mode at the start of training."

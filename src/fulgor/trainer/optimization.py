@@ -11,11 +11,12 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from fulgor.errors import MisconfigurationException
+from fulgor.module import is_overridden
 from fulgor.rank import rank_zero_warn, warn_once
 from fulgor.trainer.dispatch import call_hook, call_module, set_fx_name
 
 if TYPE_CHECKING:
-    from fulgor.trainer.trainer import Trainer
+    from fulgor.trainer.run import Run
 
 
 class PlainSteps(NamedTuple):
@@ -28,35 +29,34 @@ class PlainSteps(NamedTuple):
     optimizer_step: bool  # optimizer.step(closure): `optimizer_step` not overridden, no AMP scaler
 
 
-def plain_steps(trainer: Trainer) -> PlainSteps:
+def plain_steps(run: Run) -> PlainSteps:
     """Resolve `PlainSteps` for this run from the hook table and the module's overrides."""
-    from fulgor.module import is_overridden
-
-    module, hooks = trainer.lightning_module, trainer._hooks
-    no_scaler = trainer.precision_plugin.scaler is None
+    module, hooks = run.module, run.hooks
+    no_scaler = run.precision.scaler is None
     return PlainSteps(
         zero_grad="on_before_zero_grad" not in hooks and not is_overridden("optimizer_zero_grad", module),
         backward=no_scaler
         and not hooks.keys() & {"on_before_backward", "on_after_backward"}
         and not is_overridden("backward", module),
-        before_step=no_scaler and "on_before_optimizer_step" not in hooks and not trainer._clipping_hook_active,
+        before_step=no_scaler and "on_before_optimizer_step" not in hooks and not run.clipping,
         optimizer_step=no_scaler and not is_overridden("optimizer_step", module),
     )
 
 
-def train_batch(trainer: Trainer, batch: Any, batch_idx: int, stepping: bool) -> Mapping[str, Any] | None:
+def train_batch(run: Run, batch: Any, batch_idx: int, stepping: bool) -> Mapping[str, Any] | None:
     """Run `training_step` and, when `stepping`, the optimizer step around it; return what
     `on_train_batch_end` receives (``{"loss": loss / accumulate_grad_batches, **extra}``)."""
-    module = trainer.lightning_module_
-    assert module is not None
-    if not trainer._automatic:
-        return _manual_batch(trainer, batch, batch_idx)
-    optimizer = trainer.optimizers[0]
-    accumulate = trainer.accumulate_grad_batches
+    if not run.automatic:
+        return _manual_batch(run, batch, batch_idx)
+    module = run.module
+    optimizer = run.optimizers[0]
+    accumulate = run.config.accumulate_grad_batches
     zero_grad = batch_idx % accumulate == 0
-    step = trainer._training_step
-    autocast = trainer.precision_plugin.autocast
-    plain = trainer._plain
+    step = run.training_step
+    assert step is not None
+    takes_batch_idx = run.step_takes_batch_idx
+    autocast = run.precision.autocast
+    legacy = run.legacy
     fx = module.__dict__  # `_current_fx_name` is set directly: nn.Module.__setattr__ is slow per step
     result: list[Any] = [None, None]  # [loss, extra]
 
@@ -68,51 +68,51 @@ def train_batch(trainer: Trainer, batch: Any, batch_idx: int, stepping: bool) ->
             previous = fx["_current_fx_name"]
             fx["_current_fx_name"] = "training_step"
             with autocast():
-                output = step(batch, batch_idx) if trainer._step_takes_batch_idx else step(batch)
+                output = step(batch, batch_idx) if takes_batch_idx else step(batch)
             fx["_current_fx_name"] = previous
-            if trainer._legacy is not None:  # 1.x `training_step_end`
-                output = trainer._legacy.after_step("training_step", output)
+            if legacy is not None:  # 1.x `training_step_end`
+                output = legacy.after_step("training_step", output)
             loss, result[1] = _parse_output(output, accumulate)
             result[0] = loss
-            _zero_grad_and_backward(trainer, optimizer, loss, batch_idx, zero_grad, stepping)
+            _zero_grad_and_backward(run, optimizer, loss, batch_idx, zero_grad, stepping)
         return None if loss is None else loss.detach()
 
     if not stepping:
-        with trainer.strategy.no_backward_sync():
+        with run.strategy.no_backward_sync():
             closure()
-    elif plain.optimizer_step:
+    elif run.plain.optimizer_step:
         optimizer.step(closure=closure)  # type: ignore[arg-type]  # torch types the closure as returning float
     else:
         # Called inline rather than through `call_module`: one frame less between `fit` and `training_step`.
         fx["_current_fx_name"] = "optimizer_step"
-        module.optimizer_step(trainer.state.epoch, batch_idx, trainer._lightning_optimizer, closure)
+        module.optimizer_step(run.state.epoch, batch_idx, run.lightning_optimizers[0], closure)
         fx["_current_fx_name"] = None
     if stepping:
-        trainer.state.global_step += 1
+        run.state.global_step += 1
     loss, extra = result
     return {} if loss is None else {"loss": loss.detach(), **extra}
 
 
 def _zero_grad_and_backward(
-    trainer: Trainer, optimizer: Optimizer, loss: Tensor | None, batch_idx: int, zero_grad: bool, stepping: bool
+    run: Run, optimizer: Optimizer, loss: Tensor | None, batch_idx: int, zero_grad: bool, stepping: bool
 ) -> None:
     """The closure after `training_step`: zero_grad (first batch of a window), backward, the before-step work."""
-    plain = trainer._plain
+    plain = run.plain
     if loss is None:
         warn_once("`training_step` returned `None`. If this was on purpose, ignore this warning...")
     if zero_grad:
         if plain.zero_grad:
             optimizer.zero_grad()
         else:
-            call_hook(trainer, "on_before_zero_grad", optimizer)
-            call_module(trainer, "optimizer_zero_grad", trainer.state.epoch, batch_idx, optimizer)
+            call_hook(run, "on_before_zero_grad", optimizer)
+            call_module(run, "optimizer_zero_grad", run.state.epoch, batch_idx, optimizer)
     if loss is not None:
         if plain.backward:
             loss.backward()  # type: ignore[no-untyped-call]
         else:
-            run_backward(trainer, loss)
+            run_backward(run, loss)
     if stepping and not plain.before_step:
-        _before_optimizer_step(trainer, optimizer, unscale=loss is not None)
+        _before_optimizer_step(run, optimizer, unscale=loss is not None)
 
 
 def _parse_output(output: Any, accumulate: int) -> tuple[Tensor | None, dict[str, Any]]:
@@ -137,38 +137,36 @@ def _parse_output(output: Any, accumulate: int) -> tuple[Tensor | None, dict[str
     return (loss / accumulate if accumulate != 1 else loss), extra
 
 
-def _before_optimizer_step(trainer: Trainer, optimizer: Optimizer, unscale: bool) -> None:
+def _before_optimizer_step(run: Run, optimizer: Optimizer, unscale: bool) -> None:
     """Unscale AMP gradients, then `on_before_optimizer_step` and the module's gradient clipping."""
     if unscale:  # a GradScaler cannot unscale gradients no backward produced
-        trainer.precision_plugin.unscale_gradients(optimizer)
-    call_hook(trainer, "on_before_optimizer_step", optimizer)
-    if trainer._clipping_hook_active:
+        run.precision.unscale_gradients(optimizer)
+    call_hook(run, "on_before_optimizer_step", optimizer)
+    if run.clipping:
+        config = run.config
         call_module(
-            trainer,
-            "configure_gradient_clipping",
-            optimizer,
-            trainer.gradient_clip_val,
-            trainer.gradient_clip_algorithm,
+            run, "configure_gradient_clipping", optimizer, config.gradient_clip_val, config.gradient_clip_algorithm
         )
 
 
-def run_backward(trainer: Trainer, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+def run_backward(run: Run, loss: Tensor, *args: Any, **kwargs: Any) -> None:
     """on_before_backward → LightningModule.backward (AMP-scaled loss) → on_after_backward."""
-    loss = trainer.precision_plugin.scale_loss(loss)
-    call_hook(trainer, "on_before_backward", loss)
-    call_module(trainer, "backward", loss, *args, **kwargs)
-    call_hook(trainer, "on_after_backward")
+    loss = run.precision.scale_loss(loss)
+    call_hook(run, "on_before_backward", loss)
+    call_module(run, "backward", loss, *args, **kwargs)
+    call_hook(run, "on_after_backward")
 
 
-def _manual_batch(trainer: Trainer, batch: Any, batch_idx: int) -> dict[str, Any] | None:
-    module = trainer.lightning_module
+def _manual_batch(run: Run, batch: Any, batch_idx: int) -> dict[str, Any] | None:
+    module = run.module
+    step = run.training_step
+    assert step is not None
     set_fx_name(module, "training_step")
-    with trainer.precision_plugin.autocast():
-        step = trainer._training_step
-        output = step(batch, batch_idx) if trainer._step_takes_batch_idx else step(batch)
+    with run.precision.autocast():
+        output = step(batch, batch_idx) if run.step_takes_batch_idx else step(batch)
     set_fx_name(module, None)
-    if trainer._legacy is not None:  # 1.x `training_step_end`
-        output = trainer._legacy.after_step("training_step", output)
+    if run.legacy is not None:  # 1.x `training_step_end`
+        output = run.legacy.after_step("training_step", output)
     if output is None:
         return {}
     if isinstance(output, Tensor):
@@ -183,60 +181,25 @@ def _manual_batch(trainer: Trainer, batch: Any, batch_idx: int) -> dict[str, Any
     )
 
 
-def clip_gradients(trainer: Trainer, optimizer: Optimizer, clip_val: float | None, algorithm: str | None) -> None:
-    """`LightningModule.clip_gradients`: check the values against the Trainer's, then clip by norm or value."""
-    if clip_val is None:
-        clip_val = trainer.gradient_clip_val or 0.0
-    elif trainer.gradient_clip_val is not None and trainer.gradient_clip_val != clip_val:
-        raise MisconfigurationException(
-            f"You have set `Trainer(gradient_clip_val={trainer.gradient_clip_val!r})`"
-            f" and have passed `clip_gradients(gradient_clip_val={clip_val!r})`."
-            " Please use only one of them."
-        )
-    if algorithm is None:
-        algorithm = trainer.gradient_clip_algorithm or "norm"
-    else:
-        algorithm = algorithm.lower()
-        if trainer.gradient_clip_algorithm is not None and trainer.gradient_clip_algorithm != algorithm:
-            raise MisconfigurationException(
-                f"You have set `Trainer(gradient_clip_algorithm={trainer.gradient_clip_algorithm!r})`"
-                f" and have passed `clip_gradients(gradient_clip_algorithm={algorithm!r})"
-                " Please use only one of them."
-            )
-    if not isinstance(clip_val, (int, float)):
-        raise TypeError(f"`gradient_clip_val` should be an int or a float. Got {clip_val}.")
-    if algorithm not in ("norm", "value"):
-        raise MisconfigurationException(
-            f"`gradient_clip_algorithm` {algorithm} is invalid. Allowed algorithms: ['value', 'norm']."
-        )
-    trainer.precision_plugin.check_gradient_clipping(optimizer, clip_val)
-    if clip_val <= 0:
-        return
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    if algorithm == "value":
-        torch.nn.utils.clip_grad_value_(params, clip_val)
-    else:
-        torch.nn.utils.clip_grad_norm_(params, clip_val)
-
-
-def step_schedulers(trainer: Trainer, interval: str, plateau: bool, batch_idx: int) -> None:
+def step_schedulers(run: Run, interval: str, plateau: bool, batch_idx: int) -> None:
     """Step the LR schedulers of `interval` ("step"/"epoch") whose frequency is due (plateau ones separately)."""
-    if not trainer.lightning_module.automatic_optimization:
+    if not run.module.automatic_optimization:
         return
-    for config in trainer.lr_scheduler_configs:
+    for config in run.lr_scheduler_configs:
         if config.reduce_on_plateau != plateau or config.interval != interval:
             continue
-        index = (batch_idx if interval == "step" else trainer.current_epoch) + 1
+        index = (batch_idx if interval == "step" else run.state.epoch) + 1
         if index % config.frequency:
             continue
         metric = None
         if config.reduce_on_plateau:
-            metric = trainer.callback_metrics.get(config.monitor or "")
+            metrics = run.trainer.callback_metrics
+            metric = metrics.get(config.monitor or "")
             if metric is None:
                 if config.strict:
                     raise MisconfigurationException(
                         f"ReduceLROnPlateau conditioned on metric {config.monitor}"
-                        f" which is not available. Available metrics are: {list(trainer.callback_metrics)}."
+                        f" which is not available. Available metrics are: {list(metrics)}."
                         " Condition can be set using `monitor` key in lr scheduler dict"
                     )
                 rank_zero_warn(
@@ -246,4 +209,4 @@ def step_schedulers(trainer: Trainer, interval: str, plateau: bool, batch_idx: i
                     RuntimeWarning,
                 )
                 continue
-        call_module(trainer, "lr_scheduler_step", config.scheduler, metric)
+        call_module(run, "lr_scheduler_step", config.scheduler, metric)

@@ -1,47 +1,120 @@
-"""The Trainer's read-mostly views (counters, stage flags, metric dictionaries, devices, loggers), kept apart from
-trainer.py so the facade file stays about flags and entry points."""
+"""The Trainer's public attributes as views: settings over the config, counters over the state, data, optimizers and
+metrics over the current (or last) run, devices over the strategy. Kept apart from trainer.py so that file stays
+about flags and entry points."""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import torch
 from torch import Tensor
 
-from fulgor.trainer.state import RunningStage, TrainerFn
+from fulgor.callbacks.checkpoint import Checkpoint
+from fulgor.callbacks.early_stopping import EarlyStopping
+from fulgor.callbacks.progress import ProgressBar
+from fulgor.trainer import data
+from fulgor.trainer.state import RunningStage, TrainerFn, TrainerStatus
 
 if TYPE_CHECKING:
+    from torch.optim import Optimizer
+
     from fulgor.callbacks.callback import Callback
     from fulgor.loggers.logger import Logger
     from fulgor.module import LightningModule
+    from fulgor.optimizer import LRSchedulerConfig
     from fulgor.precision import Precision
+    from fulgor.profilers import Profiler
     from fulgor.strategies.strategy import Strategy
-    from fulgor.trainer.logging import MetricDicts, ResultStore
+    from fulgor.trainer.config import TrainerConfig
+    from fulgor.trainer.log_store import MetricDicts
+    from fulgor.trainer.run import Run
     from fulgor.trainer.state import TrainerState
 
 
+V = TypeVar("V")
+
+
+class Setting(Generic[V]):
+    """A Trainer attribute backed by the config: reading gives `config.<name>`; assigning derives a new config
+    (Lightning's Trainer has these as plain attributes), which a running run sees at once."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, trainer: None, owner: type | None = None) -> Setting[V]: ...
+
+    @overload
+    def __get__(self, trainer: TrainerProperties, owner: type | None = None) -> V: ...
+
+    def __get__(self, trainer: TrainerProperties | None, owner: type | None = None) -> Setting[V] | V:
+        if trainer is None:
+            return self
+        value: V = getattr(trainer._config, self.name)
+        return value
+
+    def __set__(self, trainer: TrainerProperties, value: V) -> None:
+        trainer._set_config(**{self.name: value})
+
+
 class TrainerProperties:
-    """Properties users and callbacks read from the Trainer. Attributes are set by `Trainer.__init__`."""
+    """Properties users and callbacks read from the Trainer. The attributes below are set by `Trainer.__init__`."""
 
     state: TrainerState
     strategy: Strategy
     precision_plugin: Precision
     callbacks: list[Callback]
     loggers: list[Logger]
-    default_root_dir: str
-    lightning_module_: LightningModule | None
+    profiler: Profiler
+    _config: TrainerConfig
+    _run: Run | None
+    _module: LightningModule | None
     _metrics: MetricDicts
-    _results: ResultStore | None
     _accelerator: str
     _device_ids: list[int]
-    _loaders: dict[RunningStage, list[Any]]
-    _limits: dict[RunningStage, list[int | float]]
-    _train_loader: Any
-    num_nodes: int
-    limit_val_batches: int | float
-    num_sanity_val_steps: int | float
-    log_every_n_steps: int
+    _user_ckpt_path: str | None
+
+    def _set_config(self, **changes: Any) -> None:
+        raise NotImplementedError  # Trainer's
+
+    # ------------------------------------------------------------------ settings (the config)
+    barebones = Setting[bool]()
+    fast_dev_run = Setting[int | bool]()
+    max_epochs = Setting[int | None]()
+    min_epochs = Setting[int | None]()
+    max_steps = Setting[int]()
+    min_steps = Setting[int | None]()
+    limit_train_batches = Setting[int | float]()
+    limit_val_batches = Setting[int | float]()
+    limit_test_batches = Setting[int | float]()
+    limit_predict_batches = Setting[int | float]()
+    overfit_batches = Setting[int | float]()
+    val_check_interval = Setting[int | float]()
+    val_check_time_interval = Setting[
+        float | None
+    ]()  # seconds, when `val_check_interval` was given as a duration (else None)
+    check_val_every_n_epoch = Setting[int | None]()
+    num_sanity_val_steps = Setting[int | float]()
+    log_every_n_steps = Setting[int]()
+    accumulate_grad_batches = Setting[int]()
+    gradient_clip_val = Setting[int | float | None]()
+    gradient_clip_algorithm = Setting[str | None]()
+    deterministic = Setting[bool | str | None]()
+    benchmark = Setting[bool | None]()
+    inference_mode = Setting[bool]()
+    use_distributed_sampler = Setting[bool]()
+    reload_dataloaders_every_n_epochs = Setting[int]()
+    enable_autolog_hparams = Setting[bool]()
+
+    @property
+    def default_root_dir(self) -> str:
+        """Where logs and checkpoints go when no logger or callback says otherwise (default: the working directory)."""
+        return self._config.default_root_dir
+
+    @property
+    def num_nodes(self) -> int:
+        return self._config.num_nodes
 
     # ------------------------------------------------------------------ counters
     @property
@@ -69,101 +142,98 @@ class TrainerProperties:
 
     @property
     def interrupted(self) -> bool:
-        return self.state.status.value == "interrupted"
+        return self.state.status == TrainerStatus.INTERRUPTED
 
     # ------------------------------------------------------------------ stage flags
-    def _stage(self, stage: RunningStage | None) -> None:
-        self.state.stage = stage
+    def _is_stage(self, stage: RunningStage) -> bool:
+        return self.state.stage == stage
+
+    def _enter_stage(self, stage: RunningStage, value: bool) -> None:
+        """Lightning's stage setters: True enters the stage, False leaves it (only if it is the current one)."""
+        if value:
+            self.state.stage = stage
+        elif self.state.stage == stage:
+            self.state.stage = None
 
     @property
     def training(self) -> bool:
-        return self.state.stage == RunningStage.TRAINING
+        return self._is_stage(RunningStage.TRAINING)
 
     @training.setter
     def training(self, value: bool) -> None:
-        if value:
-            self.state.stage = RunningStage.TRAINING
-        elif self.training:
-            self.state.stage = None
+        self._enter_stage(RunningStage.TRAINING, value)
 
     @property
     def sanity_checking(self) -> bool:
-        return self.state.stage == RunningStage.SANITY_CHECKING
+        return self._is_stage(RunningStage.SANITY_CHECKING)
 
     @sanity_checking.setter
     def sanity_checking(self, value: bool) -> None:
-        if value:
-            self.state.stage = RunningStage.SANITY_CHECKING
-        elif self.sanity_checking:
-            self.state.stage = None
+        self._enter_stage(RunningStage.SANITY_CHECKING, value)
 
     @property
     def validating(self) -> bool:
-        return self.state.stage == RunningStage.VALIDATING
+        return self._is_stage(RunningStage.VALIDATING)
 
     @validating.setter
     def validating(self, value: bool) -> None:
-        if value:
-            self.state.stage = RunningStage.VALIDATING
-        elif self.validating:
-            self.state.stage = None
+        self._enter_stage(RunningStage.VALIDATING, value)
 
     @property
     def testing(self) -> bool:
-        return self.state.stage == RunningStage.TESTING
+        return self._is_stage(RunningStage.TESTING)
 
     @testing.setter
     def testing(self, value: bool) -> None:
-        if value:
-            self.state.stage = RunningStage.TESTING
-        elif self.testing:
-            self.state.stage = None
+        self._enter_stage(RunningStage.TESTING, value)
 
     @property
     def predicting(self) -> bool:
-        return self.state.stage == RunningStage.PREDICTING
+        return self._is_stage(RunningStage.PREDICTING)
 
     @predicting.setter
     def predicting(self, value: bool) -> None:
-        if value:
-            self.state.stage = RunningStage.PREDICTING
-        elif self.predicting:
-            self.state.stage = None
+        self._enter_stage(RunningStage.PREDICTING, value)
 
     # ------------------------------------------------------------------ metrics
+    def _flushed(self) -> MetricDicts:
+        results = self._run.results if self._run is not None else None
+        if results is not None:
+            results.flush(self._metrics)
+        return self._metrics
+
     @property
     def callback_metrics(self) -> dict[str, Tensor]:
         """Everything logged, as tensors: what ModelCheckpoint and EarlyStopping monitor."""
-        if self._results is not None:
-            self._results.flush(self._metrics)
-        return self._metrics.callback
+        return self._flushed().callback
 
     @property
     def logged_metrics(self) -> dict[str, Tensor]:
         """The values sent to loggers (`logger=True`), under their `_step`/`_epoch` names when forked."""
-        if self._results is not None:
-            self._results.flush(self._metrics)
-        return self._metrics.logged
+        return self._flushed().logged
 
     @property
     def progress_bar_metrics(self) -> dict[str, float]:
         """The `prog_bar=True` values as Python numbers (read from the device only when asked for)."""
-        if self._results is not None:
-            self._results.flush(self._metrics)
-        return {k: float(v.item()) for k, v in self._metrics.pbar.items()}
+        return {k: float(v.item()) for k, v in self._flushed().pbar.items()}
 
     # ------------------------------------------------------------------ model, devices, processes
     @property
     def lightning_module(self) -> LightningModule:
-        module = self.lightning_module_
+        module = self._module
         if module is None:
             raise AttributeError("The Trainer has no LightningModule attached yet; call `fit`/`validate`/... first.")
         return module
 
     @property
+    def datamodule(self) -> Any:
+        """The LightningDataModule of the current (or last) run, if it had one."""
+        return self._run.datamodule if self._run is not None else None
+
+    @property
     def model(self) -> torch.nn.Module | None:
         """The model as the strategy runs it (the LightningModule itself on a single device)."""
-        return self.strategy.model if self.strategy.model is not None else self.lightning_module_
+        return self.strategy.model if self.strategy.model is not None else self._module
 
     @property
     def accelerator(self) -> str:
@@ -206,6 +276,23 @@ class TrainerProperties:
     def is_global_zero(self) -> bool:
         return self.strategy.is_global_zero
 
+    # ------------------------------------------------------------------ optimization
+    @property
+    def optimizers(self) -> list[Optimizer]:
+        """The optimizers `configure_optimizers` returned (of the current or last fit)."""
+        return self._run.optimizers if self._run is not None else []
+
+    @optimizers.setter
+    def optimizers(self, optimizers: list[Optimizer]) -> None:
+        if self._run is None:
+            raise AttributeError("`trainer.optimizers` can only be set while a run is attached.")
+        self._run.optimizers = list(optimizers)
+
+    @property
+    def lr_scheduler_configs(self) -> list[LRSchedulerConfig]:
+        """The LR schedulers with how and when each is stepped (a list callbacks may change during the fit)."""
+        return self._run.lr_scheduler_configs if self._run is not None else []
+
     # ------------------------------------------------------------------ loggers and directories
     @property
     def logger(self) -> Logger | None:
@@ -224,30 +311,24 @@ class TrainerProperties:
 
     # ------------------------------------------------------------------ callbacks
     @property
-    def progress_bar_callback(self) -> Callback | None:
-        from fulgor.callbacks.progress import ProgressBar
-
+    def progress_bar_callback(self) -> ProgressBar | None:
         return next((cb for cb in self.callbacks if isinstance(cb, ProgressBar)), None)
 
     @property
-    def checkpoint_callbacks(self) -> list[Callback]:
-        from fulgor.callbacks.checkpoint import Checkpoint
-
+    def checkpoint_callbacks(self) -> list[Checkpoint]:
         return [cb for cb in self.callbacks if isinstance(cb, Checkpoint)]
 
     @property
-    def checkpoint_callback(self) -> Callback | None:
+    def checkpoint_callback(self) -> Checkpoint | None:
         callbacks = self.checkpoint_callbacks
         return callbacks[0] if callbacks else None
 
     @property
-    def early_stopping_callbacks(self) -> list[Callback]:
-        from fulgor.callbacks.early_stopping import EarlyStopping
-
+    def early_stopping_callbacks(self) -> list[EarlyStopping]:
         return [cb for cb in self.callbacks if isinstance(cb, EarlyStopping)]
 
     @property
-    def early_stopping_callback(self) -> Callback | None:
+    def early_stopping_callback(self) -> EarlyStopping | None:
         callbacks = self.early_stopping_callbacks
         return callbacks[0] if callbacks else None
 
@@ -255,21 +336,22 @@ class TrainerProperties:
     @property
     def enable_validation(self) -> bool:
         """Whether fit will validate: a validation_step, validation data, and limit_val_batches > 0."""
-        from fulgor.module import is_overridden
+        return self._run is not None and "val" in self._run.sources and data.validation_enabled(self._run)
 
-        source = getattr(self, "_sources", {}).get("val")
-        module = self.lightning_module_
-        return bool(
-            source is not None
-            and module is not None
-            and source.is_defined()
-            and is_overridden("validation_step", module)
-            and self.limit_val_batches > 0
-        )
+    @property
+    def num_training_batches(self) -> int | float:
+        return self._run.num_training_batches if self._run is not None else float("inf")
+
+    @property
+    def val_check_batch(self) -> int | float:
+        return self._run.val_check_batch if self._run is not None else float("inf")
+
+    def _num_batches(self, stage: RunningStage) -> list[int | float]:
+        return list(self._run.limits.get(stage, [])) if self._run is not None else []
 
     @property
     def num_val_batches(self) -> list[int | float]:
-        return list(self._limits.get(RunningStage.VALIDATING, []))
+        return self._num_batches(RunningStage.VALIDATING)
 
     @property
     def num_sanity_val_batches(self) -> list[int | float]:
@@ -277,43 +359,51 @@ class TrainerProperties:
 
     @property
     def num_test_batches(self) -> list[int | float]:
-        return list(self._limits.get(RunningStage.TESTING, []))
+        return self._num_batches(RunningStage.TESTING)
 
     @property
     def num_predict_batches(self) -> list[int | float]:
-        return list(self._limits.get(RunningStage.PREDICTING, []))
+        return self._num_batches(RunningStage.PREDICTING)
 
     @property
     def train_dataloader(self) -> Any:
-        return self._train_loader
+        return self._run.train_loader if self._run is not None else None
+
+    def _loaders(self, stage: RunningStage) -> Any:
+        loaders = self._run.loaders.get(stage) if self._run is not None else None
+        if loaders is None:
+            return None
+        return loaders[0] if len(loaders) == 1 else loaders
 
     @property
     def val_dataloaders(self) -> Any:
-        return _unwrap(self._loaders.get(RunningStage.VALIDATING))
+        return self._loaders(RunningStage.VALIDATING)
 
     @property
     def test_dataloaders(self) -> Any:
-        return _unwrap(self._loaders.get(RunningStage.TESTING))
+        return self._loaders(RunningStage.TESTING)
 
     @property
     def predict_dataloaders(self) -> Any:
-        return _unwrap(self._loaders.get(RunningStage.PREDICTING))
+        return self._loaders(RunningStage.PREDICTING)
+
+    @property
+    def predict_loop(self) -> Any:
+        """What prediction writers read during `predict`: the outputs so far and each batch's dataset indices."""
+        return self._run.predict_view if self._run is not None else None
 
     @property
     def estimated_stepping_batches(self) -> int | float:
         """Optimizer steps the whole fit will take (for schedulers such as OneCycleLR); inf if unbounded."""
-        from fulgor.trainer import data
-
-        fitting = self.state.fn == TrainerFn.FITTING and self.lightning_module_ is not None
-        if self._train_loader is None and fitting:
-            data.setup_train_data(self, create_iterator=False)  # type: ignore[arg-type]
-        batches = getattr(self, "num_training_batches", float("inf"))
-        accumulate = getattr(self, "accumulate_grad_batches", 1)
-        max_steps = getattr(self, "max_steps", -1)
-        max_epochs = getattr(self, "max_epochs", None)
+        run = self._run
+        if run is not None and run.fn == TrainerFn.FITTING and run.train_loader is None:
+            data.setup_train_data(run)
+        batches = self.num_training_batches
+        config = self._config
+        max_steps, max_epochs = config.max_steps, config.max_epochs
         if batches == float("inf") or max_epochs in (None, -1):
             return float(max_steps) if max_steps != -1 else float("inf")
-        per_epoch = max(1, -(-int(batches) // accumulate)) if batches else 0
+        per_epoch = max(1, -(-int(batches) // config.accumulate_grad_batches)) if batches else 0
         total: int = per_epoch * int(max_epochs)
         return total if max_steps == -1 else min(total, int(max_steps))
 
@@ -321,20 +411,15 @@ class TrainerProperties:
     @property
     def ckpt_path(self) -> str | None:
         """The checkpoint the last run loaded; set it before `fit`/`validate`/... to load that checkpoint."""
-        return getattr(self, "_ckpt_path", None)
+        if self._user_ckpt_path is not None or self._run is None:
+            return self._user_ckpt_path
+        return self._run.ckpt_path
 
     @ckpt_path.setter
     def ckpt_path(self, path: str | os.PathLike[str] | None) -> None:
-        self._ckpt_path = None if path is None else os.fspath(path)
-        self._user_ckpt_path = self._ckpt_path
+        self._user_ckpt_path = None if path is None else os.fspath(path)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """`print` on global rank 0 only."""
         if self.is_global_zero:
             print(*args, **kwargs)  # noqa: T201
-
-
-def _unwrap(loaders: list[Any] | None) -> Any:
-    if loaders is None:
-        return None
-    return loaders[0] if len(loaders) == 1 else loaders

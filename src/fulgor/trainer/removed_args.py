@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from fulgor.callbacks.callback import Callback
+from fulgor.callbacks.model_summary import ModelSummary
+from fulgor.callbacks.tqdm_progress import TQDMProgressBar
 from fulgor.rank import rank_zero_warn
 
 __all__ = ["REMOVED_FLAGS", "RemovedArgumentWarning", "translate_removed_args"]
@@ -234,8 +237,6 @@ def _truncated_bptt(value: Any, init: Init, after: After) -> str | None:
 
 
 def _checkpoint_callback(value: Any, init: Init, after: After) -> str:
-    from fulgor.callbacks.callback import Callback
-
     if isinstance(value, Callback):
         _add_callback(init, value)
         return "fulgor adds it to `callbacks` (2.x: `Trainer(callbacks=[ModelCheckpoint(...)])`)."
@@ -249,8 +250,6 @@ def _refresh_rate(value: Any, init: Init, after: After) -> str:
         return "fulgor runs it as `Trainer(enable_progress_bar=False)`."
     if value is None:
         return "it is ignored."
-    from fulgor.callbacks.tqdm_progress import TQDMProgressBar
-
     _add_callback(init, TQDMProgressBar(refresh_rate=int(value)))
     return f"fulgor runs it as `Trainer(callbacks=[TQDMProgressBar(refresh_rate={value!r})])`."
 
@@ -258,8 +257,6 @@ def _refresh_rate(value: Any, init: Init, after: After) -> str:
 def _process_position(value: Any, init: Init, after: After) -> str:
     if not value:
         return "it is ignored."
-    from fulgor.callbacks.tqdm_progress import TQDMProgressBar
-
     _add_callback(init, TQDMProgressBar(process_position=int(value)))
     return f"fulgor runs it as `Trainer(callbacks=[TQDMProgressBar(process_position={value!r})])`."
 
@@ -269,8 +266,6 @@ def _weights_summary(value: Any, init: Init, after: After) -> str:
         _set(init, "enable_model_summary", False, "weights_summary=None", neutral=(None,))
         return "fulgor runs it as `Trainer(enable_model_summary=False)`."
     if value == "full":
-        from fulgor.callbacks.model_summary import ModelSummary
-
         _add_callback(init, ModelSummary(max_depth=-1))
         return "fulgor runs it as `Trainer(callbacks=[ModelSummary(max_depth=-1)])`."
     return "it is ignored ('top' is the default summary)."
@@ -328,8 +323,6 @@ def _dropped(name: str) -> Rule:
 
 
 def _early_stop_callback(value: Any, init: Init, after: After) -> str:
-    from fulgor.callbacks.callback import Callback
-
     if isinstance(value, Callback):
         _add_callback(init, value)
         return "fulgor adds it to `callbacks` (2.x: `Trainer(callbacks=[EarlyStopping(...)])`)."

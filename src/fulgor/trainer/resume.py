@@ -7,20 +7,22 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from fulgor.errors import PossibleUserWarning
 from fulgor.rank import rank_zero_warn
+from fulgor.trainer.state import LoopPhase, TrainerFn, TrainerStatus
 
 if TYPE_CHECKING:
-    from fulgor.trainer.trainer import Trainer
+    from fulgor.trainer.run import Run
 
 __all__ = [
     "RESUME_KEY",
     "ResumableIndices",
+    "ResumedCycle",
     "capture",
     "continue_epoch",
     "epoch_iterator",
@@ -32,9 +34,8 @@ __all__ = [
 
 RESUME_KEY = "fulgor_resume"  # top-level checkpoint key; Lightning ignores keys it does not know
 _FORMAT = 1
-
-# Where in the batch cycle a checkpoint was taken, from the hook that was running (see `_phase`).
-_PHASE_BY_HOOK = {"on_train_batch_end": "batch_end", "on_train_epoch_end": "epoch_end"}
+# Phases whose checkpoint resumes at an epoch's start: nothing of a batch cycle is left to finish.
+_AT_EPOCH_START = (LoopPhase.OUTSIDE_EPOCH, LoopPhase.EPOCH_END)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -211,13 +212,13 @@ def _indices_of(loader: Any) -> ResumableIndices | None:
 # the fit loop's side
 
 
-def epoch_iterator(trainer: Trainer, loader: Any) -> Iterator[Any]:
+def epoch_iterator(run: Run, loader: Any) -> Iterator[Any]:
     """`iter(loader)` for the epoch about to run, positioned after the batches a restored checkpoint had consumed."""
-    state = trainer.state
+    state = run.state
     indices = make_resumable(loader)
     point = state.resume_point
     if point is not None and point["epoch"] == state.epoch and (point["consumed"] or _record_for(point, state.epoch)):
-        return _resumed_iterator(trainer, loader, indices, point)
+        return _resumed_iterator(run, loader, indices, point)
     if point is not None and not point.get("rng_applied"):
         set_rng_states(point["rng"], _generators(loader) if isinstance(loader, DataLoader) else [])
         point["rng_applied"] = True
@@ -233,14 +234,12 @@ def _record_for(point: dict[str, Any], epoch: int) -> dict[str, Any] | None:
     return record if record is not None and record["epoch"] == epoch else None
 
 
-def _resumed_iterator(
-    trainer: Trainer, loader: Any, indices: ResumableIndices | None, point: dict[str, Any]
-) -> Iterator[Any]:
+def _resumed_iterator(run: Run, loader: Any, indices: ResumableIndices | None, point: dict[str, Any]) -> Iterator[Any]:
     consumed = int(point["consumed"])
     if _is_stateful(loader) and point.get("loader_state") is not None:
         loader.load_state_dict(point["loader_state"])
         return iter(loader)
-    record = _record_for(point, trainer.state.epoch)
+    record = _record_for(point, run.state.epoch)
     if indices is None or record is None:
         if consumed:
             _warn_not_resumable(loader, consumed)
@@ -267,140 +266,114 @@ def _warn_not_resumable(loader: Any, consumed: int) -> None:
     )
 
 
-def continue_epoch(trainer: Trainer) -> int:
-    """After the epoch's iterator exists: put back counters, random streams and gradients of a mid-epoch checkpoint,
-    run what was left of the interrupted batch cycle, and return how many batches of the epoch are already done."""
-    state = trainer.state
+class ResumedCycle(NamedTuple):
+    """The batch cycle a mid-epoch checkpoint was taken in: the fit loop finishes it from `phase` on."""
+
+    phase: LoopPhase
+    stepping: bool  # whether that batch ended with an optimizer step
+    consumed: int  # batches of the epoch already done once the cycle is finished
+
+
+def continue_epoch(run: Run) -> ResumedCycle | None:
+    """After the epoch's iterator exists: put back counters, random streams and gradients of a mid-epoch checkpoint
+    and return the cycle it was taken in (None when the epoch starts from its beginning)."""
+    state = run.state
     point = state.resume_point
     state.resume_point = None
-    if point is None or point["epoch"] != state.epoch or point["phase"] in ("epoch_end", "boundary"):
-        return 0
+    if point is None or point["epoch"] != state.epoch or LoopPhase(point["phase"]) in _AT_EPOCH_START:
+        return None
     counters = point["counters"]
     for name in ("batch_idx", "total_batch_idx", "val_batches_seen", "batches_that_stepped"):
         setattr(state, name, int(counters[name]))
     state.is_last_batch = bool(counters["is_last_batch"])
     if not point.get("rng_applied"):
-        set_rng_states(point["rng"], _loader_generators(trainer))
-    _restore_grads(trainer, point.get("grads"))
-    _finish_cycle(trainer, point)
-    return int(point["consumed"])
+        set_rng_states(point["rng"], _loader_generators(run))
+    _restore_grads(run, point.get("grads"))
+    return ResumedCycle(LoopPhase(point["phase"]), bool(point["stepping"]), int(point["consumed"]))
 
 
-def _finish_cycle(trainer: Trainer, point: dict[str, Any]) -> None:
-    from fulgor.trainer import fit_loop
-
-    phase, stepping = point["phase"], bool(point["stepping"])
-    if phase == "batch_end":
-        fit_loop._after_batch(trainer, trainer.state.batch_idx, stepping)
-    elif phase == "in_validation":
-        fit_loop._validate_in_fit(trainer, stepping)
-        fit_loop._after_validation(trainer, trainer.state.batch_idx - 1, stepping)
-    elif phase == "after_validation":
-        fit_loop._after_validation(trainer, trainer.state.batch_idx - 1, stepping)
-
-
-def _loader_generators(trainer: Trainer) -> list[torch.Generator]:
-    loader = trainer._train_loader
+def _loader_generators(run: Run) -> list[torch.Generator]:
+    loader = run.train_loader
     return _generators(loader) if isinstance(loader, DataLoader) else []
 
 
-def _restore_grads(trainer: Trainer, grads: dict[str, torch.Tensor] | None) -> None:
+def _restore_grads(run: Run, grads: dict[str, torch.Tensor] | None) -> None:
     if not grads:
         return
-    for name, param in trainer.lightning_module.named_parameters():
+    for name, param in run.module.named_parameters():
         saved = grads.get(name)
         if saved is not None:
             param.grad = saved.to(device=param.device, dtype=param.dtype).clone()
 
 
-def before_validation(trainer: Trainer) -> None:
+def before_validation(run: Run) -> None:
     """Remember the streams and counters as they are before an in-fit validation: a checkpoint taken inside it
     resumes by running that validation again from its start."""
-    trainer.state.pre_validation = (get_rng_states(_loader_generators(trainer)), trainer.state.val_batches_seen)
+    run.state.pre_validation = (get_rng_states(_loader_generators(run)), run.state.val_batches_seen)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # checkpoint side
 
 
-def capture(trainer: Trainer) -> dict[str, Any] | None:
+def capture(run: Run) -> dict[str, Any] | None:
     """What a checkpoint needs beyond Lightning's keys to resume exactly where it was taken (None outside a fit)."""
-    state = trainer.state
-    status = getattr(state.status, "value", state.status)
-    if getattr(state.fn, "value", state.fn) != "fit" or status not in (
-        "running",
-        "interrupted",
-    ):  # interrupted: on_exception
+    state = run.state
+    # interrupted: a save from `on_exception`
+    if run.fn != TrainerFn.FITTING or state.status not in (TrainerStatus.RUNNING, TrainerStatus.INTERRUPTED):
         return None
-    phase = _phase(trainer)
+    phase = state.phase
     counters = {**state.counters(), "is_last_batch": bool(state.is_last_batch)}
-    rng = get_rng_states(_loader_generators(trainer))
-    if phase == "in_validation" and state.pre_validation is not None:
+    rng = get_rng_states(_loader_generators(run))
+    if phase == LoopPhase.VALIDATING and state.pre_validation is not None:
         rng, counters["val_batches_seen"] = state.pre_validation
-    consumed = _consumed(trainer, phase)
+    consumed = _consumed(state.batch_idx, phase)
     point: dict[str, Any] = {
         "format": _FORMAT,
-        "phase": phase,
-        "epoch": state.epoch + (1 if phase == "epoch_end" else 0),
+        "phase": phase.value,
+        "epoch": state.epoch + (1 if phase == LoopPhase.EPOCH_END else 0),
         "consumed": consumed,
-        "stepping": _stepped(trainer, consumed - 1) if consumed else False,
+        "stepping": _stepped(run, consumed - 1) if consumed else False,
         "counters": counters,
         "rng": rng,
-        "loader": _loader_record(trainer),
+        "loader": _loader_record(run),
     }
-    loader = trainer._train_loader
-    if phase not in ("epoch_end", "boundary") and _is_stateful(loader):
+    loader = run.train_loader
+    if phase not in _AT_EPOCH_START and _is_stateful(loader):
         point["loader_state"] = loader.state_dict()
-    accumulate = int(trainer.accumulate_grad_batches)
-    if accumulate > 1 and consumed % accumulate and phase not in ("epoch_end", "boundary"):
-        point["grads"] = {n: p.grad for n, p in trainer.lightning_module.named_parameters() if p.grad is not None}
+    accumulate = int(run.config.accumulate_grad_batches)
+    if accumulate > 1 and consumed % accumulate and phase not in _AT_EPOCH_START:
+        point["grads"] = {n: p.grad for n, p in run.module.named_parameters() if p.grad is not None}
     return point
 
 
-def _phase(trainer: Trainer) -> str:
-    state = trainer.state
-    if state.saving_at is not None:
-        return state.saving_at
-    stage = getattr(state.stage, "value", state.stage)
-    fx = trainer.lightning_module._current_fx_name
-    if stage == "validate":
-        return "after_validation" if fx == "on_validation_end" else "in_validation"
-    if stage != "train":
-        return "boundary"
-    if fx in _PHASE_BY_HOOK:
-        return _PHASE_BY_HOOK[fx]
-    if fx in ("on_fit_start", "on_train_end", "on_fit_end", "setup", "teardown"):
-        return "boundary"
-    return "between_batches"  # also inside a batch's hooks: that batch runs again on resume
-
-
-def _consumed(trainer: Trainer, phase: str) -> int:
-    state = trainer.state
-    if phase == "batch_end":
-        return state.batch_idx + 1
-    if phase in ("epoch_end", "boundary"):
+def _consumed(batch_idx: int, phase: LoopPhase) -> int:
+    """Batches of the epoch that are done: the running one counts from its `on_train_batch_end` on."""
+    if phase == LoopPhase.BATCH_END:
+        return batch_idx + 1
+    if phase in _AT_EPOCH_START:
         return 0
-    return state.batch_idx
+    return batch_idx
 
 
-def _stepped(trainer: Trainer, batch_idx: int) -> bool:
+def _stepped(run: Run, batch_idx: int) -> bool:
     """Whether batch `batch_idx` of this epoch ended with an optimizer step (the fit loop's `_will_step` rule)."""
-    accumulate = trainer.accumulate_grad_batches
-    n = trainer.num_training_batches
-    return accumulate == 1 or (batch_idx + 1) % accumulate == 0 or batch_idx + 1 == n or trainer.state.is_last_batch
+    accumulate = run.config.accumulate_grad_batches
+    n = run.num_training_batches
+    return accumulate == 1 or (batch_idx + 1) % accumulate == 0 or batch_idx + 1 == n or run.state.is_last_batch
 
 
-def _loader_record(trainer: Trainer) -> dict[str, Any] | None:
-    indices = _indices_of(trainer._train_loader)
+def _loader_record(run: Run) -> dict[str, Any] | None:
+    indices = _indices_of(run.train_loader)
     if indices is None or indices.iter_start is None:
         return None
     return {"epoch": indices.epoch, "iter_start": indices.iter_start, "sampler": indices.sampler_start}
 
 
-def restore(trainer: Trainer, point: dict[str, Any]) -> None:
+def restore(run: Run, point: dict[str, Any]) -> None:
     """Set the epoch-level counters from a fulgor checkpoint; the rest waits for the epoch's iterator (see
     `epoch_iterator` and `continue_epoch`)."""
-    state = trainer.state
+    state = run.state
     counters = point["counters"]
     state.epoch = int(point["epoch"])
     state.global_step = int(counters["global_step"])

@@ -1,5 +1,5 @@
-"""TrainerState: every loop counter of a run in one dataclass, with the enums Lightning exposes
-(`TrainerFn`, `RunningStage`, `TrainerStatus`)."""
+"""TrainerState: every loop counter of a run and where the loop is (its phase) in one dataclass, with the enums
+Lightning exposes (`TrainerFn`, `RunningStage`, `TrainerStatus`) and fulgor's `LoopPhase`."""
 
 from __future__ import annotations
 
@@ -49,6 +49,22 @@ class TrainerStatus(str, Enum):
         return self in (TrainerStatus.FINISHED, TrainerStatus.INTERRUPTED)
 
 
+class LoopPhase(str, Enum):
+    """Where the fit loop is within an epoch's batch cycle, set by the loops at each transition. Checkpoints read it
+    (Lightning's `loops` progress, fulgor's exact-resume record) to know what of the cycle is done."""
+
+    OUTSIDE_EPOCH = "boundary"  # before the first epoch, between epochs, after training; also every non-fit run
+    BETWEEN_BATCHES = "between_batches"  # in an epoch, up to `on_train_batch_end`: the batch runs again on resume
+    BATCH_END = "batch_end"  # in `on_train_batch_end`: the batch is done, its counters not yet advanced
+    VALIDATING = "in_validation"  # in a validation inside the epoch: it runs again on resume
+    VALIDATION_END = "after_validation"  # from `on_validation_end` to the end of that batch cycle
+    EPOCH_END = "epoch_end"  # in `on_train_epoch_end` and the epoch's last bookkeeping
+
+    @property
+    def in_epoch(self) -> bool:
+        return self not in (LoopPhase.OUTSIDE_EPOCH, LoopPhase.EPOCH_END)
+
+
 @dataclass
 class TrainerState:
     """Where the Trainer is: which function and stage, and the loop counters that must survive a restart."""
@@ -64,11 +80,11 @@ class TrainerState:
     is_last_batch: bool = False
     should_stop: bool = False
     val_batches_seen: int = 0  # validation batches run during this fit
+    phase: LoopPhase = LoopPhase.OUTSIDE_EPOCH
     # Exact resume (fulgor.trainer.resume): the restored position, waiting for the epoch's iterator; the random
-    # streams and validation count before the running in-fit validation; an explicit phase for a save in progress.
+    # streams and validation count before the running in-fit validation.
     resume_point: dict[str, Any] | None = None
     pre_validation: tuple[dict[str, Any], int] | None = None
-    saving_at: str | None = None
 
     @property
     def finished(self) -> bool:

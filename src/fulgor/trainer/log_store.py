@@ -4,8 +4,9 @@ metric dictionaries (callback, logger, progress bar) built from them. Nothing he
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -15,6 +16,37 @@ from fulgor.hooks import LOG_RULES
 from fulgor.rank import warn_once
 
 DATALOADER_SUFFIX = "/dataloader_idx_{}"
+
+
+class LogOptions(NamedTuple):
+    """The options of one `self.log` call, as the user passed them (None: the hook's default)."""
+
+    prog_bar: bool
+    logger: bool
+    on_step: bool | None
+    on_epoch: bool | None
+    reduce_fx: Any
+    enable_graph: bool
+    add_dataloader_idx: bool
+    sync_dist: bool
+    rank_zero_only: bool
+
+
+class ResolvedOptions(NamedTuple):
+    """One entry's options with the hook's defaults applied and the reduction named, for the loader it logs from."""
+
+    prog_bar: bool
+    logger: bool
+    on_step: bool
+    on_epoch: bool
+    reduce: str  # mean, max, min or sum
+    enable_graph: bool
+    add_dataloader_idx: bool
+    sync_dist: bool
+    rank_zero_only: bool
+    dataloader_idx: int | None
+
+
 _REDUCE_NAMES = {"mean": "mean", "avg": "mean", "max": "max", "min": "min", "sum": "sum"}
 _REDUCE_FNS = {torch.mean: "mean", torch.max: "max", torch.min: "min", torch.sum: "sum"}
 
@@ -30,6 +62,19 @@ def parse_reduce_fx(reduce_fx: Any) -> str:
         " If you need a custom reduction, please log a `torchmetrics.Metric` instance instead."
         f" Found: {reduce_fx}"
     )
+
+
+def check_loggable(name: str, value: Any) -> None:
+    """Reject values `self.log` cannot store, with Lightning's messages."""
+    if isinstance(value, (Tensor, numbers.Number)) or hasattr(value, "compute"):
+        return
+    if isinstance(value, Mapping):
+        raise ValueError(f"`self.log({name}, {value})` was called, but nested dictionaries cannot be logged")
+    if isinstance(value, Iterable) and not isinstance(value, str):
+        for item in value:
+            check_loggable(name, item)
+        return
+    raise ValueError(f"`self.log({name}, {value})` was called, but `{type(value).__name__}` values cannot be logged")
 
 
 def default_levels(fx: str, on_step: bool | None, on_epoch: bool | None) -> tuple[bool, bool]:
@@ -115,14 +160,15 @@ class Entry:
         "valid",
     )  # fmt: skip
 
-    def __init__(self, base: str, fx: str, dataloader_idx: int | None, options: tuple[Any, ...], suffix: bool) -> None:
+    def __init__(self, base: str, fx: str, options: ResolvedOptions) -> None:
+        dataloader_idx, suffix = options.dataloader_idx, options.add_dataloader_idx
         self.base = base
         self.suffix = DATALOADER_SUFFIX.format(dataloader_idx) if suffix and dataloader_idx is not None else ""
         self.name = base + self.suffix
         self.fx = fx
         self.dataloader_idx = dataloader_idx
         self.options = options
-        self.prog_bar, self.logger, self.on_step, self.on_epoch, self.reduce = options[:5]
+        self.prog_bar, self.logger, self.on_step, self.on_epoch, self.reduce = options[:5]  # read per step: copied
         forked = self.on_step and self.on_epoch  # the names are fixed per entry: computed once, not per step
         self.step_name = base + "_step" + self.suffix if forked else self.name
         self.epoch_name = base + "_epoch" + self.suffix if forked else self.name
@@ -194,7 +240,7 @@ class ResultStore:
         self.training = training
         self.entries: dict[tuple[str, str, int | None], Entry] = {}
         self.touched: list[Entry] = []  # logged since the last flush into the metric dicts
-        self._last_call: dict[tuple[str, str], tuple[tuple[Any, ...], Entry]] = {}
+        self._last_call: dict[tuple[str, str], tuple[LogOptions, int | None, Entry]] = {}
         self.batch: Any = None
         self.batch_size: int | None = None
         self.dataloader_idx: int | None = None
@@ -207,15 +253,16 @@ class ResultStore:
         self.dataloader_idx = dataloader_idx
         self.in_epoch_phase = False
 
-    def log(self, fx: str, name: str, value: Any, options: tuple[Any, ...], batch_size: int | None) -> None:
-        """Store one `self.log` value. `options` = (prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph,
-        add_dataloader_idx, sync_dist, rank_zero_only) exactly as the user passed them."""
-        options = (*options, self.dataloader_idx)
+    def log(self, fx: str, name: str, value: Any, options: LogOptions, batch_size: int | None) -> None:
+        """Store one `self.log` value logged in hook `fx` with `options`."""
         cached = self._last_call.get((fx, name))
         # The same call as last time (the usual case, every step): skip validation and option resolution.
-        entry = cached[1] if cached is not None and cached[0] == options else self._entry_for(fx, name, options)
+        if cached is not None and cached[0] == options and cached[1] == self.dataloader_idx:
+            entry = cached[2]
+        else:
+            entry = self._entry_for(fx, name, options)
         if isinstance(value, Tensor) or not hasattr(value, "compute"):
-            tensor = self._to_tensor(value, name, fx, options[5])
+            tensor = self._to_tensor(value, name, fx, options.enable_graph)
             entry.update(tensor, self._batch_size_for(entry, tensor, batch_size))
         else:  # a torchmetrics.Metric (duck-typed): computed and reset by the metric itself
             entry.metric = value
@@ -223,10 +270,10 @@ class ResultStore:
             entry.computed = None
         self.touched.append(entry)
 
-    def _entry_for(self, fx: str, name: str, options: tuple[Any, ...]) -> Entry:
+    def _entry_for(self, fx: str, name: str, options: LogOptions) -> Entry:
         """Validate the options of a `self.log` call and return the entry it writes to."""
-        prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph, add_idx, sync_dist, rank_zero, dl_idx = options
-        on_step, on_epoch = default_levels(fx, on_step, on_epoch)
+        on_step, on_epoch = default_levels(fx, options.on_step, options.on_epoch)
+        add_idx, dl_idx = options.add_dataloader_idx, self.dataloader_idx
         if add_idx and "/dataloader_idx_" in name:
             raise MisconfigurationException(
                 f"You called `self.log` with the key `{name}`"
@@ -234,20 +281,20 @@ class ResultStore:
             )
         # Without the suffix, one key serves every loader; logging it from two loaders is then an error.
         key = (fx, name, dl_idx if add_idx else None)
-        resolved = (
-            prog_bar, logger, on_step, on_epoch, parse_reduce_fx(reduce_fx), enable_graph, add_idx, sync_dist,
-            rank_zero, dl_idx,
+        resolved = ResolvedOptions(
+            options.prog_bar, options.logger, on_step, on_epoch, parse_reduce_fx(options.reduce_fx),
+            options.enable_graph, add_idx, options.sync_dist, options.rank_zero_only, dl_idx,
         )  # fmt: skip
         entry = self.entries.get(key)
         if entry is None:
-            entry = self.entries[key] = Entry(name, fx, dl_idx, resolved, suffix=add_idx)
-            if sync_dist and self._sync is not None:
+            entry = self.entries[key] = Entry(name, fx, resolved)
+            if options.sync_dist and self._sync is not None:
                 entry.sync = self._sync
         elif entry.options != resolved:
             raise MisconfigurationException(
                 f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments. This is not allowed"
             )
-        self._last_call[(fx, name)] = (options, entry)
+        self._last_call[(fx, name)] = (options, dl_idx, entry)
         return entry
 
     def _to_tensor(self, value: Any, name: str, fx: str, enable_graph: bool) -> Tensor:

@@ -181,7 +181,11 @@ def parse_args_from_docstring(docstring: str) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------------------- parser
 def add_argparse_args(
-    cls: type[Any], parent_parser: ArgumentParser, *, use_argument_group: bool = True
+    cls: type[Any],
+    parent_parser: ArgumentParser,
+    *,
+    use_argument_group: bool = True,
+    removed: dict[str, tuple[tuple[Any, ...], Any, str]] | None = None,
 ) -> ArgumentParser:
     """Add a `--<name>` flag for every `cls.__init__` parameter of type str/int/float/bool (1.9.5's rules).
 
@@ -190,6 +194,8 @@ def add_argparse_args(
         parent_parser: the parser to extend.
         use_argument_group: add the flags to a group titled `pl.<Name>` of `parent_parser` and return it; if
             False, return a new parser with `parent_parser` as parent.
+        removed: flags `cls` no longer takes but 1.x command lines still pass (`{name: (types, default, help)}`; the
+            Trainer's removed 1.x arguments), added so that those command lines parse.
 
     Returns:
         The parser to call `parse_args()` on.
@@ -211,11 +217,8 @@ def add_argparse_args(
         if name in _IGNORED:
             continue
         _add_flag(target, name, types, default, helps.get(name))
-    if _is_trainer(cls):
-        from fulgor.trainer.removed_args import REMOVED_FLAGS
-
-        for name, (types, default, text) in REMOVED_FLAGS.items():
-            _add_flag(target, name, types, default, text)
+    for name, (types, default, text) in (removed or {}).items():
+        _add_flag(target, name, types, default, text)
     return result
 
 
@@ -266,12 +269,6 @@ def _group_title(cls: type[Any]) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _is_trainer(cls: type[Any]) -> bool:
-    from fulgor.trainer.trainer import Trainer
-
-    return isinstance(cls, type) and issubclass(cls, Trainer)
-
-
 # ---------------------------------------------------------------------------------------------------------- parsing
 def parse_argparser(cls: type[Any], arg_parser: ArgumentParser | Namespace) -> Namespace:
     """Parse `sys.argv` with `arg_parser` (or take a Namespace) and return a new Namespace in which a `None` for a
@@ -288,12 +285,19 @@ def parse_argparser(cls: type[Any], arg_parser: ArgumentParser | Namespace) -> N
     return Namespace(**values)
 
 
-def from_argparse_args(cls: type[Any], /, args: ArgumentParser | Namespace | dict[str, Any], **kwargs: Any) -> Any:
+def from_argparse_args(
+    cls: type[Any],
+    /,
+    args: ArgumentParser | Namespace | dict[str, Any],
+    removed: dict[str, tuple[tuple[Any, ...], Any, str]] | None = None,
+    **kwargs: Any,
+) -> Any:
     """Build `cls` from parsed arguments: keys that are not `cls.__init__` parameters are dropped, `kwargs` win.
 
     Args:
         cls: the class to build (`Trainer`, a `LightningDataModule`, ...).
         args: a parser (parsed from `sys.argv` first), a Namespace, or a dict.
+        removed: removed 1.x flags `cls` still translates (see `add_argparse_args`): forwarded when set.
         **kwargs: extra or overriding constructor arguments.
 
     Returns:
@@ -309,13 +313,10 @@ def from_argparse_args(cls: type[Any], /, args: ArgumentParser | Namespace | dic
     params = dict(args) if isinstance(args, dict) else vars(args)
     valid = inspect.signature(cls).parameters
     chosen = {name: params[name] for name in valid if name in params and name not in _IGNORED}
-    if _is_trainer(cls):
-        from fulgor.trainer.removed_args import REMOVED_FLAGS
-
-        # A removed 1.x flag left at its 1.9.5 default says nothing; a set one is translated by the Trainer.
-        chosen.update(
-            {name: params[name] for name, spec in REMOVED_FLAGS.items() if name in params and params[name] != spec[1]}
-        )
+    # A removed 1.x flag left at its 1.9.5 default says nothing; a set one is translated by the Trainer.
+    chosen.update(
+        {name: params[name] for name, spec in (removed or {}).items() if name in params and params[name] != spec[1]}
+    )
     chosen.update(kwargs)
     return cls(**chosen)
 

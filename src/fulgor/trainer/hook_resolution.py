@@ -1,0 +1,88 @@
+"""Which receivers each notification hook has: resolved once per run from the hook table (`fulgor.hooks.HOOKS`) and
+what the callbacks, the module and the datamodule override, bound (and, with a real profiler, timed) for `call_hook`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from fulgor.callbacks.callback import Callback
+from fulgor.datamodule import LightningDataModule
+from fulgor.hooks import HOOKS
+from fulgor.module import LightningModule, is_overridden
+from fulgor.profilers import is_active
+from fulgor.trainer.dispatch import Fn, Receivers
+
+
+def resolve_hooks(
+    trainer: Any,
+    callbacks: Sequence[Callback],
+    module: LightningModule,
+    datamodule: LightningDataModule | None,
+    profiler: Any = None,
+) -> dict[str, Receivers]:
+    """Bind every overridden hook of the callbacks, module and datamodule, in the table's order; callback hooks
+    receive `(trainer, module, *args)`."""
+    timed = _timer(profiler)
+    table: dict[str, Receivers] = {}
+    for name, receivers in HOOKS.items():
+        before: list[Fn] = []
+        after: list[Fn] = []
+        module_fn: Fn | None = None
+        for receiver in receivers:
+            if receiver == "M":
+                if is_overridden(name, module, LightningModule):
+                    module_fn = timed(getattr(module, name), f"[LightningModule]{type(module).__name__}.{name}")
+            elif receiver == "DM":
+                if datamodule is not None and is_overridden(name, datamodule, LightningDataModule):
+                    action = f"[LightningDataModule]{type(datamodule).__name__}.{name}"
+                    (after if module_fn else before).append(timed(getattr(datamodule, name), action))
+            else:
+                fns = _callback_fns(trainer, callbacks, module, name, receiver, timed)
+                (after if module_fn else before).extend(fns)
+        if before or after or module_fn:
+            table[name] = Receivers(tuple(before), module_fn, tuple(after))
+    return table
+
+
+def _callback_fns(
+    trainer: Any,
+    callbacks: Sequence[Callback],
+    module: LightningModule,
+    name: str,
+    receiver: str,
+    timed: Callable[[Fn, str], Fn],
+) -> list[Fn]:
+    fns: list[Fn] = []
+    for callback in callbacks:
+        if receiver == "C:plain" and callback.monitors_metrics:
+            continue
+        if receiver == "C:monitoring" and not callback.monitors_metrics:
+            continue
+        if is_overridden(name, callback, Callback) and name not in callback._idle_hooks():
+            action = f"[Callback]{callback.state_key}.{name}"
+            fns.append(timed(partial(getattr(callback, name), trainer, module), action))
+    return fns
+
+
+def _untimed(fn: Fn, action: str) -> Fn:
+    return fn
+
+
+def _timer(profiler: Any) -> Callable[[Fn, str], Fn]:
+    """How receivers are bound this run: as they are, or (with a real profiler) wrapped to time each call as
+    Lightning's action names, so the default run pays nothing per call."""
+    if profiler is None or not is_active(profiler):
+        return _untimed
+    return partial(profiled, profiler)
+
+
+def profiled(profiler: Any, fn: Fn, action: str) -> Fn:
+    """`fn` wrapped to run inside `profiler.profile(action)`."""
+
+    def timed_call(*args: Any, **kwargs: Any) -> Any:
+        with profiler.profile(action):
+            return fn(*args, **kwargs)
+
+    return timed_call

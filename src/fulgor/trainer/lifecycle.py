@@ -1,0 +1,202 @@
+"""A run from start to end: attaching the model, the set-up every run shares (checks, hooks, data preparation, setup
+hooks, checkpoint weights, device placement), a fit's optimizers and restored training state, and the ending
+(finished or failed). The Trainer's entry points call these in order; the loops run in between."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fulgor import checkpoint_restore
+from fulgor.callbacks.callback import Callback
+from fulgor.hparams import merge_module_and_datamodule_hparams
+from fulgor.module import LightningModule, is_overridden
+from fulgor.optimizer import LightningOptimizer, parse_configure_optimizers, validate_schedulers
+from fulgor.precision import Precision
+from fulgor.profilers import is_active
+from fulgor.rank import rank_zero_info
+from fulgor.trainer import data, optimization
+from fulgor.trainer.callback_list import check_unique_state_keys, merge_model_callbacks
+from fulgor.trainer.checks import verify_loop_configuration
+from fulgor.trainer.dispatch import call_hook, call_module, set_fx_name
+from fulgor.trainer.hook_resolution import profiled, resolve_hooks
+from fulgor.trainer.legacy_hooks import multiple_optimizers_error, resolve_legacy_hooks
+from fulgor.trainer.state import LoopPhase, RunningStage, TrainerFn, TrainerStatus
+from fulgor.trainer.to_loggers import metrics_to_cpu
+
+if TYPE_CHECKING:
+    from fulgor.trainer.run import Run
+
+FIRST_STAGE = {
+    TrainerFn.FITTING: RunningStage.TRAINING,
+    TrainerFn.VALIDATING: RunningStage.VALIDATING,
+    TrainerFn.TESTING: RunningStage.TESTING,
+    TrainerFn.PREDICTING: RunningStage.PREDICTING,
+}
+
+
+def attach(run: Run) -> None:
+    """Mark the run as running and connect the model (and datamodule) to the trainer and to this run."""
+    state = run.state
+    state.fn = run.fn
+    state.status = TrainerStatus.RUNNING
+    state.should_stop = False
+    state.phase = LoopPhase.OUTSIDE_EPOCH  # a run interrupted mid-epoch left its phase behind
+    # As in Lightning, the stage (and so the store `self.log` writes to) is set for the whole run.
+    state.stage = FIRST_STAGE[run.fn]
+    attach_module(run.module, run.trainer, run)
+    if run.datamodule is not None:
+        run.datamodule.trainer = run.trainer
+    if run.config.barebones:
+        rank_zero_info(
+            "`Trainer(barebones=True)` started running. The progress bar is disabled so you might want to"
+            " manually print the progress in your model."
+        )
+
+
+def attach_module(module: LightningModule, trainer: Any, run: Run | None) -> None:
+    """Connect `module` to `trainer` and its run: `self.log`, `manual_backward` and `optimizers()` reach the run
+    through it."""
+    module.trainer = trainer
+    module.__dict__["_run"] = run
+
+
+def model_callbacks(run: Run, callbacks: list[Callback]) -> list[Callback]:
+    """`callbacks` merged with what `configure_callbacks()` returns (those replace callbacks of their type)."""
+    return merge_model_callbacks(callbacks, call_module(run, "configure_callbacks"))
+
+
+def setup(run: Run, ckpt_path: Any, weights_only: bool | None) -> None:
+    """configure_callbacks (already merged), checks, prepare_data, setup, configure_model, [restore weights], device
+    placement: common to every run."""
+    trainer = run.trainer
+    check_unique_state_keys(trainer.callbacks)
+    verify_loop_configuration(run)
+    profiler = trainer.profiler
+    profiler.setup(run.fn.value, trainer.local_rank if trainer.world_size > 1 else None, trainer.log_dir)
+    run.profiling = is_active(profiler)  # hooks and loop steps are timed only then (decided per run)
+    run.hooks = resolve_hooks(trainer, trainer.callbacks, run.module, run.datamodule, profiler)
+    _resolve_step_functions(run)
+    _prepare_data(run)
+    for logger in trainer.loggers:
+        # Creates the log directory before setup hooks run; a logger may do that without starting its experiment
+        # object (`_prepare_for_setup`: the TensorBoard logger, whose writer would import tensorboard).
+        prepare = getattr(logger, "_prepare_for_setup", None)
+        _ = prepare() if prepare is not None else getattr(logger, "experiment", None)
+    call_hook(run, "setup", run.fn)
+    if is_overridden("configure_model", run.module):
+        call_module(run, "configure_model")
+    if ckpt_path is not None:
+        run.checkpoint_to_resume = checkpoint_restore.restore_before_setup(run, ckpt_path, weights_only)
+    run.strategy.setup_module(run.precision.convert_module(run.module))
+    run.batch_to_device = make_batch_transfer(run)
+
+
+def _resolve_step_functions(run: Run) -> None:
+    """Per-run lookups done once, so the per-batch path does not repeat them."""
+    module = run.module
+    step = run.strategy.step_fn(module, "training_step")
+    if run.profiling:
+        step = profiled(run.trainer.profiler, step, f"[Strategy]{type(run.strategy).__name__}.training_step")
+    run.training_step = step
+    run.step_takes_batch_idx = data.accepts_batch_idx(module.training_step)
+    run.legacy = resolve_legacy_hooks(module)
+    run.automatic = module.automatic_optimization
+    run.clipping = is_overridden("configure_gradient_clipping", module) or bool(run.config.gradient_clip_val)
+    run.plain = optimization.plain_steps(run)
+
+
+def _prepare_data(run: Run) -> None:
+    # Local rank 0 of each node prepares the data (downloads once per machine); the others wait for it.
+    if run.trainer.local_rank == 0:
+        call_hook(run, "prepare_data")
+    run.strategy.barrier("prepare_data")
+
+
+def make_batch_transfer(run: Run) -> Any:
+    """The function that moves a batch to the device through the batch-transfer hooks (once per run), or None
+    when nothing would change the batch (CPU, default hooks, no dtype conversion)."""
+    owner = data.resolve_batch_transfer(run)
+    device = run.strategy.root_device
+    convert = run.precision.convert_input
+    parent = LightningModule if owner is run.module else type(owner).__mro__[-2]
+    custom = [h for h in ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+              if is_overridden(h, owner, parent)]  # fmt: skip
+    if not custom and device.type == "cpu" and type(run.precision).convert_input is Precision.convert_input:
+        return None  # batches stay as the loader made them: the loops skip the call
+    module = run.module
+
+    def transfer(batch: Any, dataloader_idx: int) -> Any:
+        batch = convert(batch)
+        set_fx_name(module, "on_before_batch_transfer")
+        batch = owner.on_before_batch_transfer(batch, dataloader_idx)
+        set_fx_name(module, "transfer_batch_to_device")
+        batch = owner.transfer_batch_to_device(batch, device, dataloader_idx)
+        set_fx_name(module, "on_after_batch_transfer")
+        batch = owner.on_after_batch_transfer(batch, dataloader_idx)
+        set_fx_name(module, None)
+        return batch
+
+    return transfer
+
+
+def setup_optimizers(run: Run) -> None:
+    """`configure_optimizers`, parsed and checked; the optimizers wrapped for `optimizer_step` and `optimizers()`."""
+    module = run.module
+    optimizers, configs, _monitor = parse_configure_optimizers(call_module(run, "configure_optimizers"))
+    if len(optimizers) > 1 and module.automatic_optimization:
+        raise multiple_optimizers_error(module, len(optimizers))
+    validate_schedulers(optimizers, configs, module)
+    run.optimizers = optimizers
+    run.lr_scheduler_configs = configs
+    run.lightning_optimizers = [LightningOptimizer(optimizer, run) for optimizer in optimizers]
+
+
+def log_hyperparams(run: Run) -> None:
+    """Send the merged module/datamodule hyperparameters (and the graph) to every logger."""
+    loggers = run.trainer.loggers
+    if not (run.config.enable_autolog_hparams and loggers):
+        return
+    hparams = merge_module_and_datamodule_hparams(run.module, run.datamodule)
+    for logger in loggers:
+        if hparams is not None:
+            logger.log_hyperparams(hparams)
+        logger.log_graph(run.module)
+        logger.save()
+
+
+def restore_training_state(run: Run) -> None:
+    """Optimizers, schedulers, precision and loop counters of the checkpoint `fit(ckpt_path=...)` loaded (Lightning
+    restores them after `on_fit_start` and the hyperparameter logging)."""
+    checkpoint, run.checkpoint_to_resume = run.checkpoint_to_resume, None
+    if checkpoint is not None:
+        checkpoint_restore.restore_training_state(run, checkpoint)
+
+
+def finish(run: Run) -> None:
+    """on_fit_end (fit only), teardown hooks, loggers finalized with "success"."""
+    trainer = run.trainer
+    run.strategy.teardown()
+    metrics_to_cpu(run.metrics)
+    if run.fitting:
+        call_hook(run, "on_fit_end")
+    call_hook(run, "teardown", run.fn)
+    set_fx_name(run.module, None)
+    for logger in trainer.loggers:
+        logger.finalize("success")
+    trainer.profiler.describe()  # the report (a no-op for the default PassThroughProfiler); closes its file
+    run.state.status = TrainerStatus.FINISHED
+    run.state.stage = None
+
+
+def fail(run: Run, exception: BaseException) -> None:
+    """A run interrupted by `exception`: `on_exception`, loggers finalized with "failed", the strategy torn down."""
+    trainer = run.trainer
+    run.state.status = TrainerStatus.INTERRUPTED
+    if isinstance(exception, KeyboardInterrupt):
+        rank_zero_info("\nDetected KeyboardInterrupt, attempting graceful shutdown ...")
+    call_hook(run, "on_exception", exception)
+    for logger in trainer.loggers:
+        logger.finalize("failed")
+    trainer.profiler.teardown(run.fn.value)
+    run.strategy.teardown()
+    run.state.stage = None
