@@ -163,6 +163,11 @@ class Precision:
         """Lightning's name for `autocast()`."""
         return self.autocast()
 
+    @property
+    def changes_compute(self) -> bool:
+        """Whether `autocast()` does anything: False for "32-true", whose training step the loop calls as it is."""
+        return self._dtype_context is not None or type(self).autocast is not Precision.autocast
+
     def convert_module(self, module: nn.Module) -> nn.Module:
         """Cast the module's floating-point parameters and buffers to the precision's dtype ("*-true" only)."""
         return module if self._dtype is None else module.to(dtype=self._dtype)

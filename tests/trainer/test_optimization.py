@@ -702,3 +702,61 @@ def test_training_step_none_and_clipping_match_lightning(tmp_path: Path) -> None
     assert ours.pre_clip == pytest.approx(theirs.pre_clip)
     assert ours.outputs[1] == theirs.outputs[1] == {}
     assert_same_weights(ours.layer, theirs.layer)
+
+
+# ---------------------------------------------------------------------------------------------------- direct steps
+class _SubclassedSGD(torch.optim.SGD):
+    """A user's optimizer class: its `step` may use the closure differently, so the closure contract stays."""
+
+
+def _adam_with_pre_hook(events: list[str]) -> Callable[[Any], Any]:
+    def make(module: Any) -> Any:
+        optimizer = torch.optim.Adam(module.parameters(), lr=0.01)
+        optimizer.register_step_pre_hook(lambda *args: events.append("pre_hook"))
+        return optimizer
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("make", "direct"),
+    [
+        (lambda m: torch.optim.SGD(m.parameters(), lr=0.1), True),
+        (lambda m: torch.optim.AdamW(m.parameters(), lr=0.01), True),
+        (lambda m: torch.optim.LBFGS(m.parameters(), lr=0.1), False),
+        (lambda m: _SubclassedSGD(m.parameters(), lr=0.1), False),
+        (_adam_with_pre_hook([]), False),
+    ],
+    ids=["sgd", "adamw", "lbfgs", "subclass", "pre_hook"],
+)
+def test_only_torchs_one_call_optimizers_step_after_the_closure(tmp_path: Path, make: Any, direct: bool) -> None:
+    """`closure(); optimizer.step()` replaces `optimizer.step(closure)` only for torch's own optimizers that call the
+    closure once, first (not LBFGS, not a subclass, not with step pre-hooks), and the weights are a torch loop's."""
+    model = model_class(fulgor, make)()
+    trainer = fit(fulgor, model, tmp_path, max_epochs=1)
+    run = trainer._run
+    assert run is not None
+    assert run.plain.direct_step is direct
+    if direct:
+        layer, _ = torch_loop(1, lambda m: (make(m), None), lambda *a: None)
+        assert_same_weights(model.layer, layer)
+
+
+def test_a_step_pre_hook_still_runs_before_training_step(tmp_path: Path) -> None:
+    """With a step pre-hook the closure contract stays, so the hook runs before `training_step`, as in Lightning."""
+    events: list[str] = []
+
+    class Recording(model_class(fulgor, _adam_with_pre_hook(events))):  # type: ignore[misc]
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            events.append("training_step")
+            return super().training_step(batch, batch_idx)
+
+    fit(fulgor, Recording(), tmp_path, max_epochs=1, limit_train_batches=2)
+    assert events == ["pre_hook", "training_step"] * 2
+
+
+def test_a_profiled_run_keeps_the_closure_inside_the_optimizer_step(tmp_path: Path) -> None:
+    model = model_class(fulgor, lambda m: torch.optim.SGD(m.parameters(), lr=0.1))()
+    trainer = fit(fulgor, model, tmp_path, max_epochs=1, profiler="simple")
+    assert trainer._run is not None
+    assert trainer._run.plain.direct_step is False

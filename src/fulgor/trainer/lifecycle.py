@@ -102,7 +102,7 @@ def _resolve_step_functions(run: Run) -> None:
     run.legacy = resolve_legacy_hooks(module)
     run.automatic = module.automatic_optimization
     run.clipping = is_overridden("configure_gradient_clipping", module) or bool(run.config.gradient_clip_val)
-    run.plain = optimization.plain_steps(run)
+    run.autocast = run.precision.autocast if run.precision.changes_compute else None
 
 
 def _prepare_data(run: Run) -> None:
@@ -149,6 +149,7 @@ def setup_optimizers(run: Run) -> None:
     run.optimizers = optimizers
     run.lr_scheduler_configs = configs
     run.lightning_optimizers = [LightningOptimizer(optimizer, run) for optimizer in optimizers]
+    run.plain = optimization.plain_steps(run)
 
 
 def log_hyperparams(run: Run) -> None:

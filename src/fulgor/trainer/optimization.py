@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
+from torch.optim import optimizer as optimizer_module
 
 from fulgor.errors import MisconfigurationException
 from fulgor.module import is_overridden
@@ -17,6 +18,16 @@ from fulgor.trainer.dispatch import call_hook, call_module, set_fx_name
 
 if TYPE_CHECKING:
     from fulgor.trainer.run import Run
+
+# torch's own optimizers that call `closure` exactly once, before they update (all but LBFGS, which re-evaluates it):
+# for them `optimizer.step(closure)` and `closure(); optimizer.step()` do the same math.
+_CLOSURE_ONCE = frozenset(
+    cls
+    for name in torch.optim.__all__
+    if isinstance(cls := getattr(torch.optim, name), type)
+    and issubclass(cls, Optimizer)
+    and cls not in (Optimizer, torch.optim.LBFGS)
+)
 
 
 class PlainSteps(NamedTuple):
@@ -27,20 +38,36 @@ class PlainSteps(NamedTuple):
     backward: bool  # loss.backward(): no backward hooks, `backward` not overridden, no loss scaling
     before_step: bool  # nothing between backward and step: no receiver, no clipping, no unscaling
     optimizer_step: bool  # optimizer.step(closure): `optimizer_step` not overridden, no AMP scaler
+    # The closure run first, then optimizer.step(): the optimizer is one of `_CLOSURE_ONCE` with no step pre-hooks
+    # (which would run before the closure otherwise), and no profiler times the step. The raw loop's calls exactly.
+    direct_step: bool
 
 
 def plain_steps(run: Run) -> PlainSteps:
-    """Resolve `PlainSteps` for this run from the hook table and the module's overrides."""
+    """Resolve `PlainSteps` for this run from the hook table, the module's overrides and the optimizer (once the
+    optimizers exist)."""
     module, hooks = run.module, run.hooks
     no_scaler = run.precision.scaler is None
+    optimizer_step = no_scaler and not is_overridden("optimizer_step", module)
     return PlainSteps(
         zero_grad="on_before_zero_grad" not in hooks and not is_overridden("optimizer_zero_grad", module),
         backward=no_scaler
         and not hooks.keys() & {"on_before_backward", "on_after_backward"}
         and not is_overridden("backward", module),
         before_step=no_scaler and "on_before_optimizer_step" not in hooks and not run.clipping,
-        optimizer_step=no_scaler and not is_overridden("optimizer_step", module),
+        optimizer_step=optimizer_step,
+        direct_step=optimizer_step and not run.profiling and _steps_after_one_closure_call(run.optimizers),
     )
+
+
+def _steps_after_one_closure_call(optimizers: list[Optimizer]) -> bool:
+    if len(optimizers) != 1 or type(optimizers[0]) not in _CLOSURE_ONCE:
+        return False
+    # Step pre-hooks (per optimizer or global) would run before the closure with `step(closure)`; a torch without these
+    # attributes counts as having hooks.
+    own = getattr(optimizers[0], "_optimizer_step_pre_hooks", None)
+    shared = getattr(optimizer_module, "_global_optimizer_pre_hooks", None)
+    return own is not None and shared is not None and not own and not shared
 
 
 def train_batch(run: Run, batch: Any, batch_idx: int, stepping: bool) -> Mapping[str, Any] | None:
@@ -48,49 +75,66 @@ def train_batch(run: Run, batch: Any, batch_idx: int, stepping: bool) -> Mapping
     `on_train_batch_end` receives (``{"loss": loss / accumulate_grad_batches, **extra}``)."""
     if not run.automatic:
         return _manual_batch(run, batch, batch_idx)
-    module = run.module
     optimizer = run.optimizers[0]
-    accumulate = run.config.accumulate_grad_batches
-    zero_grad = batch_idx % accumulate == 0
-    step = run.training_step
-    assert step is not None
-    takes_batch_idx = run.step_takes_batch_idx
-    autocast = run.precision.autocast
-    legacy = run.legacy
-    fx = module.__dict__  # `_current_fx_name` is set directly: nn.Module.__setattr__ is slow per step
-    result: list[Any] = [None, None]  # [loss, extra]
+    zero_grad = batch_idx % run.config.accumulate_grad_batches == 0
+    args = (batch, batch_idx) if run.step_takes_batch_idx else (batch,)
+    result: list[Any] = [None, None]  # [loss (detached), extra outputs]
 
     def closure() -> Tensor | None:
-        # An optimizer may call its closure under no_grad, and backward needs grad. (Not a retry through `closure`
-        # itself: a closure referring to itself is a reference cycle that keeps every batch and loss alive until the
-        # next garbage collection.)
-        with torch.enable_grad():
-            previous = fx["_current_fx_name"]
-            fx["_current_fx_name"] = "training_step"
-            with autocast():
-                output = step(batch, batch_idx) if takes_batch_idx else step(batch)
-            fx["_current_fx_name"] = previous
-            if legacy is not None:  # 1.x `training_step_end`
-                output = legacy.after_step("training_step", output)
-            loss, result[1] = _parse_output(output, accumulate)
-            result[0] = loss
+        # An optimizer may call its closure under no_grad, and backward needs grad; torch's own optimizers enable it
+        # first, so the usual case costs one check. (Not a retry through `closure` itself: a closure referring to
+        # itself is a reference cycle that keeps every batch and loss alive until the next garbage collection.)
+        grad_off = not torch.is_grad_enabled()
+        if grad_off:
+            torch.set_grad_enabled(True)
+        try:
+            loss = _training_step(run, args, result)
             _zero_grad_and_backward(run, optimizer, loss, batch_idx, zero_grad, stepping)
-        return None if loss is None else loss.detach()
+        finally:
+            if grad_off:
+                torch.set_grad_enabled(False)
+        result[0] = None if loss is None else loss.detach()
+        return result[0]  # type: ignore[no-any-return]
 
+    plain = run.plain
     if not stepping:
         with run.strategy.no_backward_sync():
             closure()
-    elif run.plain.optimizer_step:
+    elif plain.direct_step:
+        closure()
+        optimizer.step()
+    elif plain.optimizer_step:
         optimizer.step(closure=closure)  # type: ignore[arg-type]  # torch types the closure as returning float
     else:
+        module = run.module
         # Called inline rather than through `call_module`: one frame less between `fit` and `training_step`.
-        fx["_current_fx_name"] = "optimizer_step"
+        module.__dict__["_current_fx_name"] = "optimizer_step"
         module.optimizer_step(run.state.epoch, batch_idx, run.lightning_optimizers[0], closure)
-        fx["_current_fx_name"] = None
+        module.__dict__["_current_fx_name"] = None
     if stepping:
         run.state.global_step += 1
-    loss, extra = result
-    return {} if loss is None else {"loss": loss.detach(), **extra}
+    loss, extra = result  # the loss detached once, for the optimizer and for `on_train_batch_end`
+    return {} if loss is None else {"loss": loss, **extra}
+
+
+def _training_step(run: Run, args: tuple[Any, ...], result: list[Any]) -> Tensor | None:
+    """`training_step(*args)` with `self.log` context and the precision's autocast (entered only when it does
+    something), then 1.x `training_step_end`; returns the loss to back-propagate, keeps the extra outputs."""
+    step = run.training_step
+    assert step is not None
+    fx = run.module.__dict__  # `_current_fx_name` is set directly: nn.Module.__setattr__ is slow per step
+    previous = fx["_current_fx_name"]
+    fx["_current_fx_name"] = "training_step"
+    if run.autocast is None:
+        output = step(*args)
+    else:
+        with run.autocast():
+            output = step(*args)
+    fx["_current_fx_name"] = previous
+    if run.legacy is not None:  # 1.x `training_step_end`
+        output = run.legacy.after_step("training_step", output)
+    loss, result[1] = _parse_output(output, run.config.accumulate_grad_batches)
+    return loss
 
 
 def _zero_grad_and_backward(

@@ -4,6 +4,7 @@ by its set-up (lifecycle.py), handed explicitly to the loops, and replaced by th
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from fulgor.trainer.trainer import Trainer
 
 
-NOTHING_PLAIN = PlainSteps(zero_grad=False, backward=False, before_step=False, optimizer_step=False)
+NOTHING_PLAIN = PlainSteps(zero_grad=False, backward=False, before_step=False, optimizer_step=False, direct_step=False)
 
 
 @dataclass(eq=False)
@@ -47,15 +48,17 @@ class Run:
     precision: Precision
     train_store: ResultStore = field(init=False)
     eval_store: ResultStore = field(init=False)
+    _store_of_stage: dict[RunningStage, ResultStore] = field(init=False, repr=False)
 
     # Resolved once by the set-up (lifecycle.py), so the per-batch path only reads them.
     hooks: dict[str, Receivers] = field(default_factory=dict)  # hook name -> receivers nobody else re-resolves
     profiling: bool = False  # a real profiler times hooks and loop steps
     training_step: Callable[..., Any] | None = None  # `training_step` as the strategy runs it
+    autocast: Callable[[], AbstractContextManager[Any]] | None = None  # the precision's, when it changes anything
     step_takes_batch_idx: bool = True
     automatic: bool = True  # automatic optimization
     clipping: bool = False  # `configure_gradient_clipping` runs before each optimizer step
-    plain: PlainSteps = NOTHING_PLAIN  # which parts of a batch run as plain PyTorch calls
+    plain: PlainSteps = NOTHING_PLAIN  # which parts of a batch run as plain PyTorch calls (set with the optimizers)
     legacy: LegacyHooks | None = None  # the module's 1.x hooks, when it defines any
     batch_to_device: Callable[[Any, int], Any] | None = None  # None: batches stay as the loader made them
 
@@ -85,14 +88,13 @@ class Run:
         sync = self.strategy.reduce
         self.train_store = ResultStore(training=True, sync=sync)
         self.eval_store = ResultStore(training=False, sync=sync)
+        evaluating = (RunningStage.SANITY_CHECKING, RunningStage.VALIDATING, RunningStage.TESTING)
+        self._store_of_stage = {RunningStage.TRAINING: self.train_store, **dict.fromkeys(evaluating, self.eval_store)}
 
     @property
     def results(self) -> ResultStore | None:
         """The store `self.log` writes to, chosen from the stage: training, evaluation, or none (predicting)."""
-        stage = self.state.stage
-        if stage is None or stage == RunningStage.PREDICTING:
-            return None
-        return self.train_store if stage == RunningStage.TRAINING else self.eval_store
+        return self._store_of_stage.get(self.state.stage)  # type: ignore[arg-type]
 
     @property
     def fitting(self) -> bool:
