@@ -4,12 +4,17 @@
 Callback, seed_everything, callbacks and loggers are all here.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from fulgor import callbacks, loggers
 from fulgor.callbacks.callback import Callback
 from fulgor.datamodule import LightningDataModule
 from fulgor.module import LightningModule
 from fulgor.seed import seed_everything
-from fulgor.trainer.trainer import Trainer
+
+if TYPE_CHECKING:
+    from fulgor.trainer.trainer import Trainer
 
 __version__ = "0.1.0"
 
@@ -23,3 +28,11 @@ __all__ = [
     "loggers",
     "seed_everything",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: the Trainer (and the loops, callbacks and checkpointing behind it) load on first access, so
+    # `import fulgor` stays close to `import torch`; `fulgor.Trainer` and `from fulgor import Trainer` work as usual.
+    if name == "Trainer":
+        return importlib.import_module("fulgor.trainer.trainer").Trainer
+    raise AttributeError(f"module 'fulgor' has no attribute {name!r}")

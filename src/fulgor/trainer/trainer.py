@@ -9,7 +9,6 @@ import os
 from argparse import ArgumentParser, Namespace
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -272,7 +271,7 @@ class Trainer(TrainerProperties):
     def _set_config(self, **changes: Any) -> None:
         """Derive the config with `changes`; a running run sees the new values at once (a callback's
         `trainer.accumulate_grad_batches = n`, as in Lightning)."""
-        self._config = replace(self._config, **changes)
+        self._config = self._config._replace(**changes)
         if self._run is not None:
             self._run.config = self._config
 
@@ -340,7 +339,7 @@ def tuning_trial(
     trial = copy.copy(trainer)  # the parts are shared; everything a run changes is replaced below
     trial.__dict__.update(
         state=TrainerState(),
-        _config=replace(trainer._config, **settings),
+        _config=trainer._config._replace(**settings),
         callbacks=list(callbacks),
         loggers=[],
         _metrics=MetricDicts(),
