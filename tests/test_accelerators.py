@@ -1,4 +1,5 @@
-"""Tests for fulgor.accelerators: accelerator names, devices parsing (lightning-behavior.md §8.1, §8.2), device info."""
+"""Tests for fulgor.accelerators (Accelerator classes, accelerator names, devices parsing: lightning-behavior.md §8.1,
+§8.2) and fulgor.hardware (availability, device info lines, stats), with differential tests against Lightning."""
 
 from __future__ import annotations
 
@@ -11,16 +12,18 @@ from typing import Any
 import pytest
 import torch
 
-from fulgor import accelerators
+from fulgor import accelerators, hardware
 from fulgor.accelerators import (
-    device_availability_messages,
-    log_device_info,
-    parse_devices,
+    Accelerator,
+    CPUAccelerator,
+    CUDAAccelerator,
+    MPSAccelerator,
+    device_ids,
+    parallel_devices,
     resolve_accelerator,
-    root_devices,
-    unused_gpu_warning,
 )
 from fulgor.errors import MisconfigurationException, PossibleUserWarning
+from fulgor.hardware import device_availability_messages, log_device_info, unused_gpu_warning
 
 NOT_AVAILABLE = (
     "`{cls}` can not run on your system since the accelerator is not available. The following accelerator(s) is"
@@ -35,6 +38,12 @@ def fake_machine(monkeypatch: pytest.MonkeyPatch, cuda: int = 0, mps: bool = Fal
     """Pretend this machine has `cuda` CUDA devices and (or not) an MPS device."""
     monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda)
     monkeypatch.setattr(accelerators, "mps_available", lambda: mps)
+    monkeypatch.setattr(hardware, "mps_available", lambda: mps)
+
+
+def parse_devices(accelerator: str, devices: Any) -> list[int]:
+    """The Trainer's path: the device ids for a device type and a `devices` flag."""
+    return device_ids(parallel_devices(accelerators._BUILT_IN[accelerator](), devices))
 
 
 @pytest.fixture
@@ -72,7 +81,9 @@ def two_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_resolve_accelerator(monkeypatch: pytest.MonkeyPatch, cuda: int, mps: bool, flag: str, expected: str) -> None:
     fake_machine(monkeypatch, cuda=cuda, mps=mps)
-    assert resolve_accelerator(flag) == expected
+    accelerator = resolve_accelerator(flag)
+    assert (accelerator.name(), str(accelerator)) == (expected, expected)
+    assert type(accelerator) is {"cpu": CPUAccelerator, "cuda": CUDAAccelerator, "mps": MPSAccelerator}[expected]
 
 
 @pytest.mark.parametrize(
@@ -128,20 +139,13 @@ def test_resolve_accelerator_errors(
     assert str(excinfo.value).startswith(message)  # fulgor may append how to fix it
 
 
-class CPUAccelerator:
-    """Stands in for Lightning's accelerator classes, which are matched by class name."""
-
-
-class CUDAAccelerator:
-    pass
-
-
 def test_resolve_accelerator_instances(cpu_only: None) -> None:
-    assert resolve_accelerator(CPUAccelerator()) == "cpu"
+    cpu = CPUAccelerator()
+    assert resolve_accelerator(cpu) is cpu  # used as it is
     with pytest.raises(MisconfigurationException, match=re.escape("`CUDAAccelerator` can not run on your system")):
         resolve_accelerator(CUDAAccelerator())
-    with pytest.raises(TypeError, match=re.escape("`Trainer(accelerator=3)` is not supported")):
-        resolve_accelerator(3)
+    with pytest.raises(ValueError, match=re.escape("You selected an invalid accelerator name: `accelerator=3`.")):
+        resolve_accelerator(3)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------------------- cpu devices
@@ -298,11 +302,78 @@ def test_torchelastic_skips_availability_check(monkeypatch: pytest.MonkeyPatch) 
 # ------------------------------------------------------------------------------------------------------ root devices
 
 
-def test_root_devices() -> None:
-    assert root_devices("cpu", [0]) == [torch.device("cpu")]
-    assert root_devices("cpu", [0, 1, 2]) == [torch.device("cpu")] * 3
-    assert root_devices("cuda", [1, 3]) == [torch.device("cuda", 1), torch.device("cuda", 3)]
-    assert root_devices("mps", [0]) == [torch.device("mps", 0)]
+def test_parallel_devices_of_each_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_machine(monkeypatch, cuda=4, mps=True)
+    assert CPUAccelerator.get_parallel_devices(1) == [torch.device("cpu")]
+    assert CPUAccelerator.get_parallel_devices("3") == [torch.device("cpu")] * 3
+    assert CUDAAccelerator.get_parallel_devices([1, 3]) == [torch.device("cuda", 1), torch.device("cuda", 3)]
+    assert MPSAccelerator.get_parallel_devices(1) == [torch.device("mps", 0)]
+    assert device_ids([torch.device("cpu")] * 3) == [0, 1, 2]
+    assert device_ids([torch.device("cuda", 1), torch.device("cuda", 3)]) == [1, 3]
+    assert (CPUAccelerator.auto_device_count(), CUDAAccelerator.auto_device_count()) == (1, 4)
+    assert MPSAccelerator.auto_device_count() == 1
+    assert CUDAAccelerator.parse_devices(0) is None  # Lightning's parser: "no GPUs"; the Trainer refuses it earlier
+    assert CUDAAccelerator.parse_devices("[]") is None
+
+
+def test_setup_device_checks_the_type() -> None:
+    CPUAccelerator().setup_device(torch.device("cpu"))
+    with pytest.raises(MisconfigurationException, match=re.escape("Device should be CPU, got cuda:0 instead.")):
+        CPUAccelerator().setup_device(torch.device("cuda", 0))
+    with pytest.raises(MisconfigurationException, match=re.escape("Device should be GPU, got cpu instead")):
+        CUDAAccelerator().setup_device(torch.device("cpu"))
+    with pytest.raises(MisconfigurationException, match=re.escape("Device should be MPS, got cpu instead.")):
+        MPSAccelerator().setup_device(torch.device("cpu"))
+
+
+def test_accelerator_is_abstract() -> None:
+    assert Accelerator.__abstractmethods__ == {
+        "setup_device", "teardown", "parse_devices", "get_parallel_devices", "auto_device_count", "is_available",
+        "name",
+    }  # fmt: skip
+    with pytest.raises(NotImplementedError):
+        Accelerator.get_device_stats(CPUAccelerator(), "cpu")
+
+    class Registry:
+        def __init__(self) -> None:
+            self.entries: list[tuple[str, type, str]] = []
+
+        def register(self, name: str, cls: type, description: str) -> None:
+            self.entries.append((name, cls, description))
+
+    registry = Registry()
+    for cls in (CPUAccelerator, CUDAAccelerator, MPSAccelerator):
+        cls.register_accelerators(registry)
+    assert registry.entries == [
+        ("cpu", CPUAccelerator, "CPUAccelerator"),
+        ("cuda", CUDAAccelerator, "CUDAAccelerator"),
+        ("mps", MPSAccelerator, "MPSAccelerator"),
+    ]
+
+
+def test_find_usable_cuda_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_machine(monkeypatch, cuda=0)
+    assert accelerators.find_usable_cuda_devices(0) == []
+    with pytest.raises(ValueError, match="You requested to find 2 devices but there are no visible CUDA devices"):
+        accelerators.find_usable_cuda_devices(2)
+    fake_machine(monkeypatch, cuda=2)
+    with pytest.raises(
+        ValueError, match=re.escape("You requested to find 3 devices but this machine only has 2 GPUs.")
+    ):
+        accelerators.find_usable_cuda_devices(3)
+
+
+def test_device_stats_without_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(FileNotFoundError, match="nvidia-smi: command not found"):
+        accelerators.get_nvidia_gpu_stats(0)
+    try:
+        import psutil  # noqa: F401
+    except ImportError:
+        with pytest.raises(ModuleNotFoundError, match="requires `psutil`"):
+            CPUAccelerator().get_device_stats("cpu")
+    else:
+        assert set(CPUAccelerator().get_device_stats("cpu")) == {"cpu_vm_percent", "cpu_percent", "cpu_swap_percent"}
 
 
 # ------------------------------------------------------------------------------------------------ device info lines
@@ -379,6 +450,20 @@ def lightning_trainer(**kwargs: Any) -> Any:
         )
 
 
+def fulgor_devices(**kwargs: Any) -> Any:
+    """(device_ids, parallel devices) of a fulgor Trainer, or (error type, message)."""
+    import fulgor
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer = fulgor.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, **kwargs)
+    except Exception as error:
+        return (type(error).__name__, str(error))
+    strategy = trainer.strategy
+    return (trainer.device_ids, getattr(strategy, "parallel_devices", None) or [strategy.root_device])
+
+
 def lightning_error(**kwargs: Any) -> BaseException:
     with pytest.raises(Exception) as excinfo:
         lightning_trainer(**kwargs)
@@ -419,13 +504,7 @@ def test_oracle_cpu_devices(accelerator: str, devices: Any) -> None:
         expected: Any = (type(error).__name__, str(error))
     else:
         expected = (trainer.device_ids, getattr(trainer.strategy, "parallel_devices", [trainer.strategy.root_device]))
-    try:
-        ids = parse_devices(resolve_accelerator(accelerator), devices)
-    except Exception as error:
-        actual: Any = (type(error).__name__, str(error))
-    else:
-        actual = (ids, root_devices("cpu", ids))
-    assert actual == expected
+    assert fulgor_devices(accelerator=accelerator, devices=devices) == expected
 
 
 @pytest.mark.oracle
@@ -515,14 +594,7 @@ def test_oracle_on_a_cuda_machine(accelerator: str, devices: Any) -> None:
     else:
         strategy = trainer.strategy
         expected = (trainer.device_ids, getattr(strategy, "parallel_devices", None) or [strategy.root_device])
-    try:
-        name = resolve_accelerator(accelerator)
-        ids = parse_devices(name, devices)
-    except Exception as error:
-        actual: Any = (type(error).__name__, str(error))
-    else:
-        actual = (ids, root_devices(name, ids))
-    assert actual == expected
+    assert fulgor_devices(accelerator=accelerator, devices=devices) == expected
 
 
 @pytest.mark.gpu
@@ -543,3 +615,132 @@ def test_oracle_device_info_on_a_cuda_machine(accelerator: str, caplog: pytest.L
         else ("GPU available but not used. You can set it by doing `Trainer(accelerator='gpu')`.")
     )
     assert unused_gpu_warning(accelerator) == expected
+
+
+# ------------------------------------------------------------------------------- oracle: the accelerator classes
+
+CLASS_INPUTS = [1, 2, "2", " 3 ", True, -1, "-1", 0, "0", [0, 1], "0, 1", None, 1.5, "abc", (0,), "[]", "auto"]
+
+
+def _outcome(function: Any, *args: Any) -> Any:
+    try:
+        return function(*args)
+    except Exception as error:
+        return (type(error).__name__, str(error))
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("devices", CLASS_INPUTS, ids=repr)
+def test_oracle_cpu_accelerator_class(devices: Any) -> None:
+    lightning = pytest.importorskip("pytorch_lightning.accelerators")
+    theirs = lightning.CPUAccelerator
+    for method in ("parse_devices", "get_parallel_devices"):
+        assert _outcome(getattr(CPUAccelerator, method), devices) == _outcome(getattr(theirs, method), devices)
+    assert (CPUAccelerator.auto_device_count(), CPUAccelerator.is_available(), CPUAccelerator.name()) == (
+        theirs.auto_device_count(),
+        theirs.is_available(),
+        theirs.name(),
+    )
+
+
+GPU_CLASS_INPUTS = [-1, "-1", "0, 1", "0,", "1", 1, 2, 3, [0, 1], [1], (1,), [0, 0], [0, 5], ",", -2, (), [True],
+                    None, 1.5, 0, "0", "[]", " 0 "]  # fmt: skip
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("devices", GPU_CLASS_INPUTS, ids=repr)
+@pytest.mark.parametrize("visible", [0, 2])
+def test_oracle_cuda_accelerator_class(monkeypatch: pytest.MonkeyPatch, visible: int, devices: Any) -> None:
+    lightning = pytest.importorskip("pytorch_lightning.accelerators")
+    fake_machine(monkeypatch, cuda=visible)
+    theirs = lightning.CUDAAccelerator
+    assert _outcome(CUDAAccelerator.parse_devices, devices) == _outcome(theirs.parse_devices, devices)
+    assert CUDAAccelerator.auto_device_count() == theirs.auto_device_count() == visible
+    assert CUDAAccelerator.is_available() == theirs.is_available()
+    assert CUDAAccelerator.get_parallel_devices([0, 3]) == theirs.get_parallel_devices([0, 3])
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("device", ["cpu", "cuda:1", "mps"])
+def test_oracle_setup_device_errors(device: str) -> None:
+    lightning = pytest.importorskip("pytorch_lightning.accelerators")
+    for ours, theirs in ((CPUAccelerator, lightning.CPUAccelerator), (MPSAccelerator, lightning.MPSAccelerator)):
+        target = torch.device(device)
+        assert _outcome(ours().setup_device, target) == _outcome(theirs().setup_device, target)
+    if device != "cuda:1":  # a CUDA device would be set as current; the error path is what is compared
+        expected = _outcome(lightning.CUDAAccelerator().setup_device, torch.device(device))
+        assert _outcome(CUDAAccelerator().setup_device, torch.device(device)) == expected
+
+
+class TwoCPUProcesses(CPUAccelerator):
+    """A user's accelerator: `devices="auto"` means two processes."""
+
+    @staticmethod
+    def auto_device_count() -> int:
+        return 2
+
+
+class ScratchAccelerator(Accelerator):
+    """A user's accelerator written from the abstract base: one device, the CPU."""
+
+    def setup_device(self, device: torch.device) -> None:
+        self.prepared = device
+
+    def teardown(self) -> None:
+        self.released = True
+
+    @staticmethod
+    def parse_devices(devices: Any) -> int:
+        return int(devices)
+
+    @staticmethod
+    def get_parallel_devices(devices: Any) -> list[torch.device]:
+        return [torch.device("cpu")] * int(devices)
+
+    @staticmethod
+    def auto_device_count() -> int:
+        return 1
+
+    @staticmethod
+    def is_available() -> bool:
+        return True
+
+    @staticmethod
+    def name() -> str:
+        return "scratch"
+
+
+@pytest.mark.oracle
+@no_cuda
+@pytest.mark.parametrize(("cls", "devices"), [(TwoCPUProcesses, "auto"), (ScratchAccelerator, 1), (CPUAccelerator, 0)])
+def test_oracle_user_accelerator_in_trainer(cls: type[Accelerator], devices: Any) -> None:
+    """Lightning accepts its own Accelerator subclasses; fulgor accepts fulgor's, with the same devices and errors."""
+    pl_accelerators = pytest.importorskip("pytorch_lightning.accelerators")
+    # The same class built on Lightning's base: only the base differs.
+    theirs = type(cls.__name__, (pl_accelerators.Accelerator,), dict(vars(cls))) if cls is ScratchAccelerator else (
+        type(cls.__name__, (pl_accelerators.CPUAccelerator,), dict(vars(cls))) if cls is TwoCPUProcesses
+        else pl_accelerators.CPUAccelerator)  # fmt: skip
+    try:
+        trainer = lightning_trainer(accelerator=theirs(), devices=devices)
+    except Exception as error:
+        expected: Any = (type(error).__name__, str(error))
+    else:
+        expected = (trainer.device_ids, getattr(trainer.strategy, "parallel_devices", [trainer.strategy.root_device]))
+    assert fulgor_devices(accelerator=cls(), devices=devices) == expected
+
+
+def test_user_accelerator_runs_a_fit(tmp_path: Any) -> None:
+    import fulgor
+    from helpers.boring import BoringModel
+
+    accelerator = ScratchAccelerator()
+    trainer = fulgor.Trainer(
+        accelerator=accelerator, default_root_dir=tmp_path, max_steps=2, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False,
+    )  # fmt: skip
+    assert trainer.strategy.accelerator is accelerator
+    assert trainer.strategy.root_device == torch.device("cpu")
+    trainer.fit(BoringModel())
+    assert accelerator.prepared == torch.device("cpu")  # setup_device received the root device
+    assert accelerator.released  # and teardown ran at the end of the fit
+    assert trainer.global_step == 2

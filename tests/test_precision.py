@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
+import re
 import warnings
 from collections import OrderedDict, defaultdict
 from typing import Any, NamedTuple
@@ -16,6 +18,7 @@ from fulgor.errors import MisconfigurationException
 from fulgor.precision import (
     ALLOWED_PRECISIONS,
     DoublePrecision,
+    FSDPPrecision,
     HalfPrecision,
     MixedPrecision,
     Precision,
@@ -149,10 +152,82 @@ def test_select_precision_amp_message(fulgor_log: Any, value: str, accelerator: 
 
 
 def test_subclass_names_are_checked() -> None:
-    with pytest.raises(ValueError, match="the name must be '16-true' or 'bf16-true'"):
-        HalfPrecision("32-true")
-    with pytest.raises(ValueError, match="the name must be '16-mixed' or 'bf16-mixed'"):
-        MixedPrecision("16-true", "cpu")
+    with pytest.raises(
+        ValueError, match=re.escape("`HalfPrecision(precision='32-true')`: precision must be '16-true'")
+    ):
+        HalfPrecision("32-true")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=re.escape("Precision must be '16-mixed' or 'bf16-mixed'.")):
+        MixedPrecision("16-true", "cpu")  # type: ignore[arg-type]
+
+
+def _constructed(build: Any) -> Any:
+    """What a precision plugin's constructor gives: its public attributes, or (error type, message)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            plugin = build()
+    except Exception as error:
+        return (type(error).__name__, str(error))
+    scaler = getattr(plugin, "scaler", None)
+    return (type(plugin).__name__, plugin.precision, getattr(plugin, "device", None), type(scaler).__name__)
+
+
+_SCALER = torch.amp.GradScaler("cpu")
+PLUGIN_CONSTRUCTORS = [
+    ("Precision", (), {}),
+    ("DoublePrecision", (), {}),
+    ("HalfPrecision", (), {}),
+    ("HalfPrecision", ("bf16-true",), {}),
+    ("MixedPrecision", ("16-mixed", "cpu"), {}),
+    ("MixedPrecision", ("bf16-mixed", "cuda"), {}),
+    ("MixedPrecision", ("bf16-mixed", "cpu"), {"scaler": _SCALER}),
+    ("MixedPrecision", ("16-mixed",), {"device": "cpu", "scaler": _SCALER}),
+    ("MixedPrecision", ("32-true", "cpu"), {}),
+    ("MixedPrecision", ("16",), {"device": "cpu"}),
+    ("FSDPPrecision", ("bf16-mixed",), {}),
+    ("FSDPPrecision", ("32-true",), {}),
+    ("FSDPPrecision", ("bf16-true",), {}),
+    ("FSDPPrecision", ("64-true",), {}),
+    ("FSDPPrecision", ("bf16-mixed",), {"scaler": _SCALER}),
+]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize(("name", "args", "kwargs"), PLUGIN_CONSTRUCTORS, ids=lambda v: repr(v)[:30])
+def test_oracle_plugin_constructors(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    lightning = pytest.importorskip("pytorch_lightning.plugins")
+    import fulgor.precision
+
+    expected = _constructed(lambda: getattr(lightning, name)(*args, **kwargs))
+    actual = _constructed(lambda: getattr(fulgor.precision, name)(*args, **kwargs))
+    if name == "FSDPPrecision" and len(expected) == 4:
+        # Lightning's FSDPPrecision has no `device` (it autocasts on CUDA only); fulgor's runs FSDP on CPU as well.
+        assert actual[:2] + actual[3:] == expected[:2] + expected[3:]
+        assert actual[2] == ("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        assert actual == expected
+    for cls_name in ("Precision", "DoublePrecision", "HalfPrecision", "MixedPrecision", "FSDPPrecision"):
+        ours, theirs = getattr(fulgor.precision, cls_name), getattr(lightning, cls_name)
+        ours_params = list(inspect.signature(ours).parameters)
+        assert ours_params[: len(inspect.signature(theirs).parameters)] == list(inspect.signature(theirs).parameters)
+
+
+def test_fsdp_precision_behaves_as_its_name() -> None:
+    true16 = FSDPPrecision("bf16-true", device="cpu")
+    assert (true16.scaler, true16.converts_input, true16.changes_compute) == (None, True, True)
+    assert true16.convert_input(torch.ones(2)).dtype == torch.bfloat16
+    full = FSDPPrecision("32-true", device="cpu")
+    assert (full.converts_input, full.changes_compute, full.state_dict()) == (False, False, {})
+    mixed = FSDPPrecision("16-mixed", device="cpu")
+    assert isinstance(mixed.scaler, torch.amp.GradScaler)
+    assert mixed.checkpoint_key == "FSDPPrecision"
+    with mixed.autocast():
+        assert torch.get_autocast_dtype("cpu") == torch.float16
+    assert type(mixed.mixed_precision_config).__name__ == "MixedPrecisionPolicy"
+    assert select_precision("bf16-mixed", "cpu", sharded=True).precision == "bf16-mixed"
+
+
+# ------------------------------------------------------------------------------------------------------- numerics
 
 
 # ------------------------------------------------------------------------------------------------------- numerics
@@ -525,3 +600,24 @@ def test_oracle_precision_on_cuda(value: Any) -> None:
         else:
             actual = (precision.name, precision.checkpoint_key, type(precision.scaler))
     assert actual == expected
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("Precision", ()), ("DoublePrecision", ()), ("HalfPrecision", ("bf16-true",)), ("HalfPrecision", ()),
+     ("MixedPrecision", ("bf16-mixed", "cpu")), ("FSDPPrecision", ("bf16-true",)), ("FSDPPrecision", ("bf16-mixed",))],
+)  # fmt: skip
+def test_oracle_init_contexts(name: str, args: tuple[Any, ...]) -> None:
+    lightning = pytest.importorskip("pytorch_lightning.plugins")
+    import fulgor.precision
+
+    dtypes = []
+    for plugin in (getattr(lightning, name)(*args), getattr(fulgor.precision, name)(*args)):
+        with plugin.tensor_init_context():
+            tensor_dtype = torch.zeros(1).dtype
+        with plugin.module_init_context():
+            module_dtype = nn.Linear(2, 2).weight.dtype
+        dtypes.append((tensor_dtype, module_dtype, torch.get_default_dtype()))
+    assert dtypes[1] == dtypes[0]
+    assert dtypes[1][2] == torch.float32  # restored on exit

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fulgor.checkpointing import atomic_save
+from fulgor.checkpoint_io import resume_record
 from fulgor.rank import rank_zero_info
 from fulgor.trainer import resume
 from fulgor.trainer.dispatch import call_hook
@@ -28,24 +28,20 @@ VERSION_KEY = "pytorch-lightning_version"
 
 def save_trainer_checkpoint(run: Run | None, filepath: Any, weights_only: bool | None, storage_options: Any) -> None:
     """`Trainer.save_checkpoint`: build the dict of the current (or last) `run` (running the save hooks on every rank)
-    and commit it on rank 0."""
+    and write it on rank 0 through the strategy's checkpoint IO plugin (`TorchCheckpointIO`: atomic commit, with
+    fulgor's exact-resume record beside Lightning's keys)."""
     if run is None:
         raise AttributeError(
             "Saving a checkpoint is only possible if a model is attached to the Trainer. Did you call"
             " `Trainer.save_checkpoint()` before calling `Trainer.{fit,validate,test,predict}`?"
-        )
-    if storage_options is not None:
-        raise TypeError(
-            f"`Trainer.save_checkpoint(..., storage_options={storage_options!r})` is not supported: fulgor writes"
-            " local files only. Remove `storage_options`."
         )
     if weights_only is None:
         weights_only = False
         rank_zero_info("`weights_only` was not set, defaulting to `False`.")
     checkpoint = build_checkpoint(run, weights_only)
     extra = None if weights_only else resume.capture(run)  # exact-resume state, beside Lightning's keys
-    if run.strategy.is_global_zero:
-        atomic_save(checkpoint, filepath, None if extra is None else {resume.RESUME_KEY: extra})
+    with resume_record(checkpoint, None if extra is None else {resume.RESUME_KEY: extra}):
+        run.strategy.save_checkpoint(checkpoint, filepath, storage_options=storage_options)
     run.strategy.barrier()
 
 

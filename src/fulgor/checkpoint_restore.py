@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from fulgor import fs
 from fulgor.callbacks.callback import Callback
+from fulgor.checkpoint_io import AsyncCheckpointIO, TorchCheckpointIO
 from fulgor.checkpoint_loading import load_weights
 from fulgor.checkpointing import (
     CheckpointError,
     UnsafeCheckpointError,
     _mtime,
     _sidecar,
-    load_checkpoint_file,
     read_extra,
     verify_integrity,
 )
@@ -169,7 +169,7 @@ def restore_before_setup(run: Run, ckpt_path: Any, weights_only: bool | None) ->
     run.ckpt_path = path  # the path loaded (not a user request: that is `trainer.ckpt_path = ...`)
     if path is None:
         return None
-    path, checkpoint = _load_verified(run.strategy.is_global_zero, ckpt_path, path, weights_only)
+    path, checkpoint = _load_verified(run, ckpt_path, path, weights_only)
     run.ckpt_path = path
     module = run.module
     _call_module_hook(module, "on_load_checkpoint", checkpoint)
@@ -184,25 +184,21 @@ def restore_before_setup(run: Run, ckpt_path: Any, weights_only: bool | None) ->
     return None
 
 
-def _load_verified(
-    global_zero: bool, requested: Any, path: str, weights_only: bool | None
-) -> tuple[str, dict[str, Any]]:
+def _load_verified(run: Run, requested: Any, path: str, weights_only: bool | None) -> tuple[str, dict[str, Any]]:
     """Load `path` after its integrity check. For "last"/"hpc", a damaged file is moved aside (never deleted) with a
     warning and the next newest checkpoint of the same folder is tried; an explicit path fails with the error."""
     if requested not in ("last", "hpc"):
         rank_zero_info(f"Restoring states from the checkpoint path at {path}")
-        verify_integrity(path)
-        return path, _with_extra(path, load_checkpoint_file(path, weights_only=weights_only))
+        return path, _load(run, path, weights_only)
     moved: list[str] = []
     for candidate in [path, *_older_checkpoints(path)]:
         rank_zero_info(f"Restoring states from the checkpoint path at {candidate}")
         try:
-            verify_integrity(candidate)
-            return candidate, _with_extra(candidate, load_checkpoint_file(candidate, weights_only=weights_only))
+            return candidate, _load(run, candidate, weights_only)
         except UnsafeCheckpointError:
             raise
         except (CheckpointError, FileNotFoundError) as e:
-            aside = _move_aside(candidate) if global_zero else candidate
+            aside = _move_aside(candidate) if run.strategy.is_global_zero else candidate
             moved.append(aside)
             rank_zero_warn(
                 f"Checkpoint {candidate!r} cannot be used: {e} It was moved to {aside!r} (not deleted);"
@@ -212,6 +208,16 @@ def _load_verified(
         f'`ckpt_path="{requested}"` found no usable checkpoint: the damaged files were moved to {moved}. Pass'
         " `ckpt_path=None` to train from scratch."
     )
+
+
+def _load(run: Run, path: str, weights_only: bool | None) -> dict[str, Any]:
+    """The checkpoint through the strategy's checkpoint IO (a user's plugin reads its own files), with fulgor's resume
+    record when the file is one fulgor's own writer made."""
+    verify_integrity(path)
+    checkpoint = run.strategy.load_checkpoint(path, weights_only=weights_only)
+    io = run.strategy.checkpoint_io
+    writer = io.checkpoint_io if isinstance(io, AsyncCheckpointIO) else io
+    return _with_extra(path, checkpoint) if isinstance(writer, TorchCheckpointIO) else checkpoint
 
 
 def _with_extra(path: str, checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -1,12 +1,14 @@
 """Import aliases so unchanged Lightning scripts run on fulgor: a meta path finder that answers `pytorch_lightning`,
-`lightning.pytorch` and `lightning` (and their public submodules) with fulgor's modules, and `run_script`, which
-runs a script under those aliases as `python SCRIPT` would (`fulgor run SCRIPT [ARGS]`)."""
+`lightning.pytorch`, `lightning_fabric`, `lightning.fabric` and `lightning` (and their public submodules, listed in
+fulgor.lightning_paths) with fulgor's modules, and `run_script`, which runs a script under those aliases as
+`python SCRIPT` would (`fulgor run SCRIPT [ARGS]`)."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import os
 import runpy
 import sys
@@ -15,143 +17,173 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["ALIASES", "LightningAliasFinder", "install", "is_installed", "run_script", "uninstall"]
+from fulgor.lightning_paths import FABRIC, LIGHTNING, LIGHTNING_VERSION, NOT_BUILT, PYTORCH, Sources
+from fulgor.rank import sync_lightning_utilities
 
-LIGHTNING_VERSION = "2.6.6"  # the Lightning API fulgor follows; reported as `pl.__version__` to version checks
+__all__ = [
+    "LIGHTNING_VERSION",
+    "LightningAliasFinder",
+    "alias_sources",
+    "install",
+    "is_installed",
+    "run_script",
+    "uninstall",
+]
 
-# Public submodule paths (relative to `pytorch_lightning` / `lightning.pytorch`) -> fulgor modules whose names they
-# expose, searched in order. Modules are imported on first attribute access, so an alias costs nothing until used.
-_CALLBACK_FILES = (
-    "early_stopping", "model_checkpoint", "model_summary", "lr_monitor", "timer", "finetuning", "lambda_function",
-    "gradient_accumulation_scheduler", "prediction_writer", "on_exception_checkpoint", "callback", "weight_averaging",
-)  # fmt: skip
-ALIASES: dict[str, tuple[str, ...]] = {
-    "": ("fulgor",),
-    "callbacks": ("fulgor.callbacks",),
-    **{f"callbacks.{name}": (f"fulgor.callbacks.{name}",) for name in _CALLBACK_FILES},
-    "callbacks.checkpoint": ("fulgor.callbacks.model_checkpoint",),
-    "callbacks.stochastic_weight_avg": ("fulgor.callbacks.weight_averaging",),
-    "callbacks.progress": (
-        "fulgor.callbacks.progress",
-        "fulgor.callbacks.tqdm_progress",
-        "fulgor.callbacks.rich_progress",
-    ),
-    "callbacks.progress.tqdm_progress": ("fulgor.callbacks.tqdm_progress",),
-    "callbacks.progress.rich_progress": ("fulgor.callbacks.rich_progress",),
-    "callbacks.progress.progress_bar": ("fulgor.callbacks.progress",),
-    "loggers": ("fulgor.loggers",),
-    "loggers.logger": ("fulgor.loggers.logger",),
-    "loggers.csv_logs": ("fulgor.loggers.csv_logs",),
-    "loggers.tensorboard": ("fulgor.loggers.tensorboard",),
-    "loggers.mlflow": ("fulgor.loggers.mlflow",),
-    "loggers.wandb": ("fulgor.loggers.wandb",),
-    "core": ("fulgor.module", "fulgor.datamodule", "fulgor.callbacks.callback"),
-    "core.module": ("fulgor.module",),
-    "core.lightning": ("fulgor.module",),
-    "core.datamodule": ("fulgor.datamodule",),
-    "core.saving": ("fulgor.hparams",),
-    "core.optimizer": ("fulgor.optimizer",),
-    "trainer": ("fulgor.trainer.trainer",),
-    "trainer.trainer": ("fulgor.trainer.trainer",),
-    "trainer.states": ("fulgor.trainer.state",),
-    "utilities": ("fulgor.rank", "fulgor.seed", "fulgor.hparams", "fulgor.errors"),
-    "utilities.rank_zero": ("fulgor.rank",),
-    "utilities.seed": ("fulgor.seed",),
-    "utilities.model_summary": ("fulgor.summary", "fulgor.callbacks.model_summary"),
-    "utilities.exceptions": ("fulgor.errors",),
-    "utilities.warnings": ("fulgor.errors",),
-    "utilities.parsing": ("fulgor.hparams", "fulgor.trainer.legacy_argparse"),
-    "utilities.argparse": ("fulgor.trainer.legacy_argparse",),
-    "strategies": ("fulgor.strategies",),
-    "cli": ("fulgor.lightning_cli",),
-    "utilities.cli": ("fulgor.lightning_cli",),
+_TABLES: dict[str, dict[str, Sources]] = {
+    "pytorch_lightning": PYTORCH,
+    "lightning.pytorch": PYTORCH,
+    "lightning_fabric": FABRIC,
+    "lightning.fabric": FABRIC,
 }
-_ROOTS = ("pytorch_lightning", "lightning.pytorch")
-_LIGHTNING_TOP = "lightning"  # `import lightning as L`: L.Trainer, L.LightningModule, ..., and L.pytorch
+_LIGHTNING_TOP = "lightning"  # `import lightning as L`: L.Trainer, L.LightningModule, ..., L.pytorch, L.fabric
+_CLAIMED_ROOTS = ("pytorch_lightning", "lightning_fabric", _LIGHTNING_TOP)
+_SEE = "see docs/compatibility.md for what it offers instead"
 
 
-def _relative(fullname: str) -> str | None:
-    """The path of `fullname` under an aliased root ("" for the root itself), or None if it is not aliased."""
-    for root in _ROOTS:
+def alias_sources(fullname: str) -> Sources | None:
+    """The fulgor sources behind the Lightning module `fullname` (see fulgor.lightning_paths), or None if the table
+    has no such path."""
+    if fullname == _LIGHTNING_TOP:
+        return LIGHTNING
+    for root, table in _TABLES.items():
         if fullname == root:
-            return ""
+            return table[""]
         if fullname.startswith(root + "."):
-            return fullname[len(root) + 1 :]
+            return table.get(fullname[len(root) + 1 :])
     return None
+
+
+def _parse(source: str) -> tuple[str, dict[str, str] | None]:
+    """`"fulgor.m:A,_B=b"` -> ("fulgor.m", {"A": "A", "_B": "b"}); a bare module offers every public name (None)."""
+    module, _, names = source.partition(":")
+    if not names:
+        return module, None
+    pairs = (name.partition("=") for name in names.split(","))
+    return module, {lightning: fulgor or lightning for lightning, _, fulgor in pairs}
+
+
+def _module_exists(name: str) -> bool:
+    """Whether fulgor module `name` exists, found without importing it or its packages (an alias stays free)."""
+    if name in sys.modules:
+        return True
+    root, *parts = name.split(".")
+    spec = importlib.util.find_spec(root)
+    for part in parts:
+        if spec is None or spec.submodule_search_locations is None:
+            return False
+        spec = importlib.machinery.PathFinder.find_spec(part, list(spec.submodule_search_locations))
+    return spec is not None
+
+
+def _import_source(name: str) -> types.ModuleType | None:
+    """The fulgor module `name`, or None while it does not exist (a feature not built yet)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and (name == error.name or name.startswith(error.name + ".")):
+            return None
+        raise  # the module exists but something it imports is missing: a real error
+
+
+def _offers(module: types.ModuleType, attr: str, fulgor_name: str, listed: bool) -> bool:
+    """Whether `module` answers Lightning's `attr`: a name the table lists, if the module has it; otherwise a public
+    name, or a private one the module exports by name in `__all__`."""
+    if not listed and attr.startswith("_") and attr not in getattr(module, "__all__", ()):
+        return False
+    return hasattr(module, fulgor_name)
 
 
 class _AliasModule(types.ModuleType):
     """A module standing for a Lightning module: attributes come from the fulgor modules behind it, submodules from
     the alias table, and a missing name is an AttributeError that says fulgor does not provide it."""
 
-    def __init__(self, name: str, sources: Sequence[str]) -> None:
+    def __init__(self, name: str, sources: Sources) -> None:
         super().__init__(name, f"fulgor alias of {', '.join(sources)}")
         self.__path__: list[str] = []  # a package: `import <alias>.<sub>` asks the finders
-        self.__fulgor_sources__ = tuple(sources)
+        self.__fulgor_sources__ = sources
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("__") and attr.endswith("__"):
-            if attr == "__version__":
-                return LIGHTNING_VERSION
-            raise AttributeError(attr)
+            return self._dunder(attr)
         sub = f"{self.__name__}.{attr}"
-        if _is_alias(sub):
-            return importlib.import_module(sub)
-        for source in self.__fulgor_sources__:
-            module = importlib.import_module(source)
-            if attr in vars(module) or hasattr(module, attr):
-                value = getattr(module, attr)
+        if alias_sources(sub) is not None:
+            try:
+                return importlib.import_module(sub)
+            except ModuleNotFoundError:
+                pass  # none of its sources exist yet: the name may still be an attribute below
+        waiting = None
+        for module, names in self._sources():
+            fulgor_name = attr if names is None else names.get(attr)
+            if fulgor_name is None:
+                continue
+            found = _import_source(module)
+            if found is None:
+                waiting = waiting or (NOT_BUILT.get(module) if names is not None else None)
+            elif _offers(found, attr, fulgor_name, listed=names is not None):
+                value = getattr(found, fulgor_name)
                 setattr(self, attr, value)  # later lookups skip this method
                 return value
-        raise AttributeError(
-            f"module {self.__name__!r} has no attribute {attr!r}: fulgor does not provide `{sub}`"
-            " (see docs/migration.md for what it offers instead)"
-        )
+        reason = f"fulgor does not provide `{sub}`" + (f" yet: it waits for {waiting}" if waiting else "")
+        raise AttributeError(f"module {self.__name__!r} has no attribute {attr!r}: {reason} ({_SEE})")
 
-    def __dir__(self) -> list[str]:
-        names = set(super().__dir__())
-        for source in self.__fulgor_sources__:
-            names.update(n for n in dir(importlib.import_module(source)) if not n.startswith("_"))
+    def _dunder(self, attr: str) -> Any:
+        if attr == "__version__":
+            return LIGHTNING_VERSION
+        if attr == "__all__":  # `from <alias> import *`
+            return self._public_names()
+        raise AttributeError(attr)
+
+    def _sources(self) -> list[tuple[str, dict[str, str] | None]]:
+        return [_parse(source) for source in self.__fulgor_sources__]
+
+    def _public_names(self) -> list[str]:
+        names: set[str] = set()
+        for module, listed in self._sources():
+            if listed is not None:
+                names.update(listed)
+                continue
+            found = _import_source(module)
+            if found is not None:
+                exported = getattr(found, "__all__", None)
+                public = exported if exported is not None else [n for n in vars(found) if not n.startswith("_")]
+                names.update(n for n in public if not isinstance(getattr(found, n, None), types.ModuleType))
         return sorted(names)
 
-
-def _is_alias(fullname: str) -> bool:
-    if fullname in (_LIGHTNING_TOP, f"{_LIGHTNING_TOP}.pytorch"):
-        return True
-    relative = _relative(fullname)
-    return relative is not None and relative in ALIASES
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self._public_names()))
 
 
 class _AliasLoader(importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
-        if spec.name == _LIGHTNING_TOP:
-            return _AliasModule(spec.name, ("fulgor",))
-        relative = _relative(spec.name)
-        assert relative is not None
-        return _AliasModule(spec.name, ALIASES[relative])
+        sources = alias_sources(spec.name)
+        assert sources is not None
+        return _AliasModule(spec.name, sources)
 
     def exec_module(self, module: types.ModuleType) -> None:
         """Nothing to run: the alias reads its names from fulgor on demand."""
 
 
 class LightningAliasFinder(importlib.abc.MetaPathFinder):
-    """Answers imports of Lightning's module names with fulgor aliases; an unknown Lightning submodule fails with a
-    ModuleNotFoundError naming it (never a silent fall-through to an installed pytorch_lightning)."""
+    """Answers imports of Lightning's module names with fulgor aliases; a Lightning module fulgor does not provide fails
+    with a ModuleNotFoundError naming it (never a silent fall-through to an installed pytorch_lightning)."""
 
     _loader = _AliasLoader()
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        root = fullname.split(".", 1)[0]
-        if root not in ("pytorch_lightning", _LIGHTNING_TOP):
+        if fullname.split(".", 1)[0] not in _CLAIMED_ROOTS:
             return None
-        if _is_alias(fullname):
+        sources = alias_sources(fullname)
+        if sources is not None and any(_module_exists(_parse(source)[0]) for source in sources):
             return importlib.machinery.ModuleSpec(fullname, self._loader, is_package=True)
+        reason = "does not provide it"
+        if sources is not None:
+            waiting = [NOT_BUILT[m] for m in dict.fromkeys(_parse(s)[0] for s in sources) if m in NOT_BUILT]
+            reason = f"does not provide it yet: it waits for {', '.join(waiting) or 'a fulgor module not written yet'}"
         raise ModuleNotFoundError(
-            f"No module named {fullname!r}: fulgor's Lightning compatibility layer does not provide it"
-            " (see docs/migration.md for what it offers instead)",
-            name=fullname,
+            f"No module named {fullname!r}: fulgor's Lightning compatibility layer {reason} ({_SEE})", name=fullname
         )
 
 
@@ -160,13 +192,14 @@ _FINDER = LightningAliasFinder()
 
 def install() -> None:
     """Put the alias finder first on `sys.meta_path` (idempotent). Already-imported Lightning modules are evicted so
-    the aliases answer from now on."""
+    the aliases answer from now on; `lightning_utilities`' `rank_zero_only.rank` is set, as importing Lightning does."""
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
     os.environ["FULGOR_COMPAT"] = "1"  # re-launched ranks (DDP) must run under the aliases too
-    for name in [n for n in sys.modules if n.split(".", 1)[0] in ("pytorch_lightning", _LIGHTNING_TOP)]:
+    for name in [n for n in sys.modules if n.split(".", 1)[0] in _CLAIMED_ROOTS]:
         if not isinstance(sys.modules[name], _AliasModule):
             del sys.modules[name]
+    sync_lightning_utilities()
 
 
 def uninstall() -> None:
@@ -238,8 +271,8 @@ def _print_script_traceback(error: BaseException, path: str) -> None:
     kept = [f for f in report.stack if f.filename != __file__ and not f.filename.startswith("<frozen importlib")]
     report.stack = traceback.StackSummary.from_list(kept)
     sys.stderr.write("".join(report.format()))
-    if isinstance(error, ImportError) and error.name and error.name.split(".", 1)[0] in (*_ROOTS, _LIGHTNING_TOP):
+    if isinstance(error, ImportError) and error.name and error.name.split(".", 1)[0] in _CLAIMED_ROOTS:
         sys.stderr.write(
             f"fulgor run: the import above asks for a part of {error.name!r} that fulgor does not provide;"
-            " see docs/migration.md.\n"
+            " see docs/compatibility.md.\n"
         )

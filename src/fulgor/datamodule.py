@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import inspect
 import os
-import types
 from collections.abc import Callable, Iterable, Sized
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from fulgor import hparams as _hp
 from fulgor.checkpoint_loading import class_only, load_datamodule_from_checkpoint
 from fulgor.hook_defaults import DataHooks
+from fulgor.hparams_mixin import HyperparametersMixin
 from fulgor.trainer import legacy_argparse
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ _DATALOADER_HOOKS = ("train_dataloader", "val_dataloader", "test_dataloader", "p
 _LOADER_LABELS = tuple(zip(("Train", "Validation", "Test", "Predict"), _DATALOADER_HOOKS))  # for __str__
 
 
-class LightningDataModule(DataHooks):
+class LightningDataModule(HyperparametersMixin, DataHooks):
     """Groups the data steps of a project: download, split, transform, and the dataloaders for each stage.
 
     Example::
@@ -56,29 +55,6 @@ class LightningDataModule(DataHooks):
         self._log_hyperparams = False
 
     # -- hyperparameters ----------------------------------------------------------------------------------------------
-
-    def save_hyperparameters(
-        self,
-        *args: Any,
-        ignore: str | Iterable[str] | None = None,
-        frame: types.FrameType | None = None,
-        logger: bool = True,
-    ) -> None:
-        """Save ``__init__`` arguments to ``self.hparams`` (see :func:`fulgor.hparams.save_hyperparameters`)."""
-        if frame is None:
-            current = inspect.currentframe()
-            frame = current.f_back if current is not None else None
-        _hp.save_hyperparameters(self, *args, ignore=ignore, frame=frame, logger=logger)
-
-    @property
-    def hparams(self) -> _hp.AttributeDict:
-        """The hyperparameters saved with :meth:`save_hyperparameters` (mutable)."""
-        return _hp.hparams_of(self)
-
-    @property
-    def hparams_initial(self) -> _hp.AttributeDict:
-        """A copy of the hyperparameters as first saved; these are what loggers receive."""
-        return _hp.hparams_initial_of(self)
 
     # -- state --------------------------------------------------------------------------------------------------------
 

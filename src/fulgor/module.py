@@ -4,7 +4,6 @@ handles a step needs (trainer, device, optimizers, freeze/unfreeze). Hook order 
 from __future__ import annotations
 
 import builtins
-import inspect
 from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -13,11 +12,11 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from typing_extensions import Self
 
-from fulgor import hparams as _hparams
 from fulgor.checkpoint_loading import class_only, load_module_from_checkpoint
 from fulgor.device_dtype import DeviceDtypeModuleMixin
 from fulgor.errors import MisconfigurationException
 from fulgor.hook_defaults import STEP_OUTPUT, CheckpointHooks, DataHooks, ModelHooks
+from fulgor.hparams_mixin import HyperparametersMixin
 from fulgor.rank import rank_zero_warn
 from fulgor.trainer.log_store import LogOptions, check_loggable
 
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
     from fulgor.trainer.trainer import Trainer
 
 
-class LightningModule(DeviceDtypeModuleMixin, ModelHooks, DataHooks, CheckpointHooks, nn.Module):
+class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, DataHooks, CheckpointHooks, nn.Module):
     """A `torch.nn.Module` that also says how to train, validate, test and predict with it.
 
     Override ``training_step`` and ``configure_optimizers`` at least; every other hook is optional, and a hook you
@@ -124,27 +123,6 @@ class LightningModule(DeviceDtypeModuleMixin, ModelHooks, DataHooks, CheckpointH
     def loggers(self) -> list[Logger]:
         """All the trainer's loggers."""
         return self._trainer.loggers if self._trainer is not None else []
-
-    @property
-    def hparams(self) -> _hparams.AttributeDict:
-        """Hyperparameters collected by `save_hyperparameters` (mutable)."""
-        return _hparams.hparams_of(self)
-
-    @property
-    def hparams_initial(self) -> _hparams.AttributeDict:
-        """A frozen copy of the hyperparameters as they were saved; this is what loggers receive."""
-        return _hparams.hparams_initial_of(self)
-
-    def save_hyperparameters(
-        self,
-        *args: Any,
-        ignore: Sequence[str] | str | None = None,
-        frame: Any = None,
-        logger: bool = True,
-    ) -> None:
-        """Save the `__init__` arguments to `self.hparams` and to checkpoints (see the user guide)."""
-        frame = frame if frame is not None else inspect.currentframe().f_back  # type: ignore[union-attr]
-        _hparams.save_hyperparameters(self, *args, ignore=ignore, frame=frame, logger=logger)
 
     # ------------------------------------------------------------------ logging
     def print(self, *args: Any, **kwargs: Any) -> None:

@@ -9,7 +9,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -39,23 +39,13 @@ ALLOWED_PRECISIONS: tuple[str | int, ...] = (
 _LEGACY = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
 
-def normalize_precision(value: str | int | None, accelerator: str) -> str:
-    """Turn the `precision` Trainer flag into its canonical string, as `trainer.precision` reports it.
-
-    Legacy values map as 64 → "64-true", 32 → "32-true", 16 → "16-mixed", "bf16" → "bf16-mixed" (16 and "bf16" with
-    Lightning's "supported for historical reasons" warning). "16-mixed" on CPU becomes "bf16-mixed" with a warning,
-    because fp16 autocast is not supported there.
-
-    Args:
-        value: the flag: None (→ "32-true"), one of `ALLOWED_PRECISIONS`.
-        accelerator: the resolved device type ("cpu", "cuda", "mps").
+def unified_precision(value: str | int) -> str:
+    """The canonical name of a `precision` value: 64 → "64-true", 32 → "32-true", 16 → "16-mixed", "bf16" →
+    "bf16-mixed" (16 and "bf16" with Lightning's "supported for historical reasons" warning), others as they are.
 
     Raises:
         ValueError: a value not in `ALLOWED_PRECISIONS` (Lightning's message).
-        NotImplementedError: "transformer-engine*", which fulgor does not implement.
     """
-    if value is None:
-        return "32-true"
     # `type` rather than isinstance: True == 1 and 16.0 == 16, but neither is a precision.
     if type(value) not in (int, str) or value not in ALLOWED_PRECISIONS:
         raise ValueError(f"Precision {value!r} is invalid. Allowed precision values: {ALLOWED_PRECISIONS}")
@@ -67,6 +57,26 @@ def normalize_precision(value: str | int | None, accelerator: str) -> str:
                 f"Please set your precision to {_LEGACY[name]} instead!"
             )
         name = _LEGACY[name]
+    return name
+
+
+def normalize_precision(value: str | int | None, accelerator: str) -> str:
+    """Turn the `precision` Trainer flag into its canonical string, as `trainer.precision` reports it.
+
+    Legacy values map as `unified_precision` says. "16-mixed" on CPU becomes "bf16-mixed" with a warning, because fp16
+    autocast is not supported there.
+
+    Args:
+        value: the flag: None (→ "32-true"), one of `ALLOWED_PRECISIONS`.
+        accelerator: the resolved device type ("cpu", "cuda", "mps").
+
+    Raises:
+        ValueError: a value not in `ALLOWED_PRECISIONS` (Lightning's message).
+        NotImplementedError: "transformer-engine*", which fulgor does not implement.
+    """
+    if value is None:
+        return "32-true"
+    name = unified_precision(value)
     if name.startswith("transformer-engine"):
         raise NotImplementedError(
             f"`Trainer(precision={value!r})` needs NVIDIA Transformer Engine, which fulgor does not support. Use"
@@ -81,23 +91,26 @@ def normalize_precision(value: str | int | None, accelerator: str) -> str:
     return name
 
 
-def select_precision(value: str | int | None, accelerator: str) -> Precision:
+def select_precision(value: str | int | None, accelerator: str, sharded: bool = False) -> Precision:
     """Normalise the `precision` flag and build its precision object (printing Lightning's AMP info line).
 
     Args:
         value: the `precision` Trainer flag.
-        accelerator: the resolved device type ("cpu", "cuda", "mps").
+        accelerator: the type of the device the run uses ("cpu", "cuda", "mps").
+        sharded: the strategy shards the model (FSDP): the result is an `FSDPPrecision`, as in Lightning.
     """
     name = normalize_precision(value, accelerator)
     precision: Precision
-    if name == "32-true":
+    if sharded:
+        precision = FSDPPrecision(name, device=accelerator)  # type: ignore[arg-type]
+    elif name == "32-true":
         precision = Precision()
     elif name == "64-true":
         precision = DoublePrecision()
     elif name in ("16-true", "bf16-true"):
-        precision = HalfPrecision(name)
+        precision = HalfPrecision(name)  # type: ignore[arg-type]
     else:
-        precision = MixedPrecision(name, accelerator)
+        precision = MixedPrecision(name, accelerator)  # type: ignore[arg-type]
     if precision.amp_message is not None:
         rank_zero_info(precision.amp_message)
     return precision
@@ -131,10 +144,13 @@ class Precision:
 
     Subclasses set `_dtype` to train entirely in another dtype (`DoublePrecision`, `HalfPrecision`), or override the
     autocast and scaling hooks (`MixedPrecision`). The class name is the checkpoint key of `state_dict()`, as in
-    Lightning (`checkpoint["MixedPrecision"]`).
+    Lightning (`checkpoint["MixedPrecision"]`). Pass an instance as `Trainer(plugins=[...])` to choose it directly.
+
+    Attributes:
+        precision: the precision's name ("32-true", "bf16-mixed", ...), what `trainer.precision` reports.
     """
 
-    name: str = "32-true"
+    precision: str = "32-true"
     bits: int = 32
     scaler: torch.amp.GradScaler | None = None
     amp_message: str | None = None
@@ -145,7 +161,12 @@ class Precision:
         self._dtype_context = None if self._dtype is None else _DefaultDtype(self._dtype)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r})"
+        return f"{type(self).__name__}({self.precision!r})"
+
+    @property
+    def name(self) -> str:
+        """The same as `precision` (fulgor's earlier attribute)."""
+        return self.precision
 
     @property
     def checkpoint_key(self) -> str:
@@ -163,10 +184,23 @@ class Precision:
         """Lightning's name for `autocast()`."""
         return self.autocast()
 
+    def tensor_init_context(self) -> contextlib.AbstractContextManager[Any]:
+        """The context in which new tensors get the precision's weight dtype ("*-true"; float32 otherwise)."""
+        return contextlib.nullcontext() if self._dtype is None else _DefaultDtype(self._dtype)
+
+    def module_init_context(self) -> contextlib.AbstractContextManager[Any]:
+        """The context for building a module whose weights get the precision's dtype (as `tensor_init_context`)."""
+        return self.tensor_init_context()
+
     @property
     def changes_compute(self) -> bool:
         """Whether `autocast()` does anything: False for "32-true", whose training step the loop calls as it is."""
         return self._dtype_context is not None or type(self).autocast is not Precision.autocast
+
+    @property
+    def converts_input(self) -> bool:
+        """Whether `convert_input` can change a batch ("*-true" or an override): the loop skips the call otherwise."""
+        return self._dtype is not None or type(self).convert_input is not Precision.convert_input
 
     def convert_module(self, module: nn.Module) -> nn.Module:
         """Cast the module's floating-point parameters and buffers to the precision's dtype ("*-true" only)."""
@@ -225,46 +259,58 @@ class Precision:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore `state_dict()`."""
 
+    def teardown(self) -> None:
+        """Release what the precision holds after a run (nothing by default)."""
+
 
 class DoublePrecision(Precision):
     """ "64-true": module, float inputs and new tensors in float64."""
 
-    name = "64-true"
+    precision = "64-true"
     bits = 64
     _dtype = torch.float64
 
 
 class HalfPrecision(Precision):
-    """ "16-true" / "bf16-true": module, float inputs and new tensors in float16 / bfloat16 (no autocast, no scaler)."""
+    """ "16-true" / "bf16-true": module, float inputs and new tensors in float16 / bfloat16 (no autocast, no scaler).
+
+    Args:
+        precision: "16-true" or "bf16-true".
+
+    Raises:
+        ValueError: another value (Lightning accepts it and trains in float16; fulgor says what it accepts).
+    """
 
     bits = 16
 
-    def __init__(self, name: str = "16-true") -> None:
-        if name not in ("16-true", "bf16-true"):
-            raise ValueError(f"`HalfPrecision(name={name!r})`: the name must be '16-true' or 'bf16-true'.")
-        self.name = name
-        self._dtype = torch.bfloat16 if name == "bf16-true" else torch.float16
+    def __init__(self, precision: Literal["bf16-true", "16-true"] = "16-true") -> None:
+        if precision not in ("16-true", "bf16-true"):
+            raise ValueError(f"`HalfPrecision(precision={precision!r})`: precision must be '16-true' or 'bf16-true'.")
+        self.precision = precision
+        self._dtype = torch.bfloat16 if precision == "bf16-true" else torch.float16
         super().__init__()
 
 
-class MixedPrecision(Precision):
-    """ "16-mixed" / "bf16-mixed": fp32 weights, `torch.autocast` in forward; fp16 also scales the loss (GradScaler)."""
+class _AutocastPrecision(Precision):
+    """Autocast in forward and, with a GradScaler, loss scaling: what MixedPrecision and FSDPPrecision share."""
 
-    def __init__(self, name: str = "16-mixed", device_type: str = "cuda") -> None:
-        if name not in ("16-mixed", "bf16-mixed"):
-            raise ValueError(f"`MixedPrecision(name={name!r})`: the name must be '16-mixed' or 'bf16-mixed'.")
+    autocast_dtype: torch.dtype | None = None
+    device: str = "cuda"
+
+    def __init__(self) -> None:
         super().__init__()
-        self.name = name
-        self.device_type = device_type
-        self.autocast_dtype = torch.bfloat16 if name == "bf16-mixed" else torch.float16
-        # bf16 has fp32's exponent range, so only fp16 needs loss scaling to keep small gradients from underflowing.
-        self.scaler = torch.amp.GradScaler(device_type) if name == "16-mixed" else None
-        self.amp_message = f"Using {'16bit' if name == '16-mixed' else 'bfloat16'} Automatic Mixed Precision (AMP)"
         self._unscaled: set[int] = set()  # ids of optimizers unscaled since the last scaler.update()
 
+    @property
+    def changes_compute(self) -> bool:
+        return self.autocast_dtype is not None or self._dtype_context is not None
+
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """`torch.autocast` for the device and dtype (weights cache off, as in Lightning)."""
-        return torch.autocast(self.device_type, dtype=self.autocast_dtype, cache_enabled=False)
+        """`torch.autocast` for the device and dtype (weights cache off, as in Lightning); for "*-true", the default
+        dtype as for `HalfPrecision`."""
+        if self.autocast_dtype is None:
+            return super().autocast()
+        return torch.autocast(self.device, dtype=self.autocast_dtype, cache_enabled=False)
 
     def scale_loss(self, loss: Tensor) -> Tensor:
         """Multiply the loss by the current scale (fp16), so that backward produces scaled gradients."""
@@ -325,6 +371,92 @@ class MixedPrecision(Precision):
         """Restore the GradScaler state written by `state_dict()`."""
         if self.scaler is not None:
             self.scaler.load_state_dict(state_dict)
+
+
+def _amp_message(precision: str) -> str:
+    return f"Using {'16bit' if precision == '16-mixed' else 'bfloat16'} Automatic Mixed Precision (AMP)"
+
+
+class MixedPrecision(_AutocastPrecision):
+    """ "16-mixed" / "bf16-mixed": fp32 weights, `torch.autocast` in forward; fp16 also scales the loss (GradScaler).
+
+    Args:
+        precision: "16-mixed" (float16, with loss scaling) or "bf16-mixed" (bfloat16).
+        device: the device type for `torch.autocast` ("cuda", "cpu", "mps").
+        scaler: the `torch.amp.GradScaler` for "16-mixed" (default: a new one for `device`).
+
+    Raises:
+        ValueError: another precision.
+        MisconfigurationException: a scaler with "bf16-mixed", which does not scale.
+    """
+
+    def __init__(
+        self, precision: Literal["16-mixed", "bf16-mixed"], device: str, scaler: torch.amp.GradScaler | None = None
+    ) -> None:
+        if precision not in ("16-mixed", "bf16-mixed"):
+            raise ValueError(
+                f"`Passed `{type(self).__name__}(precision={precision!r})`."
+                " Precision must be '16-mixed' or 'bf16-mixed'."
+            )
+        if scaler is not None and precision == "bf16-mixed":
+            raise MisconfigurationException(f"`precision='bf16-mixed'` does not use a scaler, found {scaler}.")
+        super().__init__()
+        self.precision = precision
+        self.device = device
+        self.autocast_dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
+        # bf16 has fp32's exponent range, so only fp16 needs loss scaling to keep small gradients from underflowing.
+        if scaler is None and precision == "16-mixed":
+            scaler = torch.amp.GradScaler(device)
+        self.scaler = scaler
+        self.amp_message = _amp_message(precision)
+
+
+_FSDP_PRECISIONS = ("32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed")
+
+
+class FSDPPrecision(_AutocastPrecision):
+    """The precision of a sharded (FSDP) run: "*-true" trains in that dtype (as `HalfPrecision`), "*-mixed" autocasts
+    (as `MixedPrecision`, with a GradScaler for "16-mixed"). fulgor's FSDP strategy selects it, as Lightning does.
+
+    Args:
+        precision: "32-true", "16-true", "bf16-true", "16-mixed" or "bf16-mixed".
+        scaler: the GradScaler for "16-mixed" (default: a new one).
+        device: the device type for `torch.autocast` (fulgor runs FSDP on CPU too); default "cuda" when CUDA is
+            available, else "cpu".
+
+    Raises:
+        ValueError: another precision, or a scaler with a precision other than "16-mixed".
+    """
+
+    def __init__(
+        self,
+        precision: Literal["32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed"],
+        scaler: torch.amp.GradScaler | None = None,
+        device: str | None = None,
+    ) -> None:
+        if precision not in _FSDP_PRECISIONS:
+            raise ValueError(
+                f"`precision={precision!r})` is not supported in FSDP. `precision` must be one of: {_FSDP_PRECISIONS}."
+            )
+        if scaler is not None and precision != "16-mixed":
+            raise ValueError(f"`precision={precision!r}` does not use a scaler, found {scaler}.")
+        self.precision = precision
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if precision in ("16-true", "bf16-true"):
+            self._dtype = torch.bfloat16 if precision == "bf16-true" else torch.float16
+        super().__init__()
+        if precision.endswith("mixed"):
+            self.autocast_dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
+            self.amp_message = _amp_message(precision)
+        self.scaler = torch.amp.GradScaler(self.device) if scaler is None and precision == "16-mixed" else scaler
+
+    @property
+    def mixed_precision_config(self) -> Any:
+        """The dtypes as torch's FSDP2 `MixedPrecisionPolicy` (parameters, gradient reduction)."""
+        from torch.distributed.fsdp import MixedPrecisionPolicy
+
+        dtype = {"16": torch.float16, "bf16": torch.bfloat16}.get(self.precision.split("-")[0], torch.float32)
+        return MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=dtype)
 
 
 def _cast_floats(data: Any, dtype: torch.dtype) -> Any:

@@ -1,13 +1,15 @@
-"""Rank-aware printing: info/warnings emitted once per job (global rank 0), and the `fulgor` logger setup."""
+"""Rank-aware printing: info/warnings emitted once per job (global rank 0), the `fulgor` logger setup, and the global
+rank itself (`rank_zero_only.rank`), kept in step with lightning_utilities' copy that Lightning-style code reads."""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 log = logging.getLogger("fulgor")
 if not log.handlers and not logging.getLogger().handlers:
@@ -18,6 +20,8 @@ if not log.handlers and not logging.getLogger().handlers:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+_LIGHTNING_UTILITIES_RANK_ZERO = "lightning_utilities.core.rank_zero"
+
 
 def _rank_from_env() -> int:
     for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "JSM_NAMESPACE_RANK"):
@@ -27,19 +31,78 @@ def _rank_from_env() -> int:
     return 0
 
 
-def rank_zero_only(fn: F) -> F:
-    """Decorator: call `fn` only on global rank 0 (`rank_zero_only.rank`, set by the strategy)."""
+class _RankZeroOnly:
+    """`@rank_zero_only` and `rank_zero_only.rank`, the process's global rank.
 
-    @wraps(fn)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
-            return fn(*args, **kwargs)
-        return None
+    Setting `rank_zero_only.rank` (the strategy does, and Lightning-style code may) also sets lightning_utilities'
+    `rank_zero_only.rank` when that package is loaded, so code logging through either decorator agrees on rank 0.
+    """
 
-    return wrapped  # type: ignore[return-value]
+    def __init__(self, rank: int) -> None:
+        self._rank = rank
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    @rank.setter
+    def rank(self, value: int) -> None:
+        self._rank = value
+        _set_lightning_utilities_rank(value)
+
+    def __call__(self, fn: F, default: Any = None) -> F:
+        """Wrap `fn` to run only on global rank 0; other ranks get `default`."""
+
+        @wraps(fn)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if self._rank == 0:
+                return fn(*args, **kwargs)
+            return default
+
+        return wrapped  # type: ignore[return-value]
 
 
-rank_zero_only.rank = _rank_from_env()  # type: ignore[attr-defined]
+def _set_lightning_utilities_rank(rank: int) -> None:
+    # Only a module already loaded is touched: importing the optional package here would tax every process.
+    module = sys.modules.get(_LIGHTNING_UTILITIES_RANK_ZERO)
+    if module is not None:
+        module.rank_zero_only.rank = rank
+
+
+if TYPE_CHECKING:
+    # Typed as the decorator it is used as; `.rank` is set through the object below (callers keep their
+    # `# type: ignore[attr-defined]`, or call `set_global_rank`).
+    def rank_zero_only(fn: F) -> F:
+        """Decorator: call `fn` only on global rank 0 (`rank_zero_only.rank`, set by the strategy)."""
+        return fn
+else:
+    rank_zero_only = _RankZeroOnly(_rank_from_env())
+    rank_zero_only.__doc__ = "Decorator: call `fn` only on global rank 0 (`rank_zero_only.rank`, set by the strategy)."
+
+
+def global_rank() -> int:
+    """This process's global rank as the rank-zero helpers see it."""
+    rank: int = rank_zero_only.rank  # type: ignore[attr-defined]
+    return rank
+
+
+def set_global_rank(rank: int) -> None:
+    """Set this process's global rank for `rank_zero_only` (and lightning_utilities' copy, when it is loaded).
+
+    Args:
+        rank: the global rank (0 prints).
+    """
+    rank_zero_only.rank = rank  # type: ignore[attr-defined]
+
+
+def sync_lightning_utilities() -> None:
+    """Load lightning_utilities' rank-zero module (if the package is installed) and give it fulgor's global rank, as
+    importing Lightning does; called when the Lightning import aliases are installed."""
+    try:
+        import lightning_utilities.core.rank_zero  # noqa: F401  (optional third-party package)
+    except ImportError:
+        return
+    _set_lightning_utilities_rank(global_rank())
 
 
 @rank_zero_only

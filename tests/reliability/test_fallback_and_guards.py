@@ -136,6 +136,54 @@ def test_slurm_requeue_calls_scontrol_once(tmp_path: Path, monkeypatch: pytest.M
     assert "NOT requeued: `scontrol` is not on PATH" in preemption._requeue(Options())
 
 
+class RecordOptions(fulgor.Callback):
+    """Keeps the stop options the fit installed (read at fit start)."""
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.options = preemption.STOP.options
+
+
+@pytest.mark.parametrize(
+    ("environment", "signals", "requeue"),
+    [
+        (None, {signal.SIGTERM, signal.SIGUSR1}, "auto"),
+        ("slurm", {signal.SIGTERM, signal.SIGUSR1}, "auto"),
+        ("slurm_hup_no_requeue", {signal.SIGTERM, signal.SIGHUP}, False),
+    ],
+)
+def test_a_slurm_environment_plugin_chooses_the_time_limit_signal_and_requeue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environment: Any, signals: set[int], requeue: Any
+) -> None:
+    """`plugins=[SLURMEnvironment(auto_requeue=False, requeue_signal=SIGHUP)]`: SIGHUP (not SIGUSR1) stops the fit,
+    and the job does not requeue itself, as in Lightning."""
+    from fulgor.strategies.scheduler_environments import SLURMEnvironment
+
+    for name in ("FULGOR_PREEMPT_SIGNALS", "FULGOR_REQUEUE"):
+        monkeypatch.delenv(name, raising=False)
+    if environment is not None:  # one SLURM task on this machine, in an interactive allocation
+        slurm = {"SLURM_NTASKS": "1", "SLURM_NODEID": "0", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
+                 "SLURM_NODELIST": "127.0.0.1", "SLURM_JOB_ID": "12345", "SLURM_JOB_NAME": "bash"}  # fmt: skip
+        for name, value in slurm.items():
+            monkeypatch.setenv(name, value)
+    plugins = {
+        None: None,
+        "slurm": SLURMEnvironment(),
+        "slurm_hup_no_requeue": SLURMEnvironment(auto_requeue=False, requeue_signal=signal.SIGHUP),
+    }[environment]
+    recorder = RecordOptions()
+    trainer = fulgor.Trainer(
+        default_root_dir=str(tmp_path), max_epochs=1, callbacks=[recorder], enable_checkpointing=False,
+        strategy="ddp" if plugins is not None else "auto", devices=1, plugins=plugins, **QUIET,
+    )  # fmt: skip
+    try:
+        trainer.fit(Tiny(), data())
+    finally:  # DDP keeps its one-process group for the next fit; forked ranks of later tests must not inherit it
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    assert set(recorder.options.signals) == signals
+    assert recorder.options.requeue == requeue
+
+
 class SignalTwice(fulgor.Callback):
     """SIGTERM at step 3; a second SIGTERM from inside the checkpoint save."""
 

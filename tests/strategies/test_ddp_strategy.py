@@ -18,16 +18,53 @@ from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, Te
 
 from fulgor.rank import rank_zero_only
 from fulgor.strategies import DDPStrategy
-from fulgor.strategies.environments import ClusterEnvironment, find_free_port
+from fulgor.strategies.environments import ClusterEnvironment, find_free_network_port
 
 pytestmark = pytest.mark.timeout(60)
 
 
+class FixedEnvironment(ClusterEnvironment):
+    """One node, ranks given (what torchrun would set), without touching the environment variables."""
+
+    def __init__(self, rank: int, world_size: int, port: int) -> None:
+        self.rank, self.size, self.port = rank, world_size, port
+
+    creates_processes_externally = True
+    main_address = "127.0.0.1"
+
+    @property
+    def main_port(self) -> int:  # type: ignore[override]
+        return self.port
+
+    @staticmethod
+    def detect() -> bool:
+        return False
+
+    def world_size(self) -> int:
+        return self.size
+
+    def set_world_size(self, size: int) -> None:
+        pass
+
+    def global_rank(self) -> int:
+        return self.rank
+
+    def set_global_rank(self, rank: int) -> None:
+        pass
+
+    def local_rank(self) -> int:
+        return self.rank
+
+    def node_rank(self) -> int:
+        return 0
+
+
 def _strategy(rank: int, world_size: int, port: int, timeout: float = 30.0) -> DDPStrategy:
-    strategy = DDPStrategy(timeout=timedelta(seconds=timeout))
-    strategy._device_ids = list(range(world_size))
-    strategy.cluster_environment = ClusterEnvironment("lightning", True, "127.0.0.1", port, world_size, rank, rank, 0)
-    return strategy
+    return DDPStrategy(
+        parallel_devices=[torch.device("cpu")] * world_size,
+        cluster_environment=FixedEnvironment(rank, world_size, port),
+        timeout=timedelta(seconds=timeout),
+    )
 
 
 def _collectives(rank: int, port: int, queue: Any) -> None:
@@ -55,12 +92,13 @@ def _collectives(rank: int, port: int, queue: Any) -> None:
 def _run_two(target: Any, *args: Any) -> dict[int, Any]:
     ctx = mp.get_context("fork")
     queue = ctx.SimpleQueue()
-    port = find_free_port()
-    processes = [ctx.Process(target=target, args=(rank, port, queue, *args)) for rank in (0, 1)]
+    port = find_free_network_port()
+    # daemon: a rank still alive when the test times out is killed at exit instead of keeping pytest waiting for it
+    processes = [ctx.Process(target=target, args=(rank, port, queue, *args), daemon=True) for rank in (0, 1)]
     for process in processes:
         process.start()
     for process in processes:
-        process.join(timeout=45)
+        process.join(timeout=25)
         if process.is_alive():
             process.kill()
             pytest.fail("a rank hung")
@@ -129,7 +167,7 @@ def world_of_one(monkeypatch: pytest.MonkeyPatch) -> DDPStrategy:
     monkeypatch.setattr(rank_zero_only, "rank", 0)
     for key in ("MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(key, raising=False)
-    strategy = _strategy(0, 1, find_free_port())
+    strategy = _strategy(0, 1, find_free_network_port())
     strategy._init_process_group()
     yield strategy
     if dist.is_initialized():

@@ -14,7 +14,7 @@ from fulgor.strategies.registry import select_strategy
 @pytest.mark.parametrize(("name", "offload"), [("fsdp", False), ("fsdp_cpu_offload", True), ("FSDP", False)])
 def test_names_build_fsdp_on_cpu_and_cuda(name: str, offload: bool) -> None:
     for accelerator in ("cpu", "cuda"):
-        strategy = select_strategy(name, accelerator, [0, 1], 1)
+        strategy = select_strategy(name, [torch.device(accelerator, 0), torch.device(accelerator, 1)], 1)
         assert type(strategy) is FSDPStrategy
         assert isinstance(strategy, DDPStrategy)  # same launching and collectives
         assert (strategy.strategy_name, strategy.cpu_offload) == (name.lower(), offload)
@@ -23,7 +23,7 @@ def test_names_build_fsdp_on_cpu_and_cuda(name: str, offload: bool) -> None:
 
 def test_mps_keeps_lightnings_error() -> None:
     with pytest.raises(ValueError) as info:
-        select_strategy("fsdp", "mps", [0], 1)
+        select_strategy("fsdp", [torch.device("mps", 0)], 1)
     assert str(info.value) == (
         "The strategy `fsdp` requires a GPU accelerator, but received `accelerator='mps'`. Please set"
         " `accelerator='cuda'`, `accelerator='gpu'`, or pass a `CUDAAccelerator()` instance to use FSDP."

@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from fulgor.rank import rank_zero_only
 from fulgor.strategies import DDPStrategy, SingleDeviceStrategy
-from fulgor.strategies.environments import detect_environment, slurm_root_node
+from fulgor.strategies.environments import (
+    LightningEnvironment,
+    SLURMEnvironment,
+    TorchElasticEnvironment,
+    detect_environment,
+    resolve_root_node_address,
+)
 from fulgor.strategies.launcher import MultiProcessingLauncher, ScriptLauncher
 from fulgor.strategies.registry import select_strategy
 
 _RANK_VARS = (
     "TORCHELASTIC_RUN_ID", "RANK", "LOCAL_RANK", "WORLD_SIZE", "GROUP_RANK", "NODE_RANK", "MASTER_ADDR",
     "MASTER_PORT", "LOCAL_WORLD_SIZE", "SLURM_NTASKS", "SLURM_JOB_NAME", "SLURM_PROCID", "SLURM_LOCALID",
-    "SLURM_NODEID", "SLURM_NTASKS_PER_NODE", "SLURM_NNODES", "SLURM_NODELIST", "SLURM_JOB_ID",
+    "SLURM_NODEID", "SLURM_NTASKS_PER_NODE", "SLURM_NNODES", "SLURM_NODELIST", "SLURM_JOB_ID", "STANDALONE_PORT",
+    "LSB_JOBID", "LSB_DJOB_RANKFILE", "JSM_NAMESPACE_LOCAL_RANK", "JSM_NAMESPACE_SIZE", "JSM_NAMESPACE_RANK",
 )  # fmt: skip
+CPU2 = [torch.device("cpu")] * 2
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in _RANK_VARS:
-        monkeypatch.delenv(key, raising=False)
+        # set first so that monkeypatch restores the original state: environments write MASTER_ADDR/MASTER_PORT
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     monkeypatch.setattr(rank_zero_only, "rank", 0)
     monkeypatch.setenv("PATH", "/nonexistent")  # no `srun` on PATH: no SLURM hint warning
 
@@ -37,7 +48,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_ddp_names(name: str, start_method: str, unused: bool | None) -> None:
-    strategy = select_strategy(name, "cpu", [0, 1], 1)
+    strategy = select_strategy(name, CPU2, 1)
     assert isinstance(strategy, DDPStrategy)
     assert strategy._start_method == start_method
     assert strategy.strategy_name == name.lower()
@@ -45,27 +56,27 @@ def test_ddp_names(name: str, start_method: str, unused: bool | None) -> None:
 
 
 def test_auto_selection() -> None:
-    single = select_strategy("auto", "cpu", [0], 1)
+    single = select_strategy("auto", CPU2[:1], 1)
     assert isinstance(single, SingleDeviceStrategy)
     assert str(single.root_device) == "cpu"
-    two_devices = select_strategy("auto", "cpu", [0, 1], 1)
+    two_devices = select_strategy("auto", CPU2, 1)
     assert isinstance(two_devices, DDPStrategy)
     assert two_devices._start_method == "popen"
-    two_nodes = select_strategy("auto", "cpu", [0], 2)
+    two_nodes = select_strategy("auto", CPU2[:1], 2)
     assert isinstance(two_nodes, DDPStrategy)
 
 
 def test_invalid_names() -> None:
     with pytest.raises(ValueError, match=r"You selected an invalid strategy name: `strategy='dp'`\. It must be"):
-        select_strategy("dp", "cpu", [0], 1)
+        select_strategy("dp", CPU2[:1], 1)
     with pytest.raises(ValueError) as info:
-        select_strategy("fsdp", "mps", [0], 1)  # CPU (gloo) and CUDA run FSDP in fulgor; MPS does not
+        select_strategy("fsdp", [torch.device("mps")], 1)  # CPU (gloo) and CUDA run FSDP in fulgor; MPS does not
     assert str(info.value) == (
         "The strategy `fsdp` requires a GPU accelerator, but received `accelerator='mps'`. Please set"
         " `accelerator='cuda'`, `accelerator='gpu'`, or pass a `CUDAAccelerator()` instance to use FSDP."
     )
-    with pytest.raises(ValueError, match=r"strategy='single_device'\)` runs on one device, but devices=\[0, 1\]"):
-        select_strategy("single_device", "cpu", [0, 1], 1)
+    with pytest.raises(ValueError, match=r"strategy='single_device'\)` runs on one device, but devices=2 and"):
+        select_strategy("single_device", CPU2, 1)
     with pytest.raises(ValueError, match="start_method='thread'"):
         DDPStrategy(start_method="thread")
 
@@ -102,12 +113,14 @@ def test_torchelastic(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in {"TORCHELASTIC_RUN_ID": "x", "RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "GROUP_RANK": "1",
                            "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
-    env = detect_environment(2, 2)
-    assert (env.name, env.creates_processes_externally) == ("torchelastic", True)
-    assert (env.global_rank, env.local_rank, env.node_rank, env.world_size) == (3, 1, 1, 4)
+    env = detect_environment()
+    assert isinstance(env, TorchElasticEnvironment)
+    assert env.creates_processes_externally
+    assert (env.global_rank(), env.local_rank(), env.node_rank(), env.world_size()) == (3, 1, 1, 4)
     assert (env.main_address, env.main_port) == ("10.0.0.1", 29500)
+    env.validate_settings(2, 2)
     with pytest.raises(ValueError) as info:
-        detect_environment(2, 1)
+        env.validate_settings(2, 1)
     assert str(info.value) == (
         "You set `devices=2` and `num_nodes=1` in Lightning, but the product (2 * 1) does not match the world size (4)."
     )
@@ -118,23 +131,25 @@ def test_slurm(monkeypatch: pytest.MonkeyPatch) -> None:
                            "SLURM_NODEID": "1", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "2",
                            "SLURM_NODELIST": "gpu[7-8]", "SLURM_JOB_ID": "123456"}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
-    env = detect_environment(2, 2)
-    assert (env.name, env.global_rank, env.local_rank, env.node_rank, env.world_size) == ("slurm", 2, 0, 1, 4)
+    env = detect_environment()
+    assert isinstance(env, SLURMEnvironment)
+    assert (env.global_rank(), env.local_rank(), env.node_rank(), env.world_size()) == (2, 0, 1, 4)
     assert (env.main_address, env.main_port) == ("gpu7", 3456 + 15000)
+    env.validate_settings(2, 2)
     with pytest.raises(ValueError) as info:
-        detect_environment(4, 2)
+        env.validate_settings(4, 2)
     assert str(info.value) == (
         "You set `devices=4` in Lightning, but the number of tasks per node configured in SLURM"
         " `--ntasks-per-node=2` does not match. HINT: Set `devices=2`."
     )
     with pytest.raises(ValueError) as info:
-        detect_environment(2, 1)
+        env.validate_settings(2, 1)
     assert str(info.value) == (
         "You set `num_nodes=1` in Lightning, but the number of nodes configured in SLURM `--nodes=2` does not"
         " match. HINT: Set `num_nodes=2`."
     )
     monkeypatch.setenv("SLURM_JOB_NAME", "interactive")  # Lightning's escape hatch: not a SLURM launch
-    assert detect_environment(2, 2).name == "lightning"
+    assert isinstance(detect_environment(), LightningEnvironment)
 
 
 @pytest.mark.parametrize(
@@ -148,4 +163,4 @@ def test_slurm(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_slurm_root_node(nodes: str, root: str) -> None:
-    assert slurm_root_node(nodes) == root
+    assert resolve_root_node_address(nodes) == root == SLURMEnvironment.resolve_root_node_address(nodes)

@@ -585,7 +585,8 @@ def test_positional_arguments(lib: ModuleType) -> None:
     assert trainer.num_nodes == 1
 
 
-@pytest.mark.parametrize(("flag", "value"), [("plugins", [object()]), ("sync_batchnorm", True)])
+# `plugins` and `sync_batchnorm` are implemented: tests/test_plugins.py.
+@pytest.mark.parametrize(("flag", "value"), [("model_registry", "my-model")])
 def test_unimplemented_flags_are_refused(flag: str, value: Any) -> None:
     with pytest.raises(NotImplementedError, match=re.escape(flag)):
         fulgor.Trainer(accelerator="cpu", **{flag: value})

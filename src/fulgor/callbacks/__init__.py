@@ -10,6 +10,7 @@ from fulgor.callbacks.callback import Callback
 if TYPE_CHECKING:
     from fulgor.callbacks.batch_size_finder import BatchSizeFinder
     from fulgor.callbacks.checkpoint import Checkpoint
+    from fulgor.callbacks.device_stats_monitor import DeviceStatsMonitor
     from fulgor.callbacks.early_stopping import EarlyStopping, EarlyStoppingReason
     from fulgor.callbacks.fault_tolerance import FaultTolerance
     from fulgor.callbacks.finetuning import BackboneFinetuning, BaseFinetuning
@@ -22,8 +23,11 @@ if TYPE_CHECKING:
     from fulgor.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
     from fulgor.callbacks.prediction_writer import BasePredictionWriter
     from fulgor.callbacks.progress import ProgressBar
+    from fulgor.callbacks.pruning import ModelPruning
     from fulgor.callbacks.rich_model_summary import RichModelSummary
     from fulgor.callbacks.rich_progress import RichProgressBar, RichProgressBarTheme
+    from fulgor.callbacks.spike import SpikeDetection
+    from fulgor.callbacks.throughput_monitor import ThroughputMonitor
     from fulgor.callbacks.timer import Timer
     from fulgor.callbacks.tqdm_progress import TQDMProgressBar
     from fulgor.callbacks.weight_averaging import EMAWeightAveraging, StochasticWeightAveraging, WeightAveraging
@@ -35,6 +39,7 @@ __all__ = [
     "BatchSizeFinder",
     "Callback",
     "Checkpoint",
+    "DeviceStatsMonitor",
     "EMAWeightAveraging",
     "EarlyStopping",
     "EarlyStoppingReason",
@@ -44,14 +49,17 @@ __all__ = [
     "LearningRateFinder",
     "LearningRateMonitor",
     "ModelCheckpoint",
+    "ModelPruning",
     "ModelSummary",
     "OnExceptionCheckpoint",
     "ProgressBar",
     "RichModelSummary",
     "RichProgressBar",
     "RichProgressBarTheme",
+    "SpikeDetection",
     "StochasticWeightAveraging",
     "TQDMProgressBar",
+    "ThroughputMonitor",
     "Timer",
     "WeightAveraging",
 ]
@@ -62,6 +70,7 @@ _LAZY = {
     "BasePredictionWriter": "fulgor.callbacks.prediction_writer",
     "BatchSizeFinder": "fulgor.callbacks.batch_size_finder",
     "Checkpoint": "fulgor.callbacks.checkpoint",
+    "DeviceStatsMonitor": "fulgor.callbacks.device_stats_monitor",
     "EMAWeightAveraging": "fulgor.callbacks.weight_averaging",
     "EarlyStopping": "fulgor.callbacks.early_stopping",
     "EarlyStoppingReason": "fulgor.callbacks.early_stopping",
@@ -71,14 +80,17 @@ _LAZY = {
     "LearningRateFinder": "fulgor.callbacks.lr_finder",
     "LearningRateMonitor": "fulgor.callbacks.lr_monitor",
     "ModelCheckpoint": "fulgor.callbacks.model_checkpoint",
+    "ModelPruning": "fulgor.callbacks.pruning",
     "ModelSummary": "fulgor.callbacks.model_summary",
     "OnExceptionCheckpoint": "fulgor.callbacks.on_exception_checkpoint",
     "ProgressBar": "fulgor.callbacks.progress",
     "RichModelSummary": "fulgor.callbacks.rich_model_summary",
     "RichProgressBar": "fulgor.callbacks.rich_progress",
     "RichProgressBarTheme": "fulgor.callbacks.rich_progress",
+    "SpikeDetection": "fulgor.callbacks.spike",
     "StochasticWeightAveraging": "fulgor.callbacks.weight_averaging",
     "TQDMProgressBar": "fulgor.callbacks.tqdm_progress",
+    "ThroughputMonitor": "fulgor.callbacks.throughput_monitor",
     "Timer": "fulgor.callbacks.timer",
     "WeightAveraging": "fulgor.callbacks.weight_averaging",
 }

@@ -470,15 +470,9 @@ class ModelCheckpoint(Checkpoint):
         return Path(self.dirpath).absolute() in previous_path.parents
 
     def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
-        if trainer.is_global_zero and fs.is_remote(filepath):
-            if fs.exists(filepath):  # no sidecar is written on remote file systems
-                fs.get_filesystem(filepath).rm(filepath)
-            return
-        if trainer.is_global_zero and (os.path.isfile(filepath) or os.path.islink(filepath)):
-            os.remove(filepath)
-            sidecar = os.path.join(os.path.dirname(filepath), f".{os.path.basename(filepath)}.sha256")
-            if os.path.isfile(sidecar):  # the integrity record written with it (see checkpointing.atomic_save)
-                os.remove(sidecar)
+        # Through the strategy's checkpoint IO (rank 0 only): a user's CheckpointIO sees the removal, and an
+        # AsyncCheckpointIO removes the file only after the saves queued before it are committed.
+        trainer.strategy.remove_checkpoint(filepath)
 
 
 def _resolve_user_dir(dirpath: str | os.PathLike[str]) -> str:

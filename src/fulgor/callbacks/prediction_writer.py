@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from fulgor.callbacks.callback import Callback
@@ -13,6 +14,29 @@ if TYPE_CHECKING:
     from fulgor.trainer.trainer import Trainer
 
 WRITE_INTERVALS = ("batch", "epoch", "batch_and_epoch")
+
+
+class WriteInterval(str, Enum):
+    """When a `BasePredictionWriter` writes: after each batch, once at the end, or both."""
+
+    BATCH = "batch"
+    EPOCH = "epoch"
+    BATCH_AND_EPOCH = "batch_and_epoch"
+
+    @classmethod
+    def _missing_(cls, value: object) -> WriteInterval | None:
+        # Case-insensitive, as Lightning's enums.
+        return next((m for m in cls if isinstance(value, str) and m.value == value.lower()), None)
+
+    @property
+    def on_batch(self) -> bool:
+        """Whether predictions are written after each batch."""
+        return self in (WriteInterval.BATCH, WriteInterval.BATCH_AND_EPOCH)
+
+    @property
+    def on_epoch(self) -> bool:
+        """Whether all predictions are written at the end."""
+        return self in (WriteInterval.EPOCH, WriteInterval.BATCH_AND_EPOCH)
 
 
 class BasePredictionWriter(Callback):
@@ -31,6 +55,7 @@ class BasePredictionWriter(Callback):
         if write_interval not in WRITE_INTERVALS:
             raise MisconfigurationException(f"`write_interval` should be one of {list(WRITE_INTERVALS)}.")
         self.write_interval = write_interval
+        self.interval = WriteInterval(write_interval)
 
     @property
     def writes_on_batch(self) -> bool:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from fulgor.module import LightningModule
     from fulgor.trainer.trainer import Trainer
 
-__all__ = ["ProgressBar"]
+__all__ = ["ProgressBar", "get_standard_metrics"]
 
 
 class ProgressBar(Callback):
@@ -138,7 +138,7 @@ class ProgressBar(Callback):
 
         Override it to change the postfix, e.g. ``items = super().get_metrics(...); items.pop("v_num", None)``.
         """
-        standard = _standard_metrics(trainer)
+        standard = get_standard_metrics(trainer)
         logged = trainer.progress_bar_metrics
         duplicates = [key for key in standard if key in logged]
         if duplicates:
@@ -150,8 +150,13 @@ class ProgressBar(Callback):
         return {**standard, **logged}
 
 
-def _standard_metrics(trainer: Trainer) -> dict[str, Any]:
-    """``{"v_num": version}`` when there are loggers with a version (strings keep their last 4 characters)."""
+def get_standard_metrics(trainer: Trainer) -> dict[str, int | str]:
+    """What every progress bar shows: ``{"v_num": version}`` when there are loggers with a version (several loggers'
+    versions joined with "_"; strings keep their last 4 characters).
+
+    Args:
+        trainer: the Trainer whose loggers are read.
+    """
     loggers = trainer.loggers
     if not loggers:
         return {}

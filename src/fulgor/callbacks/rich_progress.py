@@ -165,6 +165,41 @@ class RichProgressBar(StagedProgressBar):
         """The console drawn on (None before the first stage starts)."""
         return self._console
 
+    def _task(self, task_id: TaskID | None, what: str) -> Task:
+        """The rich task of `task_id`, with the counts not yet handed to rich (the bar defers them) handed over."""
+        if self.progress is None or task_id is None:
+            raise TypeError(f"The `{type(self).__name__}` {what} bar has not been created yet.")
+        completed = self._pending.pop(task_id, None)
+        if completed is not None:
+            self.progress.update(task_id, completed=completed, visible=True)
+        return next(task for task in self.progress.tasks if task.id == task_id)
+
+    @property
+    def train_progress_bar(self) -> Task:
+        """The rich task of the training bar."""
+        return self._task(self.train_progress_bar_id, "training")
+
+    @property
+    def val_sanity_check_bar(self) -> Task:
+        """The rich task of the sanity-check bar."""
+        return self._task(self.val_sanity_progress_bar_id, "sanity check")
+
+    @property
+    def val_progress_bar(self) -> Task:
+        """The rich task of the validation bar."""
+        return self._task(self.val_progress_bar_id, "validation")
+
+    @property
+    def test_progress_bar(self) -> Task:
+        """The rich task of the test bar."""
+        return self._task(self.test_progress_bar_id, "test")
+
+    def refresh(self, hard: bool = False) -> None:
+        """Redraw now with the latest counts (``hard``: also where the console is not a terminal)."""
+        self._refresh()
+        if hard and self.progress is not None and not self._stopped:
+            self.progress.refresh()
+
     # ---- the display ----
 
     def configure_columns(self, trainer: Trainer) -> list[Any]:

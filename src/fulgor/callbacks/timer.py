@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import timedelta
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from fulgor.callbacks.callback import Callback
@@ -34,6 +35,18 @@ def parse_duration(duration: str | timedelta | dict[str, int] | None) -> timedel
         days, hours, minutes, seconds = (int(g) for g in match.groups())
         return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
     raise MisconfigurationException(f"`Timer(duration={duration!r})` must be a string, a timedelta or a dict.")
+
+
+class Interval(str, Enum):
+    """When `Timer` checks the time: after every training batch (``step``) or epoch (``epoch``)."""
+
+    step = "step"
+    epoch = "epoch"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Interval | None:
+        # Case-insensitive, as Lightning's enums: Interval("STEP") is Interval.step.
+        return next((m for m in cls if isinstance(value, str) and m.value == value.lower()), None)
 
 
 class Timer(Callback):

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from fulgor.module import LightningModule
     from fulgor.trainer.trainer import Trainer
 
-__all__ = ["TQDMProgressBar", "Tqdm"]
+__all__ = ["TQDMProgressBar", "Tqdm", "convert_inf"]
 
 _PAD_SIZE = 5
 # Each stage's bar: its public property (which users override), and the attribute behind it.
@@ -71,11 +71,14 @@ def _is_interactive(stream: TextIO) -> bool:
     return "ipykernel" in sys.modules
 
 
-def _finite_or_none(total: int | float | None) -> int | float | None:
-    """tqdm wants ``None`` for an unknown (infinite) total."""
-    if total is None or math.isinf(total) or math.isnan(total):
+def convert_inf(x: int | float | None) -> int | float | None:
+    """``None`` for an infinite or NaN count (how tqdm is told the total is unknown), else ``x``."""
+    if x is None or math.isinf(x) or math.isnan(x):
         return None
-    return total
+    return x
+
+
+_finite_or_none = convert_inf
 
 
 class TQDMProgressBar(StagedProgressBar):

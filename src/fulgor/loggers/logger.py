@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from argparse import Namespace
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -14,7 +14,7 @@ from torch.nn import Module
 
 from fulgor.rank import rank_zero_only
 
-__all__ = ["DummyExperiment", "DummyLogger", "Logger", "rank_zero_experiment"]
+__all__ = ["DummyExperiment", "DummyLogger", "Logger", "merge_dicts", "rank_zero_experiment"]
 
 T = TypeVar("T")
 
@@ -168,3 +168,39 @@ class DummyLogger(Logger):
             return None
 
         return method
+
+
+def _mean(values: Sequence[Any]) -> float:
+    return float(sum(values) / len(values))
+
+
+def merge_dicts(
+    dicts: Sequence[Mapping[Any, Any]],
+    agg_key_funcs: Mapping[Any, Any] | None = None,
+    default_func: Callable[[Sequence[Any]], Any] = _mean,
+) -> dict[Any, Any]:
+    """Merge dicts into one, aggregating the values each key has across them (nested dicts merged recursively).
+
+    Args:
+        dicts: the dicts to merge; a key missing from some, or None there, is aggregated over the others.
+        agg_key_funcs: key -> function aggregating that key's values (a dict of them for a nested dict).
+        default_func: the aggregation of keys not in `agg_key_funcs` (the mean).
+
+    Example::
+
+        >>> merge_dicts([{"a": 1.0, "b": {"c": 1}}, {"a": 3.0, "b": {"c": 5}}], {"b": {"c": max}})
+        {'a': 2.0, 'b': {'c': 5}}
+    """
+    funcs = agg_key_funcs or {}
+    keys = list(dict.fromkeys(key for d in dicts for key in d))
+    merged: dict[Any, Any] = {}
+    for key in keys:
+        values = [d[key] for d in dicts if d.get(key) is not None]
+        func = funcs.get(key)
+        if not values:  # None in every dict (Lightning fails with an IndexError here)
+            merged[key] = None
+        elif isinstance(values[0], dict):
+            merged[key] = merge_dicts(values, func, default_func)
+        else:
+            merged[key] = (func or default_func)(values)
+    return merged

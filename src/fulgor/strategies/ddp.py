@@ -17,12 +17,16 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from fulgor.accelerators import Accelerator
+from fulgor.checkpoint_io import CheckpointIO
 from fulgor.errors import MisconfigurationException
+from fulgor.precision import Precision
 from fulgor.rank import log, rank_zero_info, rank_zero_only
 from fulgor.stop_request import Preempted
-from fulgor.strategies.environments import ClusterEnvironment, detect_environment
+from fulgor.strategies.cluster_environment import ClusterEnvironment
+from fulgor.strategies.environments import LightningEnvironment, detect_environment
 from fulgor.strategies.launcher import MultiProcessingLauncher, ScriptLauncher, watch_launcher
-from fulgor.strategies.strategy import Strategy
+from fulgor.strategies.parallel import ParallelStrategy
 
 # torch's default process-group timeout (Lightning's too); a dead peer is caught sooner by the launch watchdogs.
 DEFAULT_TIMEOUT = timedelta(minutes=30)
@@ -42,10 +46,15 @@ class _StepRouter(nn.Module):
         return getattr(self.module, name)(*args, **kwargs)
 
 
-class DDPStrategy(Strategy):
+class DDPStrategy(ParallelStrategy):
     """Distributed data parallel: every process holds the whole model and averages gradients after backward.
 
     Args:
+        accelerator: the hardware (default: from the Trainer's `accelerator` flag).
+        parallel_devices: the device of each process on a node (default: from the Trainer's `devices` flag).
+        cluster_environment: where the processes come from and meet (default: detected, see `plugins=`).
+        checkpoint_io: how checkpoint files are written (default: `TorchCheckpointIO`).
+        precision_plugin: the precision (default: from the Trainer's `precision` flag).
         process_group_backend: "gloo", "nccl", ...; default nccl on CUDA, gloo otherwise.
         timeout: how long collectives and fulgor's barriers wait for a missing process.
         start_method: "popen" (re-run the script per rank), "spawn" or "fork" (torch.multiprocessing workers).
@@ -54,15 +63,21 @@ class DDPStrategy(Strategy):
     """
 
     strategy_name = "ddp"
+    _reverts_layer_sync = True  # FSDP keeps the synchronised layers: its shards hold references to them
 
     def __init__(
         self,
+        accelerator: Accelerator | None = None,
+        parallel_devices: list[torch.device] | None = None,
+        cluster_environment: ClusterEnvironment | None = None,
+        checkpoint_io: CheckpointIO | None = None,
+        precision_plugin: Precision | None = None,
         process_group_backend: str | None = None,
         timeout: timedelta | None = DEFAULT_TIMEOUT,
         start_method: str = "popen",
         **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(accelerator, parallel_devices, cluster_environment, checkpoint_io, precision_plugin)
         if start_method not in _START_METHODS:
             raise ValueError(
                 f"`DDPStrategy(start_method={start_method!r})` is invalid. Choose one of {', '.join(_START_METHODS)}."
@@ -79,41 +94,46 @@ class DDPStrategy(Strategy):
         self._timeout = timeout or DEFAULT_TIMEOUT
         self._start_method = start_method
         self._ddp_kwargs = kwargs
-        self._accelerator = "cpu"
-        self._device_ids: list[int] = [0]
-        self.num_nodes = 1
-        self.cluster_environment = ClusterEnvironment("lightning", False, "127.0.0.1", 0, 1, 0, 0, 0)
         self._launcher: ScriptLauncher | MultiProcessingLauncher | None = None
         self._module: nn.Module | None = None
         self._runner: nn.Module | None = None
         self._trainer: Any = None
 
     # ------------------------------------------------------------------ configuration
-    def configure(self, accelerator: str, device_ids: list[int], num_nodes: int) -> None:
-        if accelerator == "mps":
+    def configure(self, accelerator: Accelerator, parallel_devices: list[torch.device], num_nodes: int) -> None:
+        """Take the Trainer's devices and nodes, find the cluster environment (unless one was given), check the flags
+        against it, choose the launcher and compute this process's ranks."""
+        super().configure(accelerator, parallel_devices, num_nodes)
+        if self._parallel_devices is None:
+            self._parallel_devices = list(parallel_devices)
+        if self.parallel_devices[0].type == "mps":
             raise ValueError(
                 f"You set `strategy={self.strategy_name}` but strategies from the DDP family are not supported on the"
                 " MPS accelerator. Either explicitly set `accelerator='cpu'` or change the strategy."
             )
-        self._accelerator = accelerator
-        self._device_ids = list(device_ids)
         self.num_nodes = num_nodes
-        env = detect_environment(len(device_ids), num_nodes)
-        self.cluster_environment = env
+        env = self.cluster_environment = self.cluster_environment or detect_environment()
+        env.validate_settings(self.num_processes, num_nodes)
         if env.creates_processes_externally:
             self._launcher = None
         elif self._start_method == "popen":
-            self._launcher = ScriptLauncher(env, len(device_ids), num_nodes)
+            self._launcher = ScriptLauncher(env, self.num_processes, num_nodes)
         else:
             self._launcher = MultiProcessingLauncher(self, self._start_method)
-        rank_zero_only.rank = env.global_rank  # type: ignore[attr-defined]
+        self.set_world_ranks()
+
+    def set_world_ranks(self) -> None:
+        """Tell the environment this process's global rank and the world size (scheduler environments keep theirs)."""
+        env = self.cluster_environment
+        if env is not None:
+            env.set_global_rank(self.node_rank * self.num_processes + self.local_rank)
+            env.set_world_size(self.num_nodes * self.num_processes)
+        rank_zero_only.rank = self.global_rank  # type: ignore[attr-defined]
 
     def set_local_rank(self, local_rank: int) -> None:
         """Called in a torch.multiprocessing worker: this worker's local rank."""
-        env = self.cluster_environment
-        env.local_rank = local_rank
-        env.global_rank = env.node_rank * self.num_processes + local_rank
-        rank_zero_only.rank = env.global_rank  # type: ignore[attr-defined]
+        os.environ["LOCAL_RANK"] = str(local_rank)  # what LightningEnvironment reads, as in a launched script
+        self.set_world_ranks()
 
     @property
     def launcher(self) -> ScriptLauncher | MultiProcessingLauncher | None:
@@ -125,38 +145,8 @@ class DDPStrategy(Strategy):
         return isinstance(launcher, MultiProcessingLauncher) and not launcher.in_worker
 
     @property
-    def num_processes(self) -> int:
-        return len(self._device_ids)
-
-    @property
-    def root_device(self) -> torch.device:
-        if self._accelerator == "cuda":
-            return torch.device("cuda", self._device_ids[self.local_rank])
-        return torch.device(self._accelerator)
-
-    @property
-    def world_size(self) -> int:
-        return self.cluster_environment.world_size
-
-    @property
-    def global_rank(self) -> int:
-        return self.cluster_environment.global_rank
-
-    @property
-    def local_rank(self) -> int:
-        return self.cluster_environment.local_rank
-
-    @property
-    def node_rank(self) -> int:
-        return self.cluster_environment.node_rank
-
-    @property
-    def distributed_sampler_kwargs(self) -> dict[str, int]:
-        return {"num_replicas": self.world_size, "rank": self.global_rank}
-
-    @property
     def process_group_backend(self) -> str:
-        return self._backend or ("nccl" if self._accelerator == "cuda" else "gloo")
+        return self._backend or ("nccl" if self.root_device.type == "cuda" else "gloo")
 
     # ------------------------------------------------------------------ processes
     def setup_environment(self, trainer: Any) -> None:
@@ -171,21 +161,33 @@ class DDPStrategy(Strategy):
             )
         if isinstance(launcher, ScriptLauncher):
             launcher.launch_children()
-        elif self.cluster_environment.name == "lightning":
+        elif isinstance(self.cluster_environment, LightningEnvironment):
             watch_launcher()
         try:
             self._init_process_group()
         except BaseException:
             self._stop_children()
             raise
+        super().setup_environment(trainer)
 
     def _init_process_group(self) -> None:
         if dist.is_initialized():
             return
         env = self.cluster_environment
+        assert env is not None, "configure() runs before the process group is joined"
+        if (
+            isinstance(env, LightningEnvironment)
+            and env.creates_processes_externally
+            and "MASTER_PORT" not in os.environ
+        ):
+            # Each process would otherwise pick its own free port and wait for the others forever.
+            raise RuntimeError(
+                f"Global rank {self.global_rank} was started outside fulgor (LOCAL_RANK is set) but MASTER_PORT is not:"
+                " the processes cannot agree on where to meet. Set MASTER_PORT (and MASTER_ADDR on several nodes) to"
+                " the same value in every process, or let fulgor start them (unset LOCAL_RANK)."
+            )
         os.environ.setdefault("MASTER_ADDR", env.main_address)
-        if env.main_port:
-            os.environ.setdefault("MASTER_PORT", str(env.main_port))
+        os.environ.setdefault("MASTER_PORT", str(env.main_port))
         if self.root_device.type == "cuda":
             torch.cuda.set_device(self.root_device)
         rank, size = self.global_rank, self.world_size
@@ -207,10 +209,13 @@ class DDPStrategy(Strategy):
     # ------------------------------------------------------------------ model
     def setup_module(self, module: nn.Module) -> nn.Module:
         """Move the module to this rank's device; for fitting, wrap it in DDP (through the step router)."""
-        self._module = module.to(self.root_device)
+        fitting = self._fitting()
+        module = module.to(self.root_device)
+        if fitting and self._layer_sync is not None:  # on the device: it decides torch's SyncBatchNorm or fulgor's
+            module = self._layer_sync.apply(module)
+        self._module = module
         router = _StepRouter(self._module)
         # Evaluation-only runs need no gradient sync (and DDP refuses modules without trainable parameters).
-        fitting = self._trainer is None or self._trainer.state.fn == "fit"
         if fitting and any(p.requires_grad for p in module.parameters()):
             device_ids = [self.root_device.index] if self.root_device.type == "cuda" else None
             self._runner = DistributedDataParallel(router, device_ids=device_ids, **self._ddp_kwargs)
@@ -219,6 +224,9 @@ class DDPStrategy(Strategy):
             self._runner = router
             self.model = self._module
         return self.model
+
+    def _fitting(self) -> bool:
+        return self._trainer is None or self._trainer.state.fn == "fit"
 
     def step_fn(self, module: nn.Module, name: str) -> Any:
         """`training_step` goes through DDP's forward; evaluation steps call the module (no gradients to sync)."""
@@ -249,8 +257,12 @@ class DDPStrategy(Strategy):
             # Called from the Trainer's exception path: the other ranks would wait for this one forever.
             self._stop_children()
             _destroy_process_group()
+        if self._layer_sync is not None and self._reverts_layer_sync and self._module is not None and self._fitting():
+            self._module = self._layer_sync.revert(self._module)
         self.model = self._module
         self._runner = None
+        if self.cluster_environment is not None:
+            self.cluster_environment.teardown()
         super().teardown()
 
     # ------------------------------------------------------------------ collectives

@@ -1,158 +1,176 @@
-"""Where this process sits in a job: rank, world size and rendezvous address read from torchrun (TorchElastic),
-SLURM, or fulgor's own launcher (a `LOCAL_RANK` set by it or by the user), with Lightning's mismatch messages."""
+"""Cluster environments (Lightning's classes): fulgor's own launcher or a user-started job (`LightningEnvironment`),
+torchrun (`TorchElasticEnvironment`), Kubeflow's PyTorchJob, and the scheduler ones (SLURM, LSF, MPI: re-exported
+from `scheduler_environments`); which one a process runs in, and a free port for the rendezvous."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import sys
-from dataclasses import dataclass
 
-from fulgor.errors import PossibleUserWarning
-from fulgor.rank import rank_zero_warn
+from fulgor.rank import log, rank_zero_only, rank_zero_warn
+from fulgor.strategies.cluster_environment import ClusterEnvironment, find_free_network_port
+from fulgor.strategies.scheduler_environments import (
+    LSFEnvironment,
+    MPIEnvironment,
+    SLURMEnvironment,
+    resolve_root_node_address,
+)
 
-
-@dataclass
-class ClusterEnvironment:
-    """The rank layout of one process.
-
-    Attributes:
-        name: "torchelastic", "slurm" or "lightning" (fulgor launches, or the user set `LOCAL_RANK`).
-        creates_processes_externally: True when something else started every process (torchrun, srun, the user);
-            fulgor then launches nothing and uses the ranks as they are.
-        main_address: host of global rank 0 (`MASTER_ADDR`).
-        main_port: rendezvous port (`MASTER_PORT`).
-        world_size: total number of processes.
-        global_rank: this process's rank in the job.
-        local_rank: this process's rank on its node.
-        node_rank: this node's rank.
-    """
-
-    name: str
-    creates_processes_externally: bool
-    main_address: str
-    main_port: int
-    world_size: int
-    global_rank: int
-    local_rank: int
-    node_rank: int
+__all__ = [
+    "ClusterEnvironment",
+    "KubeflowEnvironment",
+    "LSFEnvironment",
+    "LightningEnvironment",
+    "MPIEnvironment",
+    "SLURMEnvironment",
+    "TorchElasticEnvironment",
+    "detect_environment",
+    "find_free_network_port",
+    "resolve_root_node_address",
+]
 
 
-def detect_environment(num_devices: int, num_nodes: int) -> ClusterEnvironment:
-    """Detect the environment in Lightning's priority order (TorchElastic, SLURM, fulgor/user) and check that
-    `devices`/`num_nodes` agree with it.
-
-    Args:
-        num_devices: processes per node (the `devices` flag, parsed).
-        num_nodes: the `num_nodes` flag.
-
-    Raises:
-        ValueError: the Trainer flags disagree with what torchrun or SLURM started (Lightning's messages).
-    """
-    if _torchelastic_launched():
-        return _torchelastic(num_devices, num_nodes)
-    _warn_srun_unused()
-    if _slurm_launched():
-        return _slurm(num_devices, num_nodes)
-    return _lightning(num_devices, num_nodes)
+find_free_port = find_free_network_port  # fulgor's earlier name, still used by the distributed tests
 
 
-def _torchelastic_launched() -> bool:
-    # torch's own test (`torch.distributed.is_torchelastic_launched`), without importing torch.distributed here.
-    return "TORCHELASTIC_RUN_ID" in os.environ
+class LightningEnvironment(ClusterEnvironment):
+    """The default: fulgor starts the processes of this node itself, or the user did (then `LOCAL_RANK` is set in
+    each, and `NODE_RANK`, `MASTER_ADDR`, `MASTER_PORT` where needed). Ranks are computed by the Trainer."""
+
+    def __init__(self) -> None:
+        self._main_port = -1
+        self._global_rank = 0
+        self._world_size = 1
+
+    @property
+    def creates_processes_externally(self) -> bool:
+        """True when `LOCAL_RANK` is set: something else started this process, so fulgor launches none."""
+        return "LOCAL_RANK" in os.environ
+
+    @property
+    def main_address(self) -> str:
+        return os.environ.get("MASTER_ADDR", "127.0.0.1")
+
+    @property
+    def main_port(self) -> int:
+        """`MASTER_PORT`, else a free port chosen once."""
+        if self._main_port == -1:
+            port = os.environ.get("MASTER_PORT")
+            self._main_port = int(port) if port is not None else find_free_network_port()
+        return self._main_port
+
+    @staticmethod
+    def detect() -> bool:
+        return True
+
+    def world_size(self) -> int:
+        return self._world_size
+
+    def set_world_size(self, size: int) -> None:
+        self._world_size = size
+
+    def global_rank(self) -> int:
+        return self._global_rank
+
+    def set_global_rank(self, rank: int) -> None:
+        self._global_rank = rank
+        rank_zero_only.rank = rank  # type: ignore[attr-defined]
+
+    def local_rank(self) -> int:
+        return int(os.environ.get("LOCAL_RANK", 0))
+
+    def node_rank(self) -> int:
+        return int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)))
+
+    def teardown(self) -> None:
+        """Drop the `WORLD_SIZE` variable the launcher set, so a later Trainer in this process starts clean."""
+        os.environ.pop("WORLD_SIZE", None)
 
 
-def _torchelastic(num_devices: int, num_nodes: int) -> ClusterEnvironment:
-    world_size = int(os.environ["WORLD_SIZE"])
-    if num_devices * num_nodes != world_size:
-        raise ValueError(
-            f"You set `devices={num_devices}` and `num_nodes={num_nodes}` in Lightning, but the product"
-            f" ({num_devices} * {num_nodes}) does not match the world size ({world_size})."
-        )
-    return ClusterEnvironment(
-        name="torchelastic",
-        creates_processes_externally=True,
-        main_address=os.environ.get("MASTER_ADDR", "127.0.0.1"),
-        main_port=int(os.environ.get("MASTER_PORT", "12910")),
-        world_size=world_size,
-        global_rank=int(os.environ["RANK"]),
-        local_rank=int(os.environ["LOCAL_RANK"]),
-        node_rank=int(os.environ.get("GROUP_RANK", "0")),
-    )
+class _FromVariables(ClusterEnvironment):
+    """Environments whose ranks come from the launcher's variables: the Trainer's values are ignored."""
+
+    @property
+    def creates_processes_externally(self) -> bool:
+        return True
+
+    def set_world_size(self, size: int) -> None:
+        log.debug(f"{type(self).__name__}.set_world_size was called, but setting world size is not allowed. Ignored.")
+
+    def set_global_rank(self, rank: int) -> None:
+        log.debug(f"{type(self).__name__}.set_global_rank was called, but setting global rank is not allowed. Ignored.")
+
+    def world_size(self) -> int:
+        return int(os.environ["WORLD_SIZE"])
+
+    def global_rank(self) -> int:
+        return int(os.environ["RANK"])
 
 
-def _slurm_launched() -> bool:
-    return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+class TorchElasticEnvironment(_FromVariables):
+    """Processes started by `torchrun` (TorchElastic): ranks from `RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `GROUP_RANK`."""
+
+    @property
+    def main_address(self) -> str:
+        if "MASTER_ADDR" not in os.environ:
+            rank_zero_warn("MASTER_ADDR environment variable is not defined. Set as localhost")
+            os.environ["MASTER_ADDR"] = "127.0.0.1"
+        return os.environ["MASTER_ADDR"]
+
+    @property
+    def main_port(self) -> int:
+        if "MASTER_PORT" not in os.environ:
+            rank_zero_warn("MASTER_PORT environment variable is not defined. Set as 12910")
+            os.environ["MASTER_PORT"] = "12910"
+        return int(os.environ["MASTER_PORT"])
+
+    @staticmethod
+    def detect() -> bool:
+        """True in a process `torchrun` started (torch's own test, without importing torch.distributed here)."""
+        return "TORCHELASTIC_RUN_ID" in os.environ
+
+    def local_rank(self) -> int:
+        return int(os.environ["LOCAL_RANK"])
+
+    def node_rank(self) -> int:
+        return int(os.environ.get("GROUP_RANK", 0))
+
+    def validate_settings(self, num_devices: int, num_nodes: int) -> None:
+        """Raise if `devices * num_nodes` differs from the world size torchrun started."""
+        if num_devices * num_nodes != self.world_size():
+            raise ValueError(
+                f"You set `devices={num_devices}` and `num_nodes={num_nodes}` in Lightning, but the product"
+                f" ({num_devices} * {num_nodes}) does not match the world size ({self.world_size()})."
+            )
 
 
-def _warn_srun_unused() -> None:
-    if sys.platform != "win32" and shutil.which("srun") is not None and not _slurm_launched():
-        hint = " ".join(["srun", os.path.basename(sys.executable), *sys.argv])[:64]
-        rank_zero_warn(
-            "The `srun` command is available on your system but is not used. HINT: If your intention is to run"
-            f" Lightning on SLURM, prepend your python command with `srun` like so: {hint} ...",
-            category=PossibleUserWarning,
-        )
+class KubeflowEnvironment(_FromVariables):
+    """A Kubeflow PyTorchJob: one process per pod (local rank 0), ranks from `RANK`/`WORLD_SIZE`. Never detected:
+    pass it as `Trainer(plugins=[KubeflowEnvironment()])`."""
+
+    @property
+    def main_address(self) -> str:
+        return os.environ["MASTER_ADDR"]
+
+    @property
+    def main_port(self) -> int:
+        return int(os.environ["MASTER_PORT"])
+
+    @staticmethod
+    def detect() -> bool:
+        """Raises: the Kubeflow environment cannot be recognised from its variables."""
+        raise NotImplementedError("The Kubeflow environment can't be detected automatically.")
+
+    def local_rank(self) -> int:
+        return 0
+
+    def node_rank(self) -> int:
+        return self.global_rank()
 
 
-def _slurm(num_devices: int, num_nodes: int) -> ClusterEnvironment:
-    ntasks_per_node = os.environ.get("SLURM_NTASKS_PER_NODE")
-    if ntasks_per_node is not None and int(ntasks_per_node) != num_devices:
-        raise ValueError(
-            f"You set `devices={num_devices}` in Lightning, but the number of tasks per node configured in SLURM"
-            f" `--ntasks-per-node={ntasks_per_node}` does not match. HINT: Set `devices={ntasks_per_node}`."
-        )
-    nnodes = os.environ.get("SLURM_NNODES")
-    if nnodes is not None and int(nnodes) != num_nodes:
-        raise ValueError(
-            f"You set `num_nodes={num_nodes}` in Lightning, but the number of nodes configured in SLURM"
-            f" `--nodes={nnodes}` does not match. HINT: Set `num_nodes={nnodes}`."
-        )
-    job_id = os.environ.get("SLURM_JOB_ID", "")
-    # Every task derives the same port from the job id, so no task has to tell the others.
-    default_port = int(job_id[-4:]) + 15000 if job_id[-4:].isdigit() else 12910
-    return ClusterEnvironment(
-        name="slurm",
-        creates_processes_externally=True,
-        main_address=os.environ.get("MASTER_ADDR") or slurm_root_node(os.environ.get("SLURM_NODELIST", "127.0.0.1")),
-        main_port=int(os.environ.get("MASTER_PORT", default_port)),
-        world_size=int(os.environ["SLURM_NTASKS"]),
-        global_rank=int(os.environ["SLURM_PROCID"]),
-        local_rank=int(os.environ["SLURM_LOCALID"]),
-        node_rank=int(os.environ["SLURM_NODEID"]),
-    )
-
-
-def slurm_root_node(nodelist: str) -> str:
-    """The first host of a SLURM node list: "host0 host1", "host0,host1" and "host[5-9]" give host0/host0/host5."""
-    first = nodelist.replace(" ", ",").split(",")[0] if "[" not in nodelist.split(",")[0] else nodelist
-    if "[" in first:
-        prefix, rest = first.split("[", 1)
-        number = rest.split("]")[0].replace("-", ",").split(",")[0]
-        return prefix + number
-    return first
-
-
-def _lightning(num_devices: int, num_nodes: int) -> ClusterEnvironment:
-    local_rank = os.environ.get("LOCAL_RANK")
-    node_rank = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0")))
-    port = os.environ.get("MASTER_PORT")
-    return ClusterEnvironment(
-        name="lightning",
-        # A LOCAL_RANK already set means fulgor's launcher (or the user) started this process.
-        creates_processes_externally=local_rank is not None,
-        main_address=os.environ.get("MASTER_ADDR", "127.0.0.1"),
-        main_port=int(port) if port is not None else 0,  # 0: choose a free one when launching
-        world_size=num_devices * num_nodes,
-        global_rank=node_rank * num_devices + int(local_rank or 0),
-        local_rank=int(local_rank or 0),
-        node_rank=node_rank,
-    )
-
-
-def find_free_port() -> int:
-    """A TCP port that is free on this machine right now (for the rendezvous of processes fulgor launches)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def detect_environment() -> ClusterEnvironment:
+    """The environment of this process, in Lightning's order: torchrun (which may run inside SLURM), SLURM, LSF, MPI,
+    else `LightningEnvironment`."""
+    for environment in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment):
+        if environment.detect():
+            return environment()
+    return LightningEnvironment()

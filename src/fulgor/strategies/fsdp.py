@@ -12,7 +12,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from fulgor.accelerators import Accelerator
+from fulgor.checkpoint_io import CheckpointIO
 from fulgor.errors import MisconfigurationException
+from fulgor.precision import Precision
+from fulgor.strategies.cluster_environment import ClusterEnvironment
 from fulgor.strategies.ddp import DEFAULT_TIMEOUT, DDPStrategy, _StepRouter
 
 SHARDING_STRATEGIES = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD")
@@ -29,6 +33,7 @@ class FSDPStrategy(DDPStrategy):
     a step the module's parameters are `DTensor` shards; `lightning_module_state_dict()` gathers them.
 
     Args:
+        accelerator, parallel_devices, cluster_environment, checkpoint_io, precision_plugin: as for `DDPStrategy`.
         sharding_strategy: "FULL_SHARD" (gather parameters again for backward), "SHARD_GRAD_OP" (keep them gathered
             from forward to backward), "NO_SHARD" (replicate, like DDP) or "HYBRID_SHARD" (shard within a node,
             replicate across nodes).
@@ -43,9 +48,15 @@ class FSDPStrategy(DDPStrategy):
     """
 
     strategy_name = "fsdp"
+    _reverts_layer_sync = False
 
     def __init__(
         self,
+        accelerator: Accelerator | None = None,
+        parallel_devices: list[torch.device] | None = None,
+        cluster_environment: ClusterEnvironment | None = None,
+        checkpoint_io: CheckpointIO | None = None,
+        precision_plugin: Precision | None = None,
         sharding_strategy: str = "FULL_SHARD",
         auto_wrap_policy: AutoWrapPolicy | None = None,
         cpu_offload: bool = False,
@@ -55,7 +66,16 @@ class FSDPStrategy(DDPStrategy):
         start_method: str = "popen",
         **kwargs: Any,
     ) -> None:
-        super().__init__(process_group_backend=process_group_backend, timeout=timeout, start_method=start_method)
+        super().__init__(
+            accelerator=accelerator,
+            parallel_devices=parallel_devices,
+            cluster_environment=cluster_environment,
+            checkpoint_io=checkpoint_io,
+            precision_plugin=precision_plugin,
+            process_group_backend=process_group_backend,
+            timeout=timeout,
+            start_method=start_method,
+        )
         sharding = getattr(sharding_strategy, "name", sharding_strategy)  # also torch's ShardingStrategy enum
         if not isinstance(sharding, str) or sharding.upper() not in SHARDING_STRATEGIES:
             raise MisconfigurationException(
@@ -82,7 +102,10 @@ class FSDPStrategy(DDPStrategy):
             return runner
         from torch.distributed.fsdp import fully_shard
 
-        self._module = module.to(self.root_device)
+        module = module.to(self.root_device)
+        if self._layer_sync is not None and self._fitting():
+            module = self._layer_sync.apply(module)  # before sharding: the shards then belong to the new layers
+        self._module = module
         router = _StepRouter(self._module)
         options = self._shard_options()
         for submodule in self._units(self._module):

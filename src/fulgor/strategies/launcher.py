@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from fulgor.module import LightningModule
 from fulgor.stop_request import STOP
-from fulgor.strategies.environments import ClusterEnvironment, find_free_port
+from fulgor.strategies.cluster_environment import ClusterEnvironment
 
 if TYPE_CHECKING:
     from fulgor.strategies.ddp import DDPStrategy
@@ -77,12 +77,11 @@ class ScriptLauncher:
         if self.children or self.environment.creates_processes_externally:
             return
         env = self.environment
-        port = env.main_port or find_free_port()
-        env.main_port = port
+        port = env.main_port
         os.environ.update(
             MASTER_ADDR=env.main_address,
             MASTER_PORT=str(port),
-            NODE_RANK=str(env.node_rank),
+            NODE_RANK=str(env.node_rank()),
             LOCAL_RANK="0",
             WORLD_SIZE=str(self.num_processes * self.num_nodes),
         )
@@ -108,7 +107,7 @@ class ScriptLauncher:
             if STOP.handled and code == STOP.options.exit_code:
                 continue  # an agreed preemption stop: every rank saves and exits with this code, not a failure
             if code is not None and code != 0:
-                rank = self.environment.node_rank * self.num_processes + local_rank
+                rank = self.environment.node_rank() * self.num_processes + local_rank
                 return (
                     f"fulgor: the process of global rank {rank} (local rank {local_rank}, pid {child.pid}) exited"
                     f" with code {code}. Stopping every process of this job so that none waits forever for it."
@@ -190,7 +189,7 @@ class MultiProcessingLauncher:
         import torch.multiprocessing as mp
 
         env = self.strategy.cluster_environment
-        env.main_port = env.main_port or find_free_port()
+        assert env is not None, "the strategy is configured before it launches"
         os.environ.update(MASTER_ADDR=env.main_address, MASTER_PORT=str(env.main_port))
         with tempfile.TemporaryDirectory(prefix="fulgor-spawn-") as tmp:
             path = os.path.join(tmp, "rank0.pt")

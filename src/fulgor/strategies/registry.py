@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fulgor import accelerators
+import sys
+
+import torch
+
 from fulgor.errors import MisconfigurationException
 from fulgor.strategies import ddp, fsdp
 from fulgor.strategies.single_device import SingleDeviceStrategy
@@ -19,8 +22,8 @@ STRATEGY_NAMES = (
 )  # fmt: skip
 
 
-def select_strategy(name: object, accelerator: str, device_ids: list[int], num_nodes: int) -> Strategy:
-    """The Strategy for a `strategy=` name and the parsed accelerator/devices/num_nodes flags.
+def select_strategy(name: object, parallel_devices: list[torch.device], num_nodes: int) -> Strategy:
+    """The Strategy for a `strategy=` name, the device of each process on this node and the `num_nodes` flag.
 
     "auto" is Lightning's rule: more than one device or more than one node → "ddp" ("ddp_fork" in an interactive
     session), else one device.
@@ -36,22 +39,24 @@ def select_strategy(name: object, accelerator: str, device_ids: list[int], num_n
             " Find a complete list of options in docs/distributed.md."
         )
     name = name.lower()
-    distributed = len(device_ids) > 1 or num_nodes > 1
+    count = len(parallel_devices)
+    distributed = count > 1 or num_nodes > 1
     if name == "auto":
         if not distributed:
-            return SingleDeviceStrategy(accelerators.root_devices(accelerator, device_ids)[0])
-        name = "ddp_fork" if accelerators._is_interactive() else "ddp"
+            return SingleDeviceStrategy(parallel_devices[0])
+        interactive = hasattr(sys, "ps1") or bool(sys.flags.interactive)
+        name = "ddp_fork" if interactive else "ddp"
     if name == "single_device":
         if distributed:
             raise ValueError(
-                f"`Trainer(strategy='single_device')` runs on one device, but devices={device_ids!r} and"
-                f" num_nodes={num_nodes} ask for {len(device_ids) * num_nodes}. Use `strategy='ddp'` or `devices=1`."
+                f"`Trainer(strategy='single_device')` runs on one device, but devices={count} and"
+                f" num_nodes={num_nodes} ask for {count * num_nodes}. Use `strategy='ddp'` or `devices=1`."
             )
-        return SingleDeviceStrategy(accelerators.root_devices(accelerator, device_ids)[0])
+        return SingleDeviceStrategy(parallel_devices[0])
     if name.startswith("ddp"):
         return ddp.strategy_for_name(name)
     if name.startswith("fsdp"):
-        return _fsdp(name, accelerator)
+        return _fsdp(name, parallel_devices[0].type)
     if name == "deepspeed":
         raise MisconfigurationException(
             "`Trainer(strategy='deepspeed')` is not supported by fulgor. Use `strategy='fsdp'` for sharded"

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import torch
 
+from fulgor.accelerators import Accelerator
+from fulgor.checkpoint_io import CheckpointIO
+from fulgor.precision import Precision
 from fulgor.strategies.strategy import Strategy
 
 
 class SingleDeviceStrategy(Strategy):
-    """Train on one device (`"cpu"`, `"cuda:0"`, `"mps"`)."""
+    """Train on one device (`"cpu"`, `"cuda:0"`, `"mps"`).
+
+    Args:
+        device: the device.
+        accelerator: the hardware (default: from the Trainer's `accelerator` flag).
+        checkpoint_io: how checkpoint files are written (default: `TorchCheckpointIO`).
+        precision_plugin: the precision (default: from the Trainer's `precision` flag).
+    """
 
     strategy_name = "single_device"
 
-    def __init__(self, device: torch.device | str = "cpu") -> None:
-        super().__init__()
+    def __init__(
+        self,
+        device: torch.device | str | int = "cpu",
+        accelerator: Accelerator | None = None,
+        checkpoint_io: CheckpointIO | None = None,
+        precision_plugin: Precision | None = None,
+    ) -> None:
+        super().__init__(accelerator=accelerator, checkpoint_io=checkpoint_io, precision_plugin=precision_plugin)
         self._device = torch.device(device)
 
     @property

@@ -1,4 +1,5 @@
-"""The Strategy ABC: the device, the model's placement, and the collectives the loop and `self.log` use."""
+"""The Strategy ABC: the device, the model's placement, the collectives the loop and `self.log` use, and the parts
+Lightning hangs on a strategy (accelerator, precision plugin, checkpoint IO)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,54 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fulgor.accelerators import Accelerator
+from fulgor.checkpoint_io import AsyncCheckpointIO, CheckpointIO, TorchCheckpointIO
+from fulgor.precision import Precision
+
 
 class Strategy(ABC):
-    """Owns the root device, moves the model and batches there, and implements reduce/gather/broadcast/barrier."""
+    """Owns the root device, moves the model and batches there, and implements reduce/gather/broadcast/barrier.
 
-    def __init__(self) -> None:
+    Args:
+        accelerator: the hardware (default: from the Trainer's `accelerator` flag).
+        checkpoint_io: how checkpoint files are written (default: `TorchCheckpointIO`, or `plugins=`).
+        precision_plugin: the precision (default: from the Trainer's `precision` flag, or `plugins=`).
+    """
+
+    def __init__(
+        self,
+        accelerator: Accelerator | None = None,
+        checkpoint_io: CheckpointIO | None = None,
+        precision_plugin: Precision | None = None,
+    ) -> None:
         self.model: nn.Module | None = None
+        self.accelerator = accelerator
+        self._checkpoint_io = checkpoint_io
+        self._precision_plugin = precision_plugin
+
+    @property
+    def checkpoint_io(self) -> CheckpointIO:
+        """The plugin that writes, reads and removes checkpoint files (`TorchCheckpointIO` unless one was given)."""
+        if self._checkpoint_io is None:
+            self._checkpoint_io = TorchCheckpointIO()
+        elif isinstance(self._checkpoint_io, AsyncCheckpointIO) and self._checkpoint_io.checkpoint_io is None:
+            self._checkpoint_io.checkpoint_io = TorchCheckpointIO()
+        return self._checkpoint_io
+
+    @checkpoint_io.setter
+    def checkpoint_io(self, io: CheckpointIO | None) -> None:
+        self._checkpoint_io = io
+
+    @property
+    def precision_plugin(self) -> Precision:
+        """The precision the run uses (full fp32 unless one was set)."""
+        if self._precision_plugin is None:
+            self._precision_plugin = Precision()
+        return self._precision_plugin
+
+    @precision_plugin.setter
+    def precision_plugin(self, precision_plugin: Precision | None) -> None:
+        self._precision_plugin = precision_plugin
 
     @property
     @abstractmethod
@@ -57,11 +100,32 @@ class Strategy(ABC):
         """`num_replicas`/`rank` for the `DistributedSampler` fulgor injects; None when not distributed."""
         return None
 
-    def configure(self, accelerator: str, device_ids: list[int], num_nodes: int) -> None:  # noqa: B027
-        """Receive the parsed `accelerator`/`devices`/`num_nodes` flags (called by the Trainer's constructor)."""
+    def configure(self, accelerator: Accelerator, parallel_devices: list[torch.device], num_nodes: int) -> None:
+        """Receive the accelerator, the device of each process on this node and `num_nodes` (called by the Trainer's
+        constructor; a strategy built with its own accelerator keeps it)."""
+        if self.accelerator is None:
+            self.accelerator = accelerator
 
-    def setup_environment(self, trainer: Any) -> None:  # noqa: B027
-        """Start of every run: launch processes and join the process group (nothing to do on one device)."""
+    def setup_environment(self, trainer: Any) -> None:
+        """Start of every run: prepare the device (the accelerator's `setup_device` and `setup`); distributed
+        strategies also launch processes and join the process group."""
+        if self.accelerator is not None:
+            self.accelerator.setup_device(self.root_device)
+            self.accelerator.setup(trainer)
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any, storage_options: Any | None = None) -> None:
+        """Write `checkpoint` through the checkpoint IO plugin, on global rank 0 only."""
+        if self.is_global_zero:
+            self.checkpoint_io.save_checkpoint(checkpoint, filepath, storage_options=storage_options)
+
+    def remove_checkpoint(self, filepath: Any) -> None:
+        """Delete a checkpoint through the checkpoint IO plugin, on global rank 0 only."""
+        if self.is_global_zero:
+            self.checkpoint_io.remove_checkpoint(filepath)
+
+    def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> dict[str, Any]:
+        """Read a checkpoint through the checkpoint IO plugin."""
+        return self.checkpoint_io.load_checkpoint(checkpoint_path, weights_only=weights_only)
 
     def setup_module(self, module: nn.Module) -> nn.Module:
         """Move the module to the root device; distributed strategies also wrap it."""
@@ -96,7 +160,12 @@ class Strategy(ABC):
         return decision
 
     def teardown(self) -> None:
-        """Release what the strategy holds after a run: a model trained on a GPU goes back to the CPU."""
+        """Release what the strategy holds after a run: a model trained on a GPU goes back to the CPU; the precision,
+        accelerator and checkpoint IO are torn down (an asynchronous checkpoint IO finishes its saves here and raises
+        what a background save raised)."""
         if self.model is not None and self.root_device.type == "cuda":
             self.model.cpu()
-            torch.cuda.empty_cache()
+        self.precision_plugin.teardown()
+        if self.accelerator is not None:
+            self.accelerator.teardown()
+        self.checkpoint_io.teardown()

@@ -1,16 +1,19 @@
-"""Dataloaders: where they come from (arguments, datamodule, module), how many batches each stage runs, and the
+"""Dataloaders: where they come from (arguments, datamodule, module), how a collection of them is combined (training:
+one `max_size_cycle` CombinedLoader; evaluation: one loader after another), how many batches each stage runs, and the
 samplers fulgor swaps in (overfitting now; distributed and resumable samplers build on `rebuild_dataloader`)."""
 
 from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator
 from functools import partial
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler
 
+from fulgor.combined_loader import MODES, CombinedLoader, Mode, combined_length, flatten
 from fulgor.datamodule import LightningDataModule, dataloader_is_defined
 from fulgor.errors import MisconfigurationException, PossibleUserWarning
 from fulgor.module import LightningModule, is_overridden
@@ -58,13 +61,36 @@ def select_source(module: LightningModule, datamodule: Any, given: Any, name: st
     return DataSource(module, name)
 
 
-def as_loader_list(loaders: Any) -> list[Any]:
-    """One loader or a list/tuple/dict of loaders (evaluated one after the other) → a list."""
-    if isinstance(loaders, Mapping):
-        return list(loaders.values())
-    if isinstance(loaders, (list, tuple)):
-        return list(loaders)
-    return [loaders]
+_LIMIT_FLAGS = {
+    "train": "limit_train_batches",
+    "val": "limit_val_batches",
+    "test": "limit_test_batches",
+    "predict": "limit_predict_batches",
+}
+
+
+def as_combined(loaders: Any, mode: Mode) -> CombinedLoader | None:
+    """The CombinedLoader that Lightning would read `loaders` through: the given one, or a collection of loaders in
+    `mode`; None for a single loader (read directly: the same batches, without a wrapper on every step)."""
+    if isinstance(loaders, CombinedLoader):
+        return loaders
+    return None if flatten(loaders)[1] is None else CombinedLoader(loaders, mode)
+
+
+def epoch_batches(loader: Any, iterator: Iterator[Any]) -> Iterator[Any]:
+    """The batches of a pass over `loader`: a CombinedLoader's items are (batch, batch_idx, dataloader_idx)."""
+    if isinstance(loader, CombinedLoader):
+        # Through `__next__` only: `iter()` of a CombinedLoader starts a new pass.
+        return map(itemgetter(0), iter(iterator.__next__, _NEVER))
+    return iterator
+
+
+_NEVER = object()
+
+
+def member_loaders(loader: Any) -> list[Any]:
+    """The loaders inside `loader` (itself, unless it is a CombinedLoader)."""
+    return list(loader.flattened) if isinstance(loader, CombinedLoader) else [loader]
 
 
 def check_iterable(loader: Any, source: DataSource, stage: RunningStage) -> None:
@@ -273,15 +299,20 @@ def setup_train_data(run: Run) -> None:
 
 def _request_train_loader(run: Run) -> None:
     source = run.sources["train"]
-    loader = source.request(run)
-    check_iterable(loader, source, RunningStage.TRAINING)
-    loader = prepare_loader(run, loader, RunningStage.TRAINING)
+    requested = source.request(run)
+    combined = as_combined(requested, "max_size_cycle")
     config = run.config
-    run.train_loader = loader
+    if combined is None:
+        check_iterable(requested, source, RunningStage.TRAINING)
+        run.train_loader = prepare_loader(run, requested, RunningStage.TRAINING)
+        length = loader_length(run.train_loader)
+        run.num_training_batches = num_batches(RunningStage.TRAINING, length, config.limit_train_batches)
+    else:
+        run.train_loader = combined
+        run.num_training_batches = _prepare_combined(run, combined, source, RunningStage.TRAINING)
     run.last_train_reload_epoch = run.state.epoch
-    length = loader_length(loader)
-    run.num_training_batches = num_batches(RunningStage.TRAINING, length, config.limit_train_batches)
-    run.val_check_batch = _val_check_batch(run, sized=length != float("inf"))
+    # Lightning's rule: the loader is sized when its batch count is finite (an iterable dataset under an int limit is).
+    run.val_check_batch = _val_check_batch(run, sized=run.num_training_batches != float("inf"))
     log_every = config.log_every_n_steps
     if run.trainer.loggers and run.num_training_batches < log_every and not config.fast_dev_run:
         rank_zero_warn(
@@ -289,6 +320,29 @@ def _request_train_loader(run: Run) -> None:
             f" Trainer(log_every_n_steps={log_every}). Set a lower value for log_every_n_steps if"
             " you want to see logs for the training epoch.",
             PossibleUserWarning,
+        )
+
+
+def _prepare_combined(run: Run, combined: CombinedLoader, source: DataSource, stage: RunningStage) -> int | float:
+    """Prepare each loader of `combined` as a loader of its own, set each one's batch limit; return how many batches
+    a pass over `combined` runs (Lightning's count: the mode's rule over the limited lengths)."""
+    loaders = []
+    for loader in combined.flattened:
+        check_iterable(loader, source, stage)
+        loaders.append(prepare_loader(run, loader, stage))
+    combined.flattened = loaders
+    limit = getattr(run.config, _LIMIT_FLAGS[stage.dataloader_prefix])
+    combined.limits = [num_batches(stage, loader_length(loader), limit) for loader in loaders]
+    return combined_length(combined)
+
+
+def check_train_mode(loader: Any) -> None:
+    """Training reads batches side by side: a `sequential` CombinedLoader is refused (as Lightning does, once the
+    epoch has started)."""
+    if isinstance(loader, CombinedLoader) and loader.mode == "sequential":
+        raise ValueError(
+            '`Trainer.fit` does not support the `CombinedLoader(mode="sequential")` mode.'
+            f" The available modes are: {[m for m in MODES if m != 'sequential']}"
         )
 
 
@@ -329,17 +383,19 @@ def reload_train_data_if_due(run: Run) -> Any:
 
 
 def eval_loaders(run: Run, stage: RunningStage) -> tuple[list[Any], list[int | float]]:
-    """The loaders of an evaluation stage and how many batches each runs (requested once per run)."""
+    """The loaders of an evaluation stage, read one after the other, and how many batches each runs (requested once
+    per run). A CombinedLoader in a mode other than `sequential` is one loader whose batches hold one batch of each
+    of its loaders."""
     key = RunningStage.VALIDATING if stage == RunningStage.SANITY_CHECKING else stage
     if key not in run.loaders:
         _request_eval_loaders(run, key)
     loaders, limits = run.loaders[key], run.limits[key]
     if stage == RunningStage.SANITY_CHECKING:
         limits = [min(run.config.num_sanity_val_steps, n) for n in limits]
+    if loaders and isinstance(loaders[0], CombinedLoader):  # `limits` are its members' (`trainer.num_val_batches`)
+        loaders[0].limits = limits
+        limits = [combined_length(loaders[0])]
     return loaders, limits
-
-
-_LIMIT_FLAGS = {"val": "limit_val_batches", "test": "limit_test_batches", "predict": "limit_predict_batches"}
 
 
 def _request_eval_loaders(run: Run, stage: RunningStage) -> None:
@@ -349,14 +405,28 @@ def _request_eval_loaders(run: Run, stage: RunningStage) -> None:
     if source is None or not source.is_defined() or limit == 0:
         run.loaders[stage], run.limits[stage] = [], []
         return
-    loaders = []
-    for loader in as_loader_list(source.request(run)):
-        check_iterable(loader, source, stage)
-        loaders.append(prepare_loader(run, loader, stage))
-    run.loaders[stage] = loaders
-    run.limits[stage] = [num_batches(stage, loader_length(dl), limit) for dl in loaders]
+    requested = source.request(run)
+    combined = as_combined(requested, "sequential")
+    if combined is None:
+        check_iterable(requested, source, stage)
+        loader = prepare_loader(run, requested, stage)
+        run.loaders[stage], run.limits[stage] = [loader], [num_batches(stage, loader_length(loader), limit)]
+        run.loader_views[stage] = loader
+    else:
+        _prepare_combined(run, combined, source, stage)
+        sequential = combined.mode == "sequential"
+        run.loaders[stage] = list(combined.flattened) if sequential else [combined]
+        run.limits[stage] = list(combined.limits or [])
+        run.loader_views[stage] = combined.iterables  # `trainer.val_dataloaders` & co. show the collection given
     if stage == RunningStage.VALIDATING:
         run.last_val_reload_epoch = run.state.epoch
+
+
+def check_predict_mode(loaders: list[Any]) -> None:
+    """Prediction reads its loaders one after the other: a CombinedLoader in another mode is refused, as Lightning
+    does."""
+    if loaders and isinstance(loaders[0], CombinedLoader):
+        raise ValueError('`trainer.predict()` only supports the `CombinedLoader(mode="sequential")` mode.')
 
 
 def setup_val_data_for_fit(run: Run) -> None:

@@ -105,7 +105,7 @@ def _run_eval_batches(
 
 
 def _limited(loader: Any, limit: int | float) -> Iterator[tuple[int, Any]]:
-    iterator = iter(loader)
+    iterator = data.epoch_batches(loader, iter(loader))
     if limit == float("inf"):
         return enumerate(iterator)
     return enumerate(islice(iterator, int(limit)))
@@ -147,6 +147,7 @@ def run_prediction(run: Run, return_predictions: bool) -> list[Any] | None:
     loaders, limits = data.eval_loaders(run, RunningStage.PREDICTING)
     if not loaders or sum(limits) == 0:
         return [] if return_predictions else None
+    data.check_predict_mode(loaders)
     module = run.module
     data.check_dataloader_idx(module, "predict_step", len(loaders), "predict_dataloader")
     view = run.predict_view = PredictLoopView(len(loaders))

@@ -100,11 +100,13 @@ def train_epoch(run: Run, iterator: Iterator[Any] | None) -> None:
     _set_sampler_epoch(loader, state.epoch)
     state.batch_idx = 0
     state.is_last_batch = False
-    state.val_batches_seen = 0  # Lightning's in-fit validation progress counts per training epoch
     state.phase = BETWEEN_BATCHES
     call_hook(run, "on_train_epoch_start")
+    state.val_batches_seen = 0  # in-fit validation progress counts per epoch (the hook still sees the last epoch's)
+    data.check_train_mode(loader)
     if iterator is None:
         iterator = resume.epoch_iterator(run, loader)
+    iterator = data.epoch_batches(loader, iterator)  # a CombinedLoader's items carry their indices
     start = _continue_interrupted_cycle(run) if state.resume_point is not None else 0
     n_batches = run.num_training_batches
     limited = iterator if n_batches == inf else islice(iterator, max(int(n_batches) - start, 0))
@@ -305,10 +307,11 @@ def _with_last_flag(batches: Iterator[Any], state: Any, n_batches: int | float, 
 
 def _set_sampler_epoch(loader: Any, epoch: int) -> None:
     """Tell samplers that shuffle per epoch (e.g. DistributedSampler) which epoch this is."""
-    for obj in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
-        set_epoch = getattr(obj, "set_epoch", None)
-        if callable(set_epoch):
-            set_epoch(epoch)
+    for member in data.member_loaders(loader):
+        for obj in (getattr(member, "sampler", None), getattr(member, "batch_sampler", None)):
+            set_epoch = getattr(obj, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(epoch)
 
 
 def _warn_eval_modules(run: Run) -> None:

@@ -100,8 +100,6 @@ def apply_barebones(flags: dict[str, Any]) -> None:
 
 # Flags that are accepted by name but whose feature is built later: any non-default value is refused loudly.
 NOT_YET: dict[str, tuple[Any, str]] = {
-    "plugins": (None, "precision/cluster/checkpoint-IO plugins are not supported yet"),
-    "sync_batchnorm": (False, "SyncBatchNorm is only meaningful with a distributed strategy"),
     "model_registry": (None, "the Lightning model registry (litmodels) is not supported"),
 }
 
@@ -109,7 +107,7 @@ NOT_YET: dict[str, tuple[Any, str]] = {
 def refuse_unimplemented(flags: dict[str, Any]) -> None:
     """Raise NotImplementedError naming the first flag whose feature fulgor does not have yet."""
     for name, (default, why) in NOT_YET.items():
-        if flags[name] != default and not (name == "plugins" and flags[name] in ([], ())):
+        if flags[name] != default:
             raise NotImplementedError(
                 f"`Trainer({name}={flags[name]!r})` is not supported by fulgor yet: {why}."
                 f" Remove the argument (or pass `{name}={default!r}`) to continue."

@@ -11,7 +11,6 @@ from fulgor.callbacks.callback import Callback
 from fulgor.hparams import merge_module_and_datamodule_hparams
 from fulgor.module import LightningModule, is_overridden
 from fulgor.optimizer import LightningOptimizer, parse_configure_optimizers, validate_schedulers
-from fulgor.precision import Precision
 from fulgor.profilers import is_active
 from fulgor.rank import rank_zero_info
 from fulgor.trainer import data, optimization
@@ -121,7 +120,7 @@ def make_batch_transfer(run: Run) -> Any:
     parent = LightningModule if owner is run.module else type(owner).__mro__[-2]
     custom = [h for h in ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
               if is_overridden(h, owner, parent)]  # fmt: skip
-    if not custom and device.type == "cpu" and type(run.precision).convert_input is Precision.convert_input:
+    if not custom and device.type == "cpu" and not run.precision.converts_input:
         return None  # batches stay as the loader made them: the loops skip the call
     module = run.module
 

@@ -4,6 +4,7 @@ the loops act on at their next safe point: save the exact state within a time bu
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ from fulgor.stop_request import (
     parse_signal,
     pending_signal,
 )
+from fulgor.strategies.scheduler_environments import SLURMEnvironment
 from fulgor.trainer.state import RunningStage
 
 if TYPE_CHECKING:
@@ -49,6 +51,23 @@ def _options(run: Run) -> Options:
     for callback in run.trainer.callbacks:
         if isinstance(callback, FaultTolerance):
             return callback.options
+    return _with_slurm_environment(run, _options_from_environment())
+
+
+def _with_slurm_environment(run: Run, options: Options) -> Options:
+    """A `SLURMEnvironment(auto_requeue=..., requeue_signal=...)` plugin says which signal announces the time limit
+    (instead of SIGUSR1) and whether the job requeues itself, as in Lightning."""
+    environment = getattr(run.strategy, "cluster_environment", None)
+    if not isinstance(environment, SLURMEnvironment):
+        return options
+    signals = [s for s in options.signals if s != signal.SIGUSR1]
+    if environment.requeue_signal is not None:
+        signals.append(int(environment.requeue_signal))
+    requeue = options.requeue if environment.auto_requeue else False
+    return dataclasses.replace(options, signals=tuple(dict.fromkeys(signals)), requeue=requeue)
+
+
+def _options_from_environment() -> Options:
     env = os.environ
     raw = env.get("FULGOR_PREEMPT_SIGNALS", ",".join(DEFAULT_SIGNALS))
     names = [] if raw.strip().lower() in ("", "none", "0") else [n.strip() for n in raw.split(",") if n.strip()]

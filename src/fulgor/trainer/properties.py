@@ -13,12 +13,15 @@ from torch import Tensor
 from fulgor.callbacks.checkpoint import Checkpoint
 from fulgor.callbacks.early_stopping import EarlyStopping
 from fulgor.callbacks.progress import ProgressBar
+from fulgor.combined_loader import CombinedLoader
 from fulgor.trainer import data
+from fulgor.trainer.loop_views import EvaluationLoopView, FitLoopView, PredictLoopView
 from fulgor.trainer.state import RunningStage, TrainerFn, TrainerStatus
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
 
+    from fulgor.accelerators import Accelerator
     from fulgor.callbacks.callback import Callback
     from fulgor.loggers.logger import Logger
     from fulgor.module import LightningModule
@@ -71,7 +74,6 @@ class TrainerProperties:
     _run: Run | None
     _module: LightningModule | None
     _metrics: MetricDicts
-    _accelerator: str
     _device_ids: list[int]
     _user_ckpt_path: str | None
 
@@ -236,8 +238,11 @@ class TrainerProperties:
         return self.strategy.model if self.strategy.model is not None else self._module
 
     @property
-    def accelerator(self) -> str:
-        return self._accelerator
+    def accelerator(self) -> Accelerator:
+        """The Accelerator object the run uses (`CPUAccelerator`, `CUDAAccelerator`, ... or the user's own)."""
+        accelerator = self.strategy.accelerator
+        assert accelerator is not None, "the Trainer's constructor gives the strategy its accelerator"
+        return accelerator
 
     @property
     def device_ids(self) -> list[int]:
@@ -367,13 +372,12 @@ class TrainerProperties:
 
     @property
     def train_dataloader(self) -> Any:
-        return self._run.train_loader if self._run is not None else None
+        """The training loader of the current (or last) fit; a collection of loaders keeps the shape it was given."""
+        loader = self._run.train_loader if self._run is not None else None
+        return loader.iterables if isinstance(loader, CombinedLoader) else loader
 
     def _loaders(self, stage: RunningStage) -> Any:
-        loaders = self._run.loaders.get(stage) if self._run is not None else None
-        if loaders is None:
-            return None
-        return loaders[0] if len(loaders) == 1 else loaders
+        return self._run.loader_views.get(stage) if self._run is not None else None
 
     @property
     def val_dataloaders(self) -> Any:
@@ -387,10 +391,32 @@ class TrainerProperties:
     def predict_dataloaders(self) -> Any:
         return self._loaders(RunningStage.PREDICTING)
 
+    # ------------------------------------------------------------------ loops (read-only views over the run's state)
+    def _current_run(self) -> Run | None:
+        return self._run
+
     @property
-    def predict_loop(self) -> Any:
+    def fit_loop(self) -> FitLoopView:
+        """Lightning's fit loop as callbacks read it: `max_epochs`/`min_epochs` (settable), `epoch_progress`,
+        `epoch_loop.batch_progress`, `epoch_loop._batches_that_stepped`, `epoch_loop.val_loop`, `done`, ..."""
+        return FitLoopView(self._current_run, self)
+
+    @property
+    def validate_loop(self) -> EvaluationLoopView:
+        """The loop of `trainer.validate`: `batch_progress`, `max_batches`, ..."""
+        return EvaluationLoopView(
+            self._current_run, TrainerFn.VALIDATING, RunningStage.VALIDATING, True, self.inference_mode
+        )
+
+    @property
+    def test_loop(self) -> EvaluationLoopView:
+        """The loop of `trainer.test`: `batch_progress`, `max_batches`, ..."""
+        return EvaluationLoopView(self._current_run, TrainerFn.TESTING, RunningStage.TESTING, True, self.inference_mode)
+
+    @property
+    def predict_loop(self) -> PredictLoopView:
         """What prediction writers read during `predict`: the outputs so far and each batch's dataset indices."""
-        return self._run.predict_view if self._run is not None else None
+        return PredictLoopView(self._current_run)
 
     @property
     def estimated_stepping_batches(self) -> int | float:

@@ -65,6 +65,7 @@ class Run:
     # Data (trainer/data.py).
     loaders: dict[RunningStage, list[Any]] = field(default_factory=dict)
     limits: dict[RunningStage, list[int | float]] = field(default_factory=dict)
+    loader_views: dict[RunningStage, Any] = field(default_factory=dict)  # as given: a collection keeps its shape
     train_loader: Any = None
     num_training_batches: int | float = float("inf")
     val_check_batch: int | float = float("inf")

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from fulgor import checkpoint_contents, checkpoint_restore
 from fulgor.callbacks.callback import Callback
@@ -21,7 +22,6 @@ from fulgor.datamodule import LightningDataModule
 from fulgor.errors import MisconfigurationException
 from fulgor.loggers.logger import Logger
 from fulgor.module import LightningModule
-from fulgor.precision import select_precision
 from fulgor.profilers import select_profiler
 from fulgor.rank import rank_zero_info, rank_zero_warn
 from fulgor.strategies import Strategy
@@ -93,8 +93,8 @@ class Trainer(TrainerProperties):
             apply_barebones(flags)
         refuse_unimplemented(flags)
         self.state = TrainerState()
-        self._accelerator, self._device_ids, self.strategy = parts.build_devices(flags)
-        self.precision_plugin = select_precision(flags["precision"], self._accelerator)
+        self._device_ids, self.strategy = parts.build_devices(flags)
+        self.precision_plugin = self.strategy.precision_plugin
         self._config: TrainerConfig = build_config(flags)
         apply_determinism(self._config)
         self.callbacks = parts.build_callbacks(flags)
@@ -240,6 +240,28 @@ class Trainer(TrainerProperties):
         """Write a checkpoint of the current state (Lightning's layout) to `filepath`, atomically."""
         checkpoint_contents.save_trainer_checkpoint(self._run, filepath, weights_only, storage_options)
 
+    @contextmanager
+    def init_module(self, empty_init: bool | None = None) -> Iterator[None]:
+        """Create the model's tensors on the Trainer's device and in its precision's dtype right away (``"64-true"``
+        makes float64 weights, ``"bf16-true"`` bfloat16, mixed and 32-bit precisions float32).
+
+        Args:
+            empty_init: skip the weights' initialisation (``torch.nn.init``), e.g. when a checkpoint will overwrite
+                them; ``None`` lets the strategy decide (it initialises).
+
+        Example::
+
+            with trainer.init_module():
+                model = MyModel()
+        """
+        strategy_context = getattr(self.strategy, "tensor_init_context", None)
+        if callable(strategy_context):  # a strategy that decides itself (e.g. sharded creation)
+            with strategy_context(empty_init=empty_init):
+                yield
+            return
+        with _SkipInit(enabled=bool(empty_init)), self.strategy.root_device, _dtype_context(self):
+            yield
+
     # ------------------------------------------------------------------ runs
     @contextmanager
     def _running(
@@ -327,6 +349,46 @@ class Trainer(TrainerProperties):
             return self._module
         _check_module(model, fn.value)
         return model
+
+
+# The dtype "*-true" precisions create weights in; the others keep float32 weights.
+_INIT_DTYPES = {"64-true": torch.float64, "16-true": torch.float16, "bf16-true": torch.bfloat16}
+
+
+@contextmanager
+def _dtype_context(trainer: Trainer) -> Iterator[None]:
+    """The default dtype for tensors created under `init_module`: the precision plugin's `tensor_init_context()`
+    when it has one, else the "*-true" precision's dtype."""
+    plugin_context = getattr(trainer.precision_plugin, "tensor_init_context", None)
+    if callable(plugin_context):
+        with plugin_context():
+            yield
+        return
+    dtype = _INIT_DTYPES.get(trainer.precision)
+    previous = torch.get_default_dtype()
+    if dtype is not None:
+        torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+class _SkipInit(TorchFunctionMode):
+    """While enabled, `torch.nn.init` functions return their tensor untouched: parameters are allocated but not
+    initialised (cheap when a checkpoint overwrites them next)."""
+
+    def __init__(self, enabled: bool) -> None:
+        super().__init__()
+        self.enabled = enabled
+
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        if self.enabled and getattr(func, "__module__", None) == "torch.nn.init":
+            return kwargs["tensor"] if "tensor" in kwargs else args[0]
+        return func(*args, **kwargs)
 
 
 @contextmanager
