@@ -55,6 +55,7 @@ class LitModel(LightningModule):
 
 
 def main(root: str) -> None:
+    os.makedirs(root, exist_ok=True)  # like the other examples: a missing --root folder is created
     os.chdir(root)  # the default logger and checkpoints go to ./lightning_logs, as in the notes
     fulgor.seed_everything(0)
 

@@ -37,9 +37,9 @@ def test_torch_checkpoint_io_round_trip(tmp_path: Path) -> None:
     loaded = io.load_checkpoint(path)
     assert torch.equal(loaded["state_dict"]["w"], torch.full((3,), 2.0))
     assert read_extra(str(path)) is None
-    assert (tmp_path / "sub" / ".a.ckpt.sha256").exists()
+    assert sorted(os.listdir(tmp_path / "sub")) == ["a.ckpt"]  # one file: no integrity sidecar beside it
     io.remove_checkpoint(path)
-    assert sorted(os.listdir(tmp_path / "sub")) == []  # the file and its integrity record
+    assert sorted(os.listdir(tmp_path / "sub")) == []
     io.remove_checkpoint(path)  # already gone: nothing to do
     with pytest.raises(FileNotFoundError, match="Checkpoint file not found"):
         io.load_checkpoint(path)

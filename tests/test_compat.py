@@ -84,17 +84,17 @@ def test_missing_module_and_attribute_messages_in_process(tmp_path: Path) -> Non
         "import pytorch_lightning as pl, lightning as L, fulgor\n"
         "assert pl.Trainer is L.Trainer is fulgor.Trainer and L.pytorch.callbacks.EarlyStopping is\\\n"
         "    fulgor.callbacks.EarlyStopping\n"
-        "try:\n    import pytorch_lightning.serve\nexcept ModuleNotFoundError as e:\n    print(e)\n"
-        "try:\n    L.Fabric\nexcept AttributeError as e:\n    print(e)\n"
+        "try:\n    import pytorch_lightning.nosuchmodule\nexcept ModuleNotFoundError as e:\n    print(e)\n"
+        "try:\n    L.NoSuchName\nexcept AttributeError as e:\n    print(e)\n"
         "c.uninstall(); import sys; print('lightning' in sys.modules, c.is_installed())\n"
     )
     proc = run("-c", code, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
-        "No module named 'pytorch_lightning.serve': fulgor's Lightning compatibility layer does not provide it"
-        " (see docs/compatibility.md for what it offers instead)",
-        "module 'lightning' has no attribute 'Fabric': fulgor does not provide `lightning.Fabric` yet: it waits for"
-        " Fabric (issue 15) (see docs/compatibility.md for what it offers instead)",
+        "No module named 'pytorch_lightning.nosuchmodule': fulgor's Lightning compatibility layer does not provide"
+        " it (see docs/compatibility.md for what it offers instead)",
+        "module 'lightning' has no attribute 'NoSuchName': fulgor does not provide `lightning.NoSuchName` (see"
+        " docs/compatibility.md for what it offers instead)",
         "False False",
     ]
 

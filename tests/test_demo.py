@@ -59,10 +59,11 @@ def test_quick_demo_trains_tests_predicts_and_logs(
     report = out.out
     assert "fulgor demo: LitAutoEncoder on scikit-learn's 8x8 digits" in report
     assert f"train loss (last epoch): {train[-1]:.4f}" in report
-    assert f"val loss:  {val[0]:.4f} after epoch 1 -> {val[-1]:.4f} at the end" in report
+    assert f"val loss:  {val[0]:.4f} after epoch 0 -> {val[-1]:.4f} at the end" in report
     assert f"test loss: {test[0]:.4f}" in report
     assert "predict:   297 codes of size 3 (one per test digit)" in report
     assert f"logs:      {log_dir}" in report
+    assert "/." not in report  # hidden files (a checkpoint's checksum/temp files) are not listed
     assert f"checkpoint: {log_dir / 'checkpoints' / 'epoch=2-step=114.ckpt'}" in report
     assert re.search(r"time: +[\d.]+ s for 3 epochs", report)
     assert "0 | encoder | Encoder | 4.4 K  | train | 8.6 K | [1, 64]  | [1, 3]" in caplog.text  # the model summary

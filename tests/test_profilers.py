@@ -3,9 +3,11 @@ hooks and loop actions the Trainer times, the advanced (cProfile) and pytorch (c
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -235,6 +237,24 @@ def test_pytorch_profiler_writes_a_chrome_trace_to_the_log_dir(tmp_path: Path) -
     names = {event.get("name") for event in json.loads(path.read_text())["traceEvents"]}
     assert {"run_training_batch", "[Strategy]SingleDeviceStrategy.training_step"} <= names
     assert (Path(logger.log_dir) / "fit-trace.txt").read_text().startswith("FIT Profiler Report")
+    recorded = [event.name for event in profiler.function_events]  # torch's events, kept after the run
+    assert recorded.count("[Strategy]SingleDeviceStrategy.training_step") == 2
+
+
+def test_profiler_whose_init_failed_is_collected_quietly() -> None:
+    class Broken(PyTorchProfiler):
+        def __init__(self) -> None:
+            raise ValueError("bad argument")
+
+    unraisable: list[Any] = []
+    previous, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        with pytest.raises(ValueError, match="bad argument"):
+            Broken()
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert unraisable == []  # Profiler.__del__ ran on the half-built object without raising
 
 
 def test_custom_profiler_subclass(tmp_path: Path) -> None:

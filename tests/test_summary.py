@@ -206,6 +206,21 @@ def test_properties() -> None:
 def test_max_depth_validation() -> None:
     with pytest.raises(ValueError, match="`max_depth` can be -1, 0 or > 0, got -2"):
         ModelSummary(nn.Linear(1, 1), max_depth=-2)
+    with pytest.raises(ValueError, match=r"`max_depth` can be -1, 0 or > 0, got temp\.$"):  # Lightning's text
+        ModelSummary(nn.Linear(1, 1), max_depth="temp")  # type: ignore[arg-type]
+
+
+def test_summarize_gives_each_layer_with_its_hook_removed() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Sequential(nn.Linear(4, 2)))
+    model.example_input_array = torch.zeros(5, 3)  # type: ignore[assignment]
+    layers = ModelSummary(model, max_depth=-1).summarize()
+    assert list(layers) == ["0", "1", "2", "2.0"]
+    assert [(layer.layer_type, layer.num_parameters) for layer in layers.values()] == [
+        ("Linear", 16), ("ReLU", 0), ("Sequential", 10), ("Linear", 10)
+    ]  # fmt: skip
+    assert (layers["2.0"].in_size, layers["2.0"].out_size) == ([5, 4], [5, 2])
+    assert all(layer._hook_handle is None for layer in layers.values())
+    assert all(not module._forward_hooks for module in model.modules())
 
 
 def test_forward_restores_modes_and_removes_hooks() -> None:

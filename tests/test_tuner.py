@@ -170,7 +170,7 @@ def test_scale_batch_size_refuses_direct_loaders_and_unknown_attr(tmp_path: Path
         Tuner(quiet_trainer(fulgor, tmp_path)).scale_batch_size(model, train_dataloaders=model.train_dataloader())
     with pytest.raises(MisconfigurationException, match="Field bs not found in `model`, `datamodule`"):
         Tuner(quiet_trainer(fulgor, tmp_path)).scale_batch_size(model, batch_arg_name="bs")
-    with pytest.raises(ValueError, match="'power' or 'binsearch'"):
+    with pytest.raises(ValueError, match=r"either of \('power', 'binsearch'\)"):
         Tuner(quiet_trainer(fulgor, tmp_path)).scale_batch_size(model, mode="linear")
 
 
@@ -215,3 +215,93 @@ def test_lr_find_and_scale_batch_size_match_lightning(tmp_path: Path) -> None:
     assert ours[1] == pytest.approx(theirs[1], rel=1e-6)
     assert ours[2:] == pytest.approx(theirs[2:], rel=1e-12)
     assert ours[4:] == (64, 95)
+
+
+def make_eval_regression(lib: ModuleType) -> type:
+    """The regression model with evaluation loaders and steps that hit the fake OOM above `limit` too."""
+
+    class EvalRegression(make_regression(lib)):  # type: ignore[misc]
+        def _loader(self) -> DataLoader[Any]:
+            return self.train_dataloader()
+
+        def _step(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+            x, y = batch
+            if self.limit is not None and x.shape[0] > self.limit:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return F.mse_loss(self.w(x), y)
+
+        def val_dataloader(self) -> DataLoader[Any]:
+            return self._loader()
+
+        def test_dataloader(self) -> DataLoader[Any]:
+            return self._loader()
+
+        def predict_dataloader(self) -> DataLoader[Any]:
+            return self._loader()
+
+        def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+            return self._step(batch)
+
+        def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+            return self._step(batch)
+
+        def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+            return self._step(batch)
+
+    return EvalRegression
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("method", ["validate", "test", "predict"])
+def test_scale_batch_size_for_evaluation_methods_matches_lightning(tmp_path: Path, method: str) -> None:
+    pl = pytest.importorskip("pytorch_lightning")
+    from pytorch_lightning.tuner import Tuner as PLTuner
+
+    found = {}
+    for lib, tuner in ((fulgor, Tuner), (pl, PLTuner)):
+        model = make_eval_regression(lib)(limit=300)
+        weights = model.w.weight.detach().clone()
+        trainer = quiet_trainer(lib, tmp_path / lib.__name__)
+        found[lib.__name__] = (
+            tuner(trainer).scale_batch_size(model, method=method, mode="binsearch"),
+            model.batch_size,
+        )
+        assert torch.equal(model.w.weight, weights)
+    assert found["fulgor"] == found["pytorch_lightning"] == (285, 285)  # 300 less the 5% margin
+
+
+def test_scale_batch_size_argument_errors_are_lightnings(tmp_path: Path) -> None:
+    model = make_eval_regression(fulgor)()
+    tuner = Tuner(quiet_trainer(fulgor, tmp_path))
+    with pytest.raises(ValueError, match=r"method 'prediction' is invalid\. Should be one of \('fit', 'validate'"):
+        tuner.scale_batch_size(model, method="prediction")
+    with pytest.raises(MisconfigurationException, match="please consider setting `dataloaders` instead"):
+        tuner.scale_batch_size(model, method="validate", val_dataloaders=model.val_dataloader())
+    with pytest.raises(MisconfigurationException, match="consider setting `train_dataloaders` and `val_dataloaders`"):
+        tuner.scale_batch_size(model, method="fit", dataloaders=model.val_dataloader())
+    with pytest.raises(MisconfigurationException, match=r"dataloaders passed directly to `\.test\(\)`"):
+        tuner.scale_batch_size(model, method="test", dataloaders=model.test_dataloader())
+    with pytest.raises(ValueError, match=r"`mode` should be either of \('power', 'binsearch'\), got 'linear'\."):
+        tuner.scale_batch_size(model, mode="linear")
+    with pytest.raises(ValueError, match=r"`mode` should be either of \('power', 'binsearch'\)"):
+        BatchSizeFinder(mode="linear")
+
+
+def test_scale_batch_size_refuses_several_eval_loaders_and_warns_on_two_attributes(tmp_path: Path) -> None:
+    class TwoLoaders(make_eval_regression(fulgor)):  # type: ignore[misc]
+        def val_dataloader(self) -> list[DataLoader[Any]]:
+            return [self._loader(), self._loader()]
+
+        def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+            return self._step(batch)
+
+    with pytest.raises(MisconfigurationException, match="cannot be used with multiple val dataloaders"):
+        Tuner(quiet_trainer(fulgor, tmp_path)).scale_batch_size(TwoLoaders(), method="validate")
+
+    class BothPlaces(make_regression(fulgor)):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.save_hyperparameters({"batch_size": 8})
+
+    with pytest.warns(UserWarning, match="Field `model.batch_size` and `model.hparams.batch_size` are mutually"):
+        Tuner(quiet_trainer(fulgor, tmp_path)).scale_batch_size(BothPlaces(), max_trials=1)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from fulgor.checkpoint_io import resume_record
 from fulgor.rank import rank_zero_info
-from fulgor.trainer import resume
+from fulgor.trainer import finite_guard, resume
 from fulgor.trainer.dispatch import call_hook
 from fulgor.trainer.state import LoopPhase, RunningStage, TrainerFn, TrainerStatus
 
@@ -35,6 +35,7 @@ def save_trainer_checkpoint(run: Run | None, filepath: Any, weights_only: bool |
             "Saving a checkpoint is only possible if a model is attached to the Trainer. Did you call"
             " `Trainer.save_checkpoint()` before calling `Trainer.{fit,validate,test,predict}`?"
         )
+    finite_guard.check(run, "before writing a checkpoint")  # never a checkpoint of weights a NaN loss updated
     if weights_only is None:
         weights_only = False
         rank_zero_info("`weights_only` was not set, defaulting to `False`.")

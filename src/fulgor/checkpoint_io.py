@@ -1,5 +1,5 @@
 """CheckpointIO plugins (Lightning's API): how checkpoint files are written, read and removed. `TorchCheckpointIO` is
-the default (atomic commit, integrity record, safe load); `AsyncCheckpointIO` writes in a background thread; a user's
+the default (atomic commit, safe load); `AsyncCheckpointIO` writes in a background thread; a user's
 subclass passed as `Trainer(plugins=[...])` receives every checkpoint the Trainer and ModelCheckpoint write."""
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ class CheckpointIO(ABC):
 
 
 class TorchCheckpointIO(CheckpointIO):
-    """`torch.save`/`torch.load` files: written atomically (a reader sees the old file or the complete new one), with a
-    size/SHA-256 record checked on load; loaded safely (`weights_only=True`) unless told otherwise."""
+    """`torch.save`/`torch.load` files: written atomically (a reader sees the old file or the complete new one), one
+    file per checkpoint; loaded safely (`weights_only=True`) unless told otherwise."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         """Commit `checkpoint` to `path` (a local path or an fsspec URL).
@@ -106,7 +106,7 @@ class TorchCheckpointIO(CheckpointIO):
         return load_checkpoint_file(path, map_location=map_location, weights_only=weights_only)
 
     def remove_checkpoint(self, path: Any) -> None:
-        """Delete the file (or folder) at `path` and its integrity record, if they exist."""
+        """Delete the file (or folder, or link) at `path`, if it exists."""
         path = os.fspath(path)
         if fs.is_remote(path):
             if fs.exists(path):
@@ -116,9 +116,6 @@ class TorchCheckpointIO(CheckpointIO):
             os.remove(path)
         elif os.path.isdir(path):
             shutil.rmtree(path)
-        sidecar = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.sha256")
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(sidecar)
 
 
 def _snapshot(data: Any) -> Any:
@@ -201,6 +198,16 @@ class AsyncCheckpointIO(CheckpointIO):
         """Remove `path` once the saves submitted before have finished."""
         self._raise_error()
         self._submit(lambda: self._wrapped().remove_checkpoint(path))
+
+    def run_in_order(self, job: Callable[[], None]) -> None:
+        """Run `job` in the background thread once the saves and removals submitted before it are done (fulgor's
+        ModelCheckpoint moves its `last` link this way, so the link never points at a file not yet committed).
+
+        Raises:
+            BaseException: what an earlier background save raised (`job` is then not run).
+        """
+        self._raise_error()
+        self._submit(job)
 
     def load_checkpoint(
         self, path: Any, map_location: Any | None = None, weights_only: bool | None = None

@@ -1,5 +1,5 @@
 """`load_from_checkpoint` of LightningModule and LightningDataModule: build the class from the stored hparams (or
-an `hparams_file`) and load its weights or datamodule state."""
+an `hparams_file`) and load its weights or datamodule state; checks that stored weights and optimizer states fit."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from torch import Tensor
 
 from fulgor import fs
 from fulgor.checkpointing import CheckpointError, load_checkpoint_file
+from fulgor.cli_classes import pop_instantiator
 from fulgor.hparams import load_hparams_from_yaml
 from fulgor.rank import rank_zero_warn
 
 __all__ = [
+    "check_optimizer_state",
     "class_only",
     "load_datamodule_from_checkpoint",
     "load_module_from_checkpoint",
@@ -23,15 +25,21 @@ __all__ = [
 
 
 class class_only(classmethod):  # type: ignore[type-arg]
-    """A classmethod that refuses to run on an instance (its result would be silently discarded)."""
+    """A classmethod that refuses to run on an instance (its result would be silently discarded). Reading it from an
+    instance is allowed (`inspect.getmembers(model)` must work); calling it raises."""
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is not None:
+        if instance is None:
+            return super().__get__(instance, owner)
+        name = f"{type(instance).__name__}.{self.__func__.__name__}"
+
+        def refuse(*args: Any, **kwargs: Any) -> Any:
             raise TypeError(
-                f"The classmethod `{type(instance).__name__}.{self.__func__.__name__}` cannot be called on an"
-                " instance. Please call it on the class type and make sure the return value is used."
+                f"The classmethod `{name}` cannot be called on an instance. Please call it on the class type and"
+                " make sure the return value is used."
             )
-        return super().__get__(instance, owner)
+
+        return refuse
 
 
 _PAST_HPARAMS_KEYS = ("hparams", "module_arguments")  # 0.7.x names of `hyper_parameters`
@@ -133,9 +141,10 @@ def _instantiate(cls: Any, checkpoint: dict[str, Any], new_kwargs: dict[str, Any
         if args_name and args_name in names:
             loaded = {args_name: loaded}
     kwargs = {**loaded, **new_kwargs}
+    instantiator = pop_instantiator(cls, kwargs)  # a LightningCLI-made module: rebuilt from its parsed config
     if not takes_var_kwargs:
         kwargs = {k: v for k, v in kwargs.items() if k in names}
-    return cls(**kwargs)
+    return instantiator(cls, kwargs) if instantiator else cls(**kwargs)
 
 
 def load_weights(module: Any, checkpoint: dict[str, Any], path: str, strict: bool) -> None:
@@ -157,3 +166,51 @@ def _warn_keys(keys: Any) -> None:
         rank_zero_warn(f"Found keys that are in the model state dict but not in the checkpoint: {keys.missing_keys}")
     if keys.unexpected_keys:
         rank_zero_warn(f"Found keys that are not in the model state dict but in the checkpoint: {keys.unexpected_keys}")
+
+
+# Keys that param groups carry beside the optimizer's own options (added by schedulers, or the parameter list).
+_NOT_OPTIONS = frozenset({"params", "initial_lr", "param_names"})
+
+
+def check_optimizer_state(optimizer: Any, state: Any, index: int, path: Any) -> None:
+    """Refuse an optimizer state saved from another optimizer class before it is loaded (torch would load Adam's
+    param groups into SGD, and the first step would fail with `KeyError: 'momentum'`).
+
+    A state counts as another class's when its param groups both lack options the current optimizer has and carry
+    options it does not know; options added by a newer torch version alone (filled in by torch on load) pass.
+
+    Raises:
+        CheckpointError: the state is another optimizer class's; the message names both classes and the fix.
+    """
+    groups = state.get("param_groups") if isinstance(state, dict) else None
+    if not groups or not optimizer.param_groups or not isinstance(groups[0], dict):
+        return
+    saved = set(groups[0]) - _NOT_OPTIONS
+    current = set(optimizer.param_groups[0]) - _NOT_OPTIONS
+    missing, unknown = sorted(current - saved), sorted(saved - current)
+    if not missing or not unknown:
+        return
+    current_name = type(optimizer).__name__
+    raise CheckpointError(
+        f"The optimizer state {index} in checkpoint {_display(path)!r} was saved from {_guess_optimizer(saved)} (its"
+        f" param groups have {unknown}), but `configure_optimizers` now returns {current_name} (which needs"
+        f" {missing}): it cannot be loaded into {current_name}. Return the same optimizer class as the run that saved"
+        " the checkpoint, or start the optimizer fresh from the saved weights: `Model.load_from_checkpoint(path)` and"
+        " `trainer.fit(model)` without `ckpt_path`."
+    )
+
+
+def _guess_optimizer(options: set[str]) -> str:
+    """The torch.optim classes whose constructor options best match `options` ("an optimizer" if none does)."""
+    scores: dict[str, float] = {}
+    for name in dir(torch.optim):
+        cls = getattr(torch.optim, name)
+        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)) or cls is torch.optim.Optimizer:
+            continue
+        known = set(inspect.signature(cls.__init__).parameters) - {"self", "params"}
+        if known:
+            scores[name] = len(known & options) / len(known | options)
+    best = max(scores.values(), default=0.0)
+    if best < 0.5:
+        return "another optimizer class"
+    return " or ".join(sorted(name for name, score in scores.items() if score == best))

@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any
 from fulgor import fs
 from fulgor.callbacks.callback import Callback
 from fulgor.checkpoint_io import AsyncCheckpointIO, TorchCheckpointIO
-from fulgor.checkpoint_loading import load_weights
+from fulgor.checkpoint_loading import check_optimizer_state, load_weights
 from fulgor.checkpointing import (
     CheckpointError,
     UnsafeCheckpointError,
     _mtime,
-    _sidecar,
     read_extra,
     verify_integrity,
 )
@@ -188,6 +187,8 @@ def _load_verified(run: Run, requested: Any, path: str, weights_only: bool | Non
     """Load `path` after its integrity check. For "last"/"hpc", a damaged file is moved aside (never deleted) with a
     warning and the next newest checkpoint of the same folder is tried; an explicit path fails with the error."""
     if requested not in ("last", "hpc"):
+        if _fulgor_files(run) and not fs.exists(path):
+            raise FileNotFoundError(_not_found_message(run.trainer, path))
         rank_zero_info(f"Restoring states from the checkpoint path at {path}")
         return path, _load(run, path, weights_only)
     moved: list[str] = []
@@ -210,14 +211,58 @@ def _load_verified(run: Run, requested: Any, path: str, weights_only: bool | Non
     )
 
 
-def _load(run: Run, path: str, weights_only: bool | None) -> dict[str, Any]:
-    """The checkpoint through the strategy's checkpoint IO (a user's plugin reads its own files), with fulgor's resume
-    record when the file is one fulgor's own writer made."""
-    verify_integrity(path)
-    checkpoint = run.strategy.load_checkpoint(path, weights_only=weights_only)
+def _fulgor_files(run: Run) -> bool:
+    """Whether checkpoints are read by fulgor's own plugin (a user's CheckpointIO may store them anywhere, anyhow)."""
     io = run.strategy.checkpoint_io
     writer = io.checkpoint_io if isinstance(io, AsyncCheckpointIO) else io
-    return _with_extra(path, checkpoint) if isinstance(writer, TorchCheckpointIO) else checkpoint
+    return isinstance(writer, TorchCheckpointIO)
+
+
+def _load(run: Run, path: str, weights_only: bool | None) -> dict[str, Any]:
+    """The checkpoint through the strategy's checkpoint IO (a user's plugin reads its own files); files of fulgor's
+    own plugin are checked against their CRC-32s first and give fulgor's resume record too."""
+    if not _fulgor_files(run):
+        return run.strategy.load_checkpoint(path, weights_only=weights_only)
+    if not fs.exists(path) and not os.path.lexists(path):
+        raise FileNotFoundError(f"Checkpoint file not found: {path}")
+    verify_integrity(path)
+    checkpoint = run.strategy.load_checkpoint(path, weights_only=weights_only)
+    return _with_extra(path, checkpoint)
+
+
+def _not_found_message(trainer: Any, path: str) -> str:
+    """Lightning's first sentence, then the checkpoints that do exist near `path` and in this Trainer's checkpoint
+    folders, newest first."""
+    found = _nearby_checkpoints(trainer, path)
+    message = f"Checkpoint file not found: {path}."
+    if found:
+        shown = ", ".join(found[:_SHOWN])
+        more = f" (and {len(found) - _SHOWN} more)" if len(found) > _SHOWN else ""
+        message += f" Checkpoints that exist nearby, newest first: {shown}{more}."
+    else:
+        message += " No checkpoint exists in its folder or in this Trainer's checkpoint folders."
+    return message + ' Check the path, or pass `ckpt_path="last"` to resume from the newest last checkpoint.'
+
+
+_SHOWN = 8
+
+
+def _nearby_checkpoints(trainer: Any, path: str) -> list[str]:
+    folders = [os.path.dirname(path) if not fs.is_remote(path) else path.rstrip("/").rsplit("/", 1)[0]]
+    folders += [str(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
+    folders.append(fs.join(trainer.default_root_dir, "checkpoints"))
+    found = {fs.join(folder, name) for folder in folders if folder for name in _ckpt_names(folder)}
+    if trainer.loggers:
+        logger = trainer.loggers[0]
+        found.update(_version_checkpoints(fs.join(logger.save_dir or trainer.default_root_dir, str(logger.name))))
+    return sorted(found, key=_mtime, reverse=True)
+
+
+def _ckpt_names(folder: str) -> list[str]:
+    try:
+        return [name for name in fs.listdir(folder) if name.endswith(".ckpt")]
+    except OSError:
+        return []
 
 
 def _with_extra(path: str, checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +286,8 @@ def _older_checkpoints(path: str) -> list[str]:
 
 
 def _move_aside(path: str) -> str:
-    """Rename a damaged checkpoint to `<name>.corrupt[-N]` (no longer matched by `*.ckpt`), with its sidecar."""
+    """Rename a damaged checkpoint to `<name>.corrupt[-N]` (no longer matched by `*.ckpt`, so neither `"last"` nor
+    a script loading every `*.ckpt` of the folder picks it up again)."""
     target, n = f"{path}.corrupt", 1
     if fs.is_remote(path):
         while fs.exists(target):
@@ -257,8 +303,6 @@ def _move_aside(path: str) -> str:
         os.replace(path, target)
     except OSError:
         return path
-    if os.path.exists(_sidecar(path)):
-        os.replace(_sidecar(path), _sidecar(target))
     return target
 
 
@@ -304,7 +348,8 @@ def restore_training_state(run: Run, checkpoint: dict[str, Any]) -> None:
         )
     # FSDP shards a full optimizer state; the other strategies load it as it is.
     load = getattr(run.strategy, "load_optimizer_state", None)
-    for optimizer, state in zip(run.optimizers, checkpoint["optimizer_states"]):
+    for index, (optimizer, state) in enumerate(zip(run.optimizers, checkpoint["optimizer_states"])):
+        check_optimizer_state(optimizer, state, index, run.ckpt_path)
         load(optimizer, state) if load is not None else optimizer.load_state_dict(state)
     if "lr_schedulers" not in checkpoint:
         raise KeyError(

@@ -234,6 +234,21 @@ MIGRATIONS: dict[str, list[Callable[[Checkpoint], Checkpoint]]] = {
 }
 
 
+def get_version(checkpoint: Checkpoint) -> str:
+    """The Lightning version a checkpoint says it was written with."""
+    return str(checkpoint[VERSION_KEY])
+
+
+def set_version(checkpoint: Checkpoint, version: str) -> None:
+    """Record `version` as the checkpoint's Lightning version."""
+    checkpoint[VERSION_KEY] = version
+
+
+def set_legacy_version(checkpoint: Checkpoint, version: str) -> None:
+    """Keep the version the checkpoint was first written with (the first one recorded stays)."""
+    checkpoint.setdefault(LEGACY_VERSION_KEY, version)
+
+
 def migrate_checkpoint(
     checkpoint: Checkpoint, target_version: str | None = None
 ) -> tuple[Checkpoint, dict[str, list[str]]]:
@@ -247,7 +262,7 @@ def migrate_checkpoint(
     Returns:
         The checkpoint and, per migration version applied, the names of its migrations.
     """
-    saved = checkpoint[VERSION_KEY]
+    saved = get_version(checkpoint)
     if _version(saved) > _version(LIGHTNING_VERSION):
         rank_zero_warn(
             f"The loaded checkpoint was produced with Lightning v{saved}, which is newer than your current Lightning"
@@ -258,14 +273,14 @@ def migrate_checkpoint(
     applied: dict[str, list[str]] = {}
     for version, migrations in MIGRATIONS.items():
         too_new = target_version is not None and _version(version) > _version(target_version)
-        if too_new or _version(checkpoint[VERSION_KEY]) >= _version(version):
+        if too_new or _version(get_version(checkpoint)) >= _version(version):
             continue
         for migration in migrations:
             checkpoint = migration(checkpoint)
         applied[version] = [migration.__name__ for migration in migrations]
     if saved != LIGHTNING_VERSION:
-        checkpoint.setdefault(LEGACY_VERSION_KEY, saved)
-    checkpoint[VERSION_KEY] = LIGHTNING_VERSION
+        set_legacy_version(checkpoint, saved)
+    set_version(checkpoint, LIGHTNING_VERSION)
     return checkpoint, applied
 
 

@@ -1,5 +1,6 @@
-"""Checkpoint files: atomic writes with integrity records (size and SHA-256 sidecars), fulgor's resume record beside
-the dict, and safe loads that name the file in every error. What goes into the dict is in `checkpoint_contents`."""
+"""Checkpoint files: atomic writes (one file each, nothing beside it), integrity checks from the archive's own CRC-32s,
+fulgor's resume record inside the archive, and safe loads that name the file in every error. What goes into the dict
+is in `checkpoint_contents`."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import argparse
 import contextlib
 import enum
 import errno
-import hashlib
-import json
+import io
 import os
 import pathlib
 import pickle
+import re
 import sys
 import time
 import uuid
-from typing import Any
+import zipfile
+import zlib
+from typing import IO, Any
 
 import torch
 
@@ -28,6 +31,7 @@ __all__ = [
     "atomic_save",
     "last_save_seconds",
     "read_extra",
+    "remove_stale_temporaries",
     "verify_integrity",
     "load_checkpoint_file",
 ]
@@ -44,6 +48,11 @@ class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
     """The file needs arbitrary unpickling, which safe loading refuses."""
 
 
+# A save writes `.<name>.<8 hex>.tmp` first: what a save killed mid-write leaves (see `remove_stale_temporaries`).
+TEMPORARY_SUFFIX = ".tmp"
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+
+
 _LAST_SAVE_SECONDS = [0.0]  # duration of the latest atomic_save: the preemption path's estimate of the next one
 
 
@@ -58,8 +67,8 @@ def atomic_save(
     """Write `checkpoint` with `torch.save` so that `filepath` is either the old file or the complete new one.
 
     The bytes go to a hidden temporary sibling (not ending in `.ckpt`), which is flushed, fsynced and renamed over
-    `filepath`; the directory is fsynced so the rename survives a power loss. The size and SHA-256 of the bytes are
-    then recorded in a hidden sidecar (`.<name>.sha256`), which `verify_integrity` checks before loading.
+    `filepath`; the directory is fsynced so the rename survives a power loss. No other file is written: the integrity
+    record is the archive's own CRC-32 per record, which `verify_integrity` checks before a resume.
 
     `extra` (fulgor's resume state) is stored as a separate record of the file's zip archive: `torch.load` (and so
     Lightning) ignores it, and the checkpoint dict keeps Lightning's exact keys; `read_extra` reads it back.
@@ -75,32 +84,85 @@ def atomic_save(
         return
     folder = os.path.dirname(os.path.abspath(path))
     _make_folder(folder, path)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}{TEMPORARY_SUFFIX}")
+    file: _ErrorRecordingFile | None = None
     try:
-        with open(tmp, "wb") as file:
-            torch.save(checkpoint, file)
+        with open(tmp, "wb") as raw:
+            file = _ErrorRecordingFile(raw)
+            torch.save(checkpoint, file)  # type: ignore[arg-type]
         if extra is not None:
             _append_record(tmp, extra)
-        size, digest = _file_digest(tmp)
-        with open(tmp, "rb+") as file:
-            os.fsync(file.fileno())
+        with open(tmp, "rb+") as raw:
+            os.fsync(raw.fileno())
         os.replace(tmp, path)
     except BaseException as e:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.remove(tmp)
-        if isinstance(e, OSError):
-            raise _write_error(e, path) from e
-        raise
+        wrapped = _save_error(e, file, path)
+        if wrapped is e:
+            raise
+        # chained to the file system's error where torch's writer replaced it by its own
+        raise wrapped from (file.error if file is not None and file.error is not None else e)
     _fsync_dir(folder)
-    _write_sidecar(path, size, digest)
     _LAST_SAVE_SECONDS[0] = time.monotonic() - started
+
+
+def remove_stale_temporaries(folder: str) -> list[str]:
+    """Delete the hidden temporaries that saves killed mid-write (SIGKILL, power loss) left in `folder`.
+
+    Call it only where no save into `folder` is running (fulgor: when a fit sets its checkpoint callbacks up, on
+    rank 0). Returns the names removed.
+    """
+    if fs.is_remote(folder) or not os.path.isdir(folder):
+        return []
+    removed = []
+    for name in os.listdir(folder):
+        if _TEMPORARY.match(name):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, name))
+                removed.append(name)
+    return removed
+
+
+class _ErrorRecordingFile:
+    """A binary file that remembers the first OSError of a write: torch's zip writer may swallow it and raise its own
+    `RuntimeError: [enforce fail at inline_container.cc] unexpected pos ...`, which would hide a full disk."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.file.flush()
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+
+def _save_error(error: BaseException, file: _ErrorRecordingFile | None, path: str) -> BaseException:
+    """What a failed local save raises: a CheckpointError naming the path when the cause was the file system."""
+    cause = error if isinstance(error, OSError) else (file.error if file is not None else None)
+    if cause is not None:
+        return _write_error(cause, path)
+    if isinstance(error, RuntimeError) and "inline_container" in str(error):
+        return CheckpointError(
+            f"Saving checkpoint {path!r} failed while writing the file ({_first_line(str(error))}). The previous"
+            " file at that path (if any) is unchanged. Check the free space and the health of that disk."
+        )
+    return error
 
 
 def _remote_save(checkpoint: dict[str, Any], path: str, extra: dict[str, Any] | None) -> None:
     """Write to a URL in one upload: object stores have no rename to make temp+rename atomic (most commit a file only
-    when it is closed), no directory fsync, and no integrity sidecar is kept there."""
-    import io
-
+    when it is closed) and no directory fsync."""
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     if extra is not None:
@@ -120,9 +182,6 @@ _EXTRA_RECORD = "fulgor_resume.pt"
 
 def _append_record(path: Any, extra: dict[str, Any]) -> None:
     """Add `extra` as a record of the zip archive at `path` (a file path or a seekable binary buffer)."""
-    import io
-    import zipfile
-
     buffer = io.BytesIO()
     torch.save(extra, buffer)
     with zipfile.ZipFile(path, "a") as archive:
@@ -131,10 +190,12 @@ def _append_record(path: Any, extra: dict[str, Any]) -> None:
 
 
 def read_extra(path: str) -> dict[str, Any] | None:
-    """fulgor's resume record of a checkpoint file (None for files without one, e.g. written by Lightning)."""
-    import io
-    import zipfile
+    """fulgor's resume record of a checkpoint file (None for files without one, e.g. written by Lightning).
 
+    Raises:
+        UnsafeCheckpointError: the record holds objects that safe loading refuses (a tampered file); it is not loaded.
+        CheckpointError: the archive or the record is damaged.
+    """
     try:
         with contextlib.ExitStack() as stack:
             source = stack.enter_context(fs.open(path, "rb")) if fs.is_remote(path) else path
@@ -143,21 +204,10 @@ def read_extra(path: str) -> dict[str, Any] | None:
             if name is None:
                 return None
             data = archive.read(name)
-    except (OSError, zipfile.BadZipFile) as e:
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as e:
         raise CheckpointError(f"Checkpoint file {path!r} cannot be read: its archive is damaged ({e}).") from e
-    with torch.serialization.safe_globals(_SAFE_TYPES):
-        loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    loaded = _safe_load(io.BytesIO(data), "cpu", f"{path!r} (its record {name!r})")
     return loaded if isinstance(loaded, dict) else None
-
-
-def _file_digest(path: str) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()
 
 
 def _make_folder(folder: str, path: str) -> None:
@@ -181,8 +231,17 @@ def _first_file(folder: str) -> str:
 def _write_error(error: OSError, path: str) -> CheckpointError:
     """A CheckpointError that says what went wrong while writing `path` and that the previous file is untouched."""
     kept = "The previous file at that path (if any) is unchanged."
-    if error.errno == errno.ENOSPC:
-        return CheckpointError(f"No space left on device while saving checkpoint {path!r}. {kept} Free disk space.")
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "No space left on device" if error.errno == errno.ENOSPC else "Disk quota exceeded"
+        return CheckpointError(
+            f"{what} while saving checkpoint {path!r}. {kept} Free disk space there, or choose another"
+            " `dirpath`/`default_root_dir`."
+        )
+    if error.errno == errno.EFBIG:
+        return CheckpointError(
+            f"Saving checkpoint {path!r} failed: the file is larger than this file system or process allows"
+            f" ({error.strerror}). {kept}"
+        )
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return CheckpointError(
             f"Cannot save checkpoint {path!r}: the folder is not writable ({error.strerror}). {kept} Choose a"
@@ -195,60 +254,54 @@ def _write_error(error: OSError, path: str) -> CheckpointError:
     return CheckpointError(f"Saving checkpoint {path!r} failed: {error}. {kept}")
 
 
-def _sidecar(path: str) -> str:
-    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.sha256")
-
-
-def _write_sidecar(path: str, size: int, digest: str) -> None:
-    """Record size, hash and mtime of a committed file (best effort: a missing sidecar only disables the check)."""
-    sidecar = _sidecar(path)
-    try:
-        record = {"size": size, "sha256": digest, "mtime_ns": os.stat(path).st_mtime_ns}
-        tmp = f"{sidecar}.{uuid.uuid4().hex[:8]}.tmp"
-        with open(tmp, "w") as file:
-            json.dump(record, file)
-        os.replace(tmp, sidecar)
-        _remove_orphan_sidecars(os.path.dirname(path))
-    except OSError:
-        pass
-
-
-def _remove_orphan_sidecars(folder: str) -> None:
-    """Sidecars whose checkpoint was deleted (e.g. by `save_top_k`) go too."""
-    names = set(os.listdir(folder))
-    for name in names:
-        if name.startswith(".") and name.endswith(".sha256") and name[1:-7] not in names:
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(folder, name))
-
-
 def verify_integrity(path: str) -> None:
-    """Compare `path` with the size and SHA-256 recorded when fulgor committed it.
+    """Check that the checkpoint archive at `path` is complete and that every record still has the CRC-32 written with
+    it (torch's zip writer stores one per record; so does Python's for fulgor's own record).
 
-    Files without a sidecar, or changed by another program since (a different mtime), are not checked.
+    Legacy (non-zip) files and URLs are not checked (`torch.load` reports what it finds there), nor are the records
+    of archives written with torch's CRC-32 turned off (`torch.serialization.set_crc32_options(False)`).
 
     Raises:
-        CheckpointError: the size or the hash differ: the file was damaged after it was written.
+        CheckpointError: the archive is truncated or a record differs from its CRC-32: the file was damaged after it
+            was written (on disk or in transfer).
     """
     if fs.is_remote(path):
-        return  # no sidecar is written on remote file systems (see `_remote_save`)
-    try:
-        with open(_sidecar(path)) as file:
-            record = json.load(file)
-        stat = os.stat(path)
-    except (OSError, ValueError):
         return
-    if stat.st_mtime_ns != record.get("mtime_ns"):
-        return
-    if stat.st_size != record.get("size"):
-        raise CheckpointError(
-            f"Checkpoint file {path!r} is damaged: it has {stat.st_size} bytes but {record.get('size')} were written."
-        )
-    if _file_digest(path)[1] != record.get("sha256"):
-        raise CheckpointError(
-            f"Checkpoint file {path!r} is damaged: its SHA-256 differs from the one recorded when it was written"
-            " (corrupted on disk or in transfer)."
-        )
+    with open(path, "rb") as file:
+        if file.read(4) != _ZIP_MAGIC:
+            return
+        file.seek(0)
+        try:
+            with zipfile.ZipFile(file) as archive:
+                _check_records(archive)
+        except (zipfile.BadZipFile, EOFError, ValueError, zlib.error) as e:
+            raise CheckpointError(f"Checkpoint file {path!r} is damaged: {_damage(e)}.") from e
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _check_records(archive: zipfile.ZipFile) -> None:
+    """Read every record to its end: `zipfile` compares the CRC-32 and raises `BadZipFile` when it differs."""
+    infos = archive.infolist()
+    # torch writes CRC 0 everywhere when its CRC-32 option is off: those records cannot be checked.
+    crc_written = any(info.CRC != 0 for info in infos if not info.filename.endswith("/" + _EXTRA_RECORD))
+    for info in infos:
+        if info.CRC == 0 and not crc_written:
+            continue
+        with archive.open(info) as record:
+            while record.read(1 << 20):
+                pass
+
+
+def _damage(error: Exception) -> str:
+    text = str(error)
+    if text.startswith("Bad CRC-32 for file"):
+        record = text.split("'")[1] if "'" in text else "?"
+        return f"its record {record!r} differs from the CRC-32 written with it (corrupted on disk or in transfer)"
+    if "not a zip file" in text or isinstance(error, EOFError):
+        return "its zip archive is incomplete (truncated, e.g. by a full disk or an interrupted copy)"
+    return f"its zip archive cannot be read ({text})"
 
 
 def _fsync_dir(folder: str) -> None:
@@ -289,8 +342,6 @@ def load_checkpoint_file(path: Any, map_location: Any = None, weights_only: bool
 
 def _download(path: str) -> Any:
     """The bytes of a remote checkpoint in memory: one read instead of the many small seeks `torch.load` makes."""
-    import io
-
     if not fs.exists(path):
         raise FileNotFoundError(f"Checkpoint file not found: {path}")
     with fs.open(path, "rb") as file:
@@ -303,7 +354,10 @@ def _download(path: str) -> Any:
 def _mtime(path: str) -> float:
     """Modification time of a local file or URL (0.0 where the remote file system does not record one)."""
     if not fs.is_remote(path):
-        return os.path.getmtime(path)
+        try:
+            return os.path.getmtime(path)
+        except OSError:  # a link whose target is gone: its own time (loading it then fails and falls back)
+            return os.lstat(path).st_mtime if os.path.lexists(path) else 0.0
     try:
         return float(fs.get_filesystem(path).modified(path).timestamp())
     except (NotImplementedError, OSError, AttributeError):
@@ -339,18 +393,24 @@ def _safe_load(source: Any, location: Any, name: str) -> Any:
         try:
             return torch.load(source, map_location=location, weights_only=True)
         except pickle.UnpicklingError as e:
-            # torch's message mentions `weights_only` for any failure; only "Unsupported global" means unsafe.
-            if "Unsupported global" not in str(e):
+            # torch's message mentions `weights_only` for any failure; only its refusals mean "unsafe".
+            text = str(e)
+            if not any(marker in text for marker in _REFUSALS):
                 raise CheckpointError(
-                    f"Checkpoint {name} could not be unpickled ({_first_line(str(e))}): the file is probably"
+                    f"Checkpoint {name} could not be unpickled ({_first_line(text)}): the file is probably"
                     " truncated or corrupt. Use an earlier checkpoint, or `ckpt_path='last'` to fall back to one."
                 ) from e
             raise UnsafeCheckpointError(
-                f"Checkpoint {name} contains Python objects that safe loading does not allow"
-                f" ({_first_line(str(e))}). Loading them could run arbitrary code. If you trust the file, pass"
+                f"Checkpoint {name} was refused: it contains Python objects that safe loading does not allow"
+                f" ({_first_line(text)}). Loading them could run arbitrary code. If you trust the file, pass"
                 " `weights_only=False` (e.g. `Model.load_from_checkpoint(path, weights_only=False)` or"
                 " `trainer.fit(model, ckpt_path=path, weights_only=False)`)."
             ) from e
+
+
+# Phrases of torch's weights-only unpickler when it refuses something (a global, a class, an opcode).
+_REFUSALS = ("Unsupported global", "unsupported GLOBAL", "Unsupported operand", "Unsupported class", "Can only build",
+             "Can only create", "is blocked", "not an allowed global", "Trying to instantiate")  # fmt: skip
 
 
 def _imported_enums(source: Any) -> list[type]:
@@ -369,10 +429,12 @@ def _imported_enums(source: Any) -> list[type]:
 
 
 def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if "Unsupported global" in line or "GLOBAL" in line:
-            return line.strip()
-    return text.splitlines()[0] if text else text
+    """The line of torch's long message that says what was refused (else its first line)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if any(marker in line for marker in (*_REFUSALS, "GLOBAL")):
+            return line
+    return lines[0] if lines else text
 
 
 def _default_map_location(storage: Any, location: str) -> Any:

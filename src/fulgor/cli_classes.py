@@ -1,15 +1,28 @@
 """What LightningCLI configurations instantiate: `instantiate_class` / `instantiate_module` (a class from its
-`class_path` and `init_args`) and `ReduceLROnPlateau`, torch's scheduler with the `monitor` a config names."""
+`class_path` and `init_args`), `ReduceLROnPlateau` (torch's scheduler with the `monitor` a config names) and the
+optimizer / scheduler type aliases used in model signatures (`OptimizerCallable`, `LRSchedulerCallable`)."""
 
 from __future__ import annotations
 
 import importlib
-from typing import Any, TypeVar
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, Union
 
 import torch
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["ReduceLROnPlateau", "instantiate_class", "instantiate_module"]
+__all__ = [
+    "LRSchedulerCallable",
+    "LRSchedulerType",
+    "LRSchedulerTypeTuple",
+    "LRSchedulerTypeUnion",
+    "OptimizerCallable",
+    "ReduceLROnPlateau",
+    "instantiate_class",
+    "instantiate_module",
+]
 
 M = TypeVar("M")
 
@@ -27,6 +40,15 @@ class ReduceLROnPlateau(torch.optim.lr_scheduler.ReduceLROnPlateau):
     def __init__(self, optimizer: Optimizer, monitor: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(optimizer, *args, **kwargs)
         self.monitor = monitor
+
+
+# The scheduler classes a LightningCLI scheduler group accepts, and the annotations for them in model signatures:
+# `optimizer: OptimizerCallable = torch.optim.Adam` lets the config choose the class, the model pass the parameters.
+LRSchedulerTypeTuple = (LRScheduler, ReduceLROnPlateau)
+LRSchedulerTypeUnion = Union[LRScheduler, ReduceLROnPlateau]  # noqa: UP007 - a runtime value for jsonargparse
+LRSchedulerType = Union[type[LRScheduler], type[ReduceLROnPlateau]]  # noqa: UP007
+OptimizerCallable = Callable[[Iterable[Any]], Optimizer]
+LRSchedulerCallable = Callable[[Optimizer], Union[LRScheduler, ReduceLROnPlateau]]  # noqa: UP007
 
 
 def instantiate_class(args: Any | tuple[Any, ...], init: dict[str, Any]) -> Any:
@@ -70,3 +92,47 @@ def instantiate_module(class_type: type[M], config: dict[str, Any]) -> M:
     instantiated = instantiate(parser.parse_object({"module": config}))
     module: M = instantiated.module
     return module
+
+
+# The instantiators a checkpoint's `_instantiator` hparam may name (anything else could run arbitrary code on load).
+TRUSTED_INSTANTIATORS = frozenset(
+    {
+        "lightning.pytorch.cli.instantiate_module",
+        "pytorch_lightning.cli.instantiate_module",
+        "fulgor.cli_classes.instantiate_module",
+        "fulgor.lightning_cli.instantiate_module",
+    }
+)
+
+
+def pop_instantiator(cls: type, kwargs: dict[str, Any]) -> Any:
+    """Remove `_instantiator` from checkpoint hparams `kwargs`; return the function to build `cls` with, or None.
+
+    Raises:
+        ValueError: the instantiator is not a trusted one, or `_class_path` does not name an already imported
+            subclass of `cls` (loading must not import or run code the checkpoint chooses).
+    """
+    path = kwargs.pop("_instantiator", None)
+    if path is None:
+        return None
+    if not isinstance(path, str) or path not in TRUSTED_INSTANTIATORS:
+        raise ValueError(
+            f"The instantiator {path!r} from the checkpoint is not in the allowlist of trusted instantiators and was"
+            f" blocked to prevent arbitrary code execution. Trusted: {sorted(TRUSTED_INSTANTIATORS)}."
+        )
+    class_path = kwargs.get("_class_path")
+    if class_path is not None and not _imported_subclass(class_path, cls):
+        raise ValueError(
+            f"The class {class_path!r} requested by the checkpoint does not resolve to an already imported subclass"
+            f" of {cls.__name__} and was blocked to prevent arbitrary code execution. If you trust this checkpoint,"
+            " import the module that defines the class before loading."
+        )
+    return instantiate_module
+
+
+def _imported_subclass(class_path: Any, cls: type) -> bool:
+    if not isinstance(class_path, str) or "." not in class_path:
+        return False
+    module_name, _, name = class_path.rpartition(".")
+    found = getattr(sys.modules.get(module_name), name, None)
+    return isinstance(found, type) and issubclass(found, cls)

@@ -13,7 +13,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["Collective", "SingleDeviceCollective", "TorchCollective"]
+__all__ = ["Collective", "ReduceOp", "SingleDeviceCollective", "TorchCollective"]
+
+ReduceOp = dist.ReduceOp  # the reduction names collectives accept (Lightning re-exports torch's)
 
 
 class Collective(ABC):

@@ -17,6 +17,7 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
+from fulgor.lightning_internals import internal_stand_in
 from fulgor.lightning_paths import FABRIC, LIGHTNING, LIGHTNING_VERSION, NOT_BUILT, PYTORCH, Sources
 from fulgor.rank import sync_lightning_utilities
 
@@ -52,6 +53,13 @@ def alias_sources(fullname: str) -> Sources | None:
         if fullname.startswith(root + "."):
             return table.get(fullname[len(root) + 1 :])
     return None
+
+
+def _is_private_submodule(fullname: str) -> bool:
+    """Whether `fullname` is a `_`-prefixed module inside an aliased Lightning package (e.g. `...utilities._pytree`)."""
+    parent, _, last = fullname.rpartition(".")
+    private = last.startswith("_") and not last.startswith("__")
+    return private and (alias_sources(parent) is not None or _is_private_submodule(parent))
 
 
 def _parse(source: str) -> tuple[str, dict[str, str] | None]:
@@ -96,7 +104,8 @@ def _offers(module: types.ModuleType, attr: str, fulgor_name: str, listed: bool)
 
 class _AliasModule(types.ModuleType):
     """A module standing for a Lightning module: attributes come from the fulgor modules behind it, submodules from
-    the alias table, and a missing name is an AttributeError that says fulgor does not provide it."""
+    the alias table, a missing private name is answered by fulgor.lightning_internals, and a missing public name is
+    an AttributeError that says fulgor does not provide it."""
 
     def __init__(self, name: str, sources: Sources) -> None:
         super().__init__(name, f"fulgor alias of {', '.join(sources)}")
@@ -124,6 +133,11 @@ class _AliasModule(types.ModuleType):
                 value = getattr(found, fulgor_name)
                 setattr(self, attr, value)  # later lookups skip this method
                 return value
+        if attr.startswith("_") or not self.__fulgor_sources__:  # a Lightning internal (or a name of a private
+            # module): a flag's bool, or a stand-in that raises when used
+            value = internal_stand_in(sub)
+            setattr(self, attr, value)
+            return value
         reason = f"fulgor does not provide `{sub}`" + (f" yet: it waits for {waiting}" if waiting else "")
         raise AttributeError(f"module {self.__name__!r} has no attribute {attr!r}: {reason} ({_SEE})")
 
@@ -157,8 +171,7 @@ class _AliasModule(types.ModuleType):
 class _AliasLoader(importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         sources = alias_sources(spec.name)
-        assert sources is not None
-        return _AliasModule(spec.name, sources)
+        return _AliasModule(spec.name, () if sources is None else sources)  # () for a private module: stand-ins
 
     def exec_module(self, module: types.ModuleType) -> None:
         """Nothing to run: the alias reads its names from fulgor on demand."""
@@ -177,6 +190,8 @@ class LightningAliasFinder(importlib.abc.MetaPathFinder):
             return None
         sources = alias_sources(fullname)
         if sources is not None and any(_module_exists(_parse(source)[0]) for source in sources):
+            return importlib.machinery.ModuleSpec(fullname, self._loader, is_package=True)
+        if sources is None and _is_private_submodule(fullname):  # a Lightning internal module: every name a stand-in
             return importlib.machinery.ModuleSpec(fullname, self._loader, is_package=True)
         reason = "does not provide it"
         if sources is not None:

@@ -192,5 +192,5 @@ def dataloader_is_defined(datamodule: LightningDataModule, hook: str) -> bool:
     """Whether ``datamodule`` provides ``hook`` (e.g. "train_dataloader"): overridden in its class or, as
     :meth:`LightningDataModule.from_datasets` does, set on the instance."""
     if hook in vars(datamodule):
-        return True
+        return callable(vars(datamodule)[hook])  # `dm.val_dataloader = None` switches it off
     return getattr(type(datamodule), hook) is not getattr(LightningDataModule, hook)

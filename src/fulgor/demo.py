@@ -161,8 +161,14 @@ def run_demo(epochs: int = 20, root: str | os.PathLike[str] = ".", progress_bar:
         first_val_loss=_first_logged(Path(log_dir) / "metrics.csv", "val_loss"),
         num_predictions=sum(len(p) for p in predictions),
         log_dir=log_dir,
-        files=sorted(str(p) for p in Path(log_dir).rglob("*") if p.is_file()),
+        files=_visible_files(Path(log_dir)),
     )
+
+
+def _visible_files(folder: Path) -> list[str]:
+    """The files under `folder`, without hidden ones (a checkpoint's `.name` temp or checksum files are internal)."""
+    found = (p for p in folder.rglob("*") if p.is_file())
+    return sorted(str(p) for p in found if not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def _draw_pictures(model: LitAutoEncoder, loader: DataLoader[Any], log_dir: str) -> None:
@@ -200,7 +206,7 @@ def format_report(result: DemoResult) -> str:
         "",
         "fulgor demo: LitAutoEncoder on scikit-learn's 8x8 digits",
         f"  train loss (last epoch): {result.train_loss:.4f}",
-        f"  val loss:  {result.first_val_loss:.4f} after epoch 1 -> {result.val_loss:.4f} at the end",
+        f"  val loss:  {result.first_val_loss:.4f} after epoch 0 -> {result.val_loss:.4f} at the end",
         f"  test loss: {result.test_loss:.4f}",
         f"  predict:   {result.num_predictions} codes of size 3 (one per test digit)",
         f"  logs:      {result.log_dir}",
@@ -209,5 +215,5 @@ def format_report(result: DemoResult) -> str:
     if checkpoints:
         lines += [f"  checkpoint: {f}" for f in checkpoints]
     else:
-        lines.append("  checkpoints: none written (this fulgor build has no checkpointing yet)")
+        lines.append("  checkpoints: none written")
     return "\n".join(lines)

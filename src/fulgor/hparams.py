@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import inspect
 import os
 import types
 import warnings
 from argparse import Namespace
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from enum import Enum
 from typing import Any, cast
 
@@ -22,6 +25,7 @@ from fulgor.rank import rank_zero_warn
 
 __all__ = [
     "AttributeDict",
+    "given_hyperparameters",
     "hparams_initial_of",
     "hparams_of",
     "load_hparams_from_yaml",
@@ -34,6 +38,20 @@ _PRIMITIVE_TYPES = (bool, int, float, str)
 _ALLOWED_CONFIG_TYPES = (MutableMapping, Namespace)
 # Lightning never collects `__init__` arguments with these names (historical exclusions, kept for parity).
 _EXCLUDED_ARG_NAMES = frozenset({"__class__", "frame", "frame_args"})
+# What LightningCLI parsed for the object being built: `save_hyperparameters` stores it instead of the `__init__`
+# arguments, so that `load_from_checkpoint` can rebuild nested/injected objects through the named instantiator.
+_GIVEN_HPARAMS: ContextVar[dict[str, Any] | None] = ContextVar("fulgor_given_hparams", default=None)
+
+
+@contextmanager
+def given_hyperparameters(hparams: Mapping[str, Any], instantiator: str) -> Iterator[None]:
+    """Within this block, `save_hyperparameters()` saves `hparams` plus `_instantiator` (the import path of the
+    function `load_from_checkpoint` calls as `instantiator(cls, hparams)`) instead of the `__init__` arguments."""
+    token = _GIVEN_HPARAMS.set({**hparams, "_instantiator": instantiator})
+    try:
+        yield
+    finally:
+        _GIVEN_HPARAMS.reset(token)
 
 
 class AttributeDict(dict):  # type: ignore[type-arg]
@@ -99,7 +117,10 @@ def save_hyperparameters(
     if frame is None:
         frame = cast(types.FrameType, cast(types.FrameType, inspect.currentframe()).f_back)
 
-    if dataclasses.is_dataclass(obj):
+    given = _GIVEN_HPARAMS.get()
+    if given is not None:
+        init_args = dict(given)
+    elif dataclasses.is_dataclass(obj):
         init_args = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
     else:
         init_args = collect_init_args(obj, frame)
@@ -244,10 +265,15 @@ def hparams_initial_of(obj: Any) -> AttributeDict:
 # hparams.yaml
 
 
-def save_hparams_to_yaml(config_yaml: str | os.PathLike[str], hparams: Mapping[str, Any] | Namespace) -> None:
-    """Write ``hparams`` to ``config_yaml`` as a plain, key-sorted YAML mapping.
+def save_hparams_to_yaml(
+    config_yaml: str | os.PathLike[str], hparams: Mapping[str, Any] | Namespace, use_omegaconf: bool = True
+) -> None:
+    """Write ``hparams`` to ``config_yaml`` as a YAML mapping, as Lightning writes it.
 
-    Enum values are written by name; values YAML cannot represent are skipped with a warning.
+    When omegaconf is installed (and ``use_omegaconf``), the mapping is written by ``OmegaConf.save``, keys in
+    insertion order, the OmegaConf containers in it resolved; a value OmegaConf cannot hold sends it to the plain
+    writer. The plain writer sorts the keys, writes Enum values by name and skips values YAML cannot represent,
+    with a warning.
 
     Raises:
         RuntimeError: the folder of ``config_yaml`` does not exist.
@@ -258,6 +284,10 @@ def save_hparams_to_yaml(config_yaml: str | os.PathLike[str], hparams: Mapping[s
         raise RuntimeError(f"Missing folder: {folder}.")
     if isinstance(hparams, Namespace):
         hparams = vars(hparams)
+    elif isinstance(hparams, AttributeDict):
+        hparams = dict(hparams)
+    if use_omegaconf and _omegaconf_save(config_yaml, hparams):
+        return
     if not isinstance(hparams, Mapping):
         raise TypeError("hparams must be dictionary")
     if not hparams:  # what yaml.dump({}) writes; most runs have no hyperparameters and need not import PyYAML
@@ -278,7 +308,33 @@ def save_hparams_to_yaml(config_yaml: str | os.PathLike[str], hparams: Mapping[s
         else:
             allowed[key] = value
     with fs.open(config_yaml, "w", newline="") as fp:
-        yaml.dump(allowed, fp)
+        yaml.dump(allowed, fp)  # key-sorted, as Lightning's writer without omegaconf
+
+
+def _omegaconf_save(config_yaml: str | os.PathLike[str], hparams: Any) -> bool:
+    """Write ``hparams`` with ``OmegaConf.save``; False when omegaconf is missing or cannot hold a value."""
+    if importlib.util.find_spec("omegaconf") is None:
+        return False
+    from omegaconf import DictConfig, OmegaConf  # optional third-party package
+    from omegaconf.errors import UnsupportedValueType, ValidationError
+
+    try:  # a copy: resolving interpolations must not change the user's own config
+        copied = copy.deepcopy(hparams)
+    except (TypeError, copy.Error):
+        # an uncopyable value (a lock, a file): the plain writer skips it with a warning (Lightning raises here)
+        return False
+    if isinstance(copied, dict):
+        copied = {
+            k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v for k, v in copied.items()
+        }
+    elif isinstance(copied, DictConfig):
+        copied = OmegaConf.to_container(copied, resolve=True)
+    with fs.open(config_yaml, "w", encoding="utf-8") as fp:
+        try:
+            OmegaConf.save(copied, fp)
+        except (UnsupportedValueType, ValidationError):
+            return False
+    return True
 
 
 def _to_plain(value: Any) -> Any:
@@ -293,8 +349,11 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
-def load_hparams_from_yaml(config_yaml: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read an ``hparams.yaml`` file; a missing file gives ``{}`` and a ``RuntimeWarning``."""
+def load_hparams_from_yaml(config_yaml: str | os.PathLike[str], use_omegaconf: bool = True) -> dict[str, Any]:
+    """Read an ``hparams.yaml`` file; a missing file gives ``{}`` and a ``RuntimeWarning``.
+
+    With omegaconf installed (and ``use_omegaconf``), the result is an OmegaConf ``DictConfig`` when it can hold it.
+    """
     import yaml
 
     if not fs.exists(config_yaml):
@@ -302,6 +361,14 @@ def load_hparams_from_yaml(config_yaml: str | os.PathLike[str]) -> dict[str, Any
         return {}
     with fs.open(config_yaml, "r") as fp:
         loaded = yaml.full_load(fp)
+    if use_omegaconf and importlib.util.find_spec("omegaconf") is not None:
+        from omegaconf import OmegaConf  # optional third-party package
+        from omegaconf.errors import UnsupportedValueType, ValidationError
+
+        try:
+            return cast(dict[str, Any], OmegaConf.create(loaded))
+        except (UnsupportedValueType, ValidationError):
+            pass
     return cast(dict[str, Any], loaded)
 
 

@@ -14,6 +14,10 @@ class LightningDeprecationWarning(DeprecationWarning):
     """A Lightning API that still works but will be removed (the category of `rank_zero_deprecation`)."""
 
 
+# Python hides DeprecationWarnings raised outside `__main__`; Lightning shows its own, and so does fulgor.
+warnings.simplefilter("default", category=LightningDeprecationWarning)
+
+
 class SIGTERMException(SystemExit):
     """The process received SIGTERM. A SystemExit, so an uncaught one ends the program quietly; `Callback.on_exception`
     receives it first (e.g. `OnExceptionCheckpoint` saves a checkpoint)."""

@@ -19,10 +19,10 @@ Sources = tuple[str, ...]
 # fulgor modules the table names that are not written yet -> what will provide them. The paths and names they back
 # answer as soon as the module exists; until then an import says which work it waits for.
 NOT_BUILT: dict[str, str] = {
-    "fulgor.fabric": "Fabric (issue 15)",
     "fulgor.fabric_cli": "the `fabric run` command (issue 15, with Fabric)",
 }
 
+_INTERNAL = "fulgor.lightning_internals"  # Lightning's loop classes: stand-ins that raise when used
 _U = "fulgor.unavailable"  # refused features: importable classes whose use says what fulgor offers instead
 _XLA_PRECISION_ETC = f"{_U}:BitsandbytesPrecision,DeepSpeedPrecision,TransformerEnginePrecision,XLAPrecision"
 _LAUNCHERS = (
@@ -34,6 +34,8 @@ _CHECKPOINT_IO = ("fulgor.checkpoint_io", f"{_U}:XLACheckpointIO")
 _PRECISION = ("fulgor.precision", _XLA_PRECISION_ETC)
 _RANK_ZERO = ("fulgor.rank", "fulgor.rank_messages", "fulgor.lightning_errors:LightningDeprecationWarning")
 _WARNINGS = ("fulgor.errors", "fulgor.lightning_errors")
+# Lightning's module-level `warning_cache`: fulgor's set of once-only warnings already shown (`.clear()` re-arms them).
+_ONCE = "fulgor.rank:warning_cache=_warned"
 _CLOUD_IO = "fulgor.checkpointing:_atomic_save=atomic_save,_load=load_checkpoint_file"
 # Private aliases projects import for their own annotations.
 _PRIVATE_TYPES = (
@@ -123,9 +125,9 @@ PYTORCH: dict[str, Sources] = {
     "loops.fit_loop": ("fulgor.trainer.fit_loop", "fulgor.loop_names:RestartStage=FitRestartStage"),
     "loops.loop": ("fulgor.trainer.loop_views", "fulgor.trainer.fit_loop"),
     "loops.optimization": ("fulgor.trainer.optimization",),
-    "loops.optimization.automatic": ("fulgor.trainer.optimization",),
-    "loops.optimization.closure": ("fulgor.trainer.optimization",),
-    "loops.optimization.manual": ("fulgor.trainer.optimization",),
+    "loops.optimization.automatic": ("fulgor.trainer.optimization", f"{_INTERNAL}:Closure,ClosureResult"),
+    "loops.optimization.closure": ("fulgor.trainer.optimization", f"{_INTERNAL}:AbstractClosure,OutputResult"),
+    "loops.optimization.manual": ("fulgor.trainer.optimization", f"{_INTERNAL}:ManualResult"),
     "loops.prediction_loop": ("fulgor.trainer.eval_loop",),
     "loops.progress": ("fulgor.trainer.state",),
     "loops.training_epoch_loop": ("fulgor.trainer.fit_loop", "fulgor.loop_names:RestartStage=EpochRestartStage"),
@@ -136,6 +138,7 @@ PYTORCH: dict[str, Sources] = {
     # plugins
     "plugins": (
         "fulgor.precision",
+        "fulgor.deprecated_precision",
         "fulgor.checkpoint_io",
         "fulgor.layer_sync",
         "fulgor.strategies.environments:ClusterEnvironment",
@@ -149,14 +152,21 @@ PYTORCH: dict[str, Sources] = {
     "plugins.io.wrapper": ("fulgor.checkpoint_io",),
     "plugins.io.xla_plugin": (f"{_U}:XLACheckpointIO",),
     "plugins.layer_sync": ("fulgor.layer_sync",),
-    "plugins.precision": _PRECISION,
-    "plugins.precision.amp": ("fulgor.precision",),
+    "plugins.precision": (*_PRECISION, "fulgor.deprecated_precision"),
+    "plugins.precision.amp": ("fulgor.precision", "fulgor.deprecated_precision:MixedPrecisionPlugin"),
     "plugins.precision.bitsandbytes": (f"{_U}:BitsandbytesPrecision",),
     "plugins.precision.deepspeed": (f"{_U}:DeepSpeedPrecision",),
-    "plugins.precision.double": ("fulgor.precision", "fulgor.double_precision_module"),
-    "plugins.precision.fsdp": ("fulgor.precision",),
-    "plugins.precision.half": ("fulgor.precision",),
-    "plugins.precision.precision": ("fulgor.precision",),
+    "plugins.precision.double": (
+        "fulgor.precision",
+        "fulgor.double_precision_module",
+        "fulgor.deprecated_precision:DoublePrecisionPlugin",
+    ),
+    "plugins.precision.fsdp": (
+        "fulgor.precision",
+        "fulgor.deprecated_precision:FSDPPrecisionPlugin,FSDPMixedPrecisionPlugin",
+    ),
+    "plugins.precision.half": ("fulgor.precision", "fulgor.deprecated_precision:HalfPrecisionPlugin"),
+    "plugins.precision.precision": ("fulgor.precision", "fulgor.deprecated_precision:PrecisionPlugin"),
     "plugins.precision.transformer_engine": (f"{_U}:TransformerEnginePrecision",),
     "plugins.precision.xla": (f"{_U}:XLAPrecision",),
     # profilers
@@ -164,7 +174,10 @@ PYTORCH: dict[str, Sources] = {
     "profilers.advanced": ("fulgor.profilers",),
     "profilers.base": ("fulgor.profilers",),
     "profilers.profiler": ("fulgor.profilers",),
-    "profilers.pytorch": ("fulgor.profilers", "fulgor.module_records"),
+    "profilers.pytorch": ("fulgor.profilers", "fulgor.module_records", _ONCE),
+    "serve": (f"{_U}:ServableModule,ServableModuleValidator",),
+    "serve.servable_module": (f"{_U}:ServableModule",),
+    "serve.servable_module_validator": (f"{_U}:ServableModule,ServableModuleValidator",),
     "profilers.simple": ("fulgor.profilers",),
     "profilers.xla": (f"{_U}:XLAProfiler",),
     # strategies
@@ -172,9 +185,10 @@ PYTORCH: dict[str, Sources] = {
         "fulgor.strategies",
         "fulgor.strategies.fsdp",
         "fulgor.strategies.parallel",
+        "fulgor.strategies.strategy_registry",
         f"{_U}:DeepSpeedStrategy,ModelParallelStrategy,SingleDeviceXLAStrategy,XLAStrategy",
     ),
-    "strategies.ddp": ("fulgor.strategies.ddp",),
+    "strategies.ddp": ("fulgor.strategies.ddp", "fulgor.strategies.registry:_DDP_FORK_ALIASES=FORK_STRATEGY_NAMES"),
     "strategies.deepspeed": (f"{_U}:DeepSpeedStrategy,remove_module_hooks",),
     "strategies.fsdp": ("fulgor.strategies.fsdp",),
     "strategies.launchers": _LAUNCHERS,
@@ -196,7 +210,7 @@ PYTORCH: dict[str, Sources] = {
     "trainer.connectors.accelerator_connector": ("fulgor.trainer.parts", "fulgor.accelerators"),
     "trainer.connectors.callback_connector": ("fulgor.trainer.callback_list",),
     "trainer.connectors.checkpoint_connector": ("fulgor.checkpoint_restore",),
-    "trainer.connectors.data_connector": ("fulgor.trainer.data",),
+    "trainer.connectors.data_connector": ("fulgor.trainer.data", _ONCE),
     "trainer.connectors.logger_connector": ("fulgor.trainer.to_loggers",),
     "trainer.connectors.logger_connector.fx_validator": ("fulgor.hooks",),
     "trainer.connectors.logger_connector.logger_connector": ("fulgor.trainer.to_loggers",),
@@ -230,10 +244,13 @@ PYTORCH: dict[str, Sources] = {
     "utilities.apply_func": ("fulgor.data.transfer", "fulgor.data.conversion"),  # 1.x path
     "utilities.argparse": ("fulgor.trainer.legacy_argparse",),
     "utilities.cloud_io": ("fulgor.fs", _CLOUD_IO, "fulgor.checkpointing:load=load_checkpoint_file"),  # 1.x path
-    "utilities.combined_loader": ("fulgor.combined_loader",),
+    "utilities.combined_loader": (
+        "fulgor.combined_loader",
+        "fulgor.combined_loader:_MaxSizeCycle,_MinSize,_MaxSize,_Sequential",  # the modes' iterators, by name
+    ),
     "utilities.compile": ("fulgor.compiled_modules",),
     "utilities.consolidate_checkpoint": ("fulgor.checkpointing",),
-    "utilities.data": ("fulgor.data.sizes", "fulgor.trainer.log_store:extract_batch_size"),
+    "utilities.data": ("fulgor.data.sizes", "fulgor.trainer.log_store:extract_batch_size", _ONCE),
     "utilities.distributed": ("fulgor.rank", "fulgor.shared_filesystem", "fulgor.samplers"),  # 1.x path
     "utilities.deepspeed": (f"{_U}:convert_zero_checkpoint_to_fp32_state_dict,ds_checkpoint_dir",),
     "utilities.enums": ("fulgor.enums",),
@@ -243,11 +260,19 @@ PYTORCH: dict[str, Sources] = {
     "utilities.memory": ("fulgor.memory",),
     "utilities.migration": ("fulgor.checkpoint_upgrade",),
     "utilities.migration.migration": ("fulgor.checkpoint_upgrade",),
-    "utilities.migration.utils": ("fulgor.checkpoint_upgrade",),
-    "utilities.model_helpers": ("fulgor.overridden", "fulgor.torchvision_models"),
+    "utilities.migration.utils": (
+        "fulgor.checkpoint_upgrade",
+        "fulgor.checkpoint_upgrade:_get_version=get_version,_set_version=set_version,"
+        "_set_legacy_version=set_legacy_version",
+    ),
+    "utilities.model_helpers": (
+        "fulgor.overridden",
+        "fulgor.torchvision_models",
+        "fulgor.checkpoint_loading:_restricted_classmethod=class_only",
+    ),
     "utilities.model_registry": (f"{_U}:download_model_from_registry,find_model_local_ckpt_path",),
-    "utilities.model_summary": ("fulgor.summary", "fulgor.layer_summary"),
-    "utilities.model_summary.model_summary": ("fulgor.summary", "fulgor.layer_summary"),
+    "utilities.model_summary": ("fulgor.summary", f"{_U}:DeepSpeedSummary"),
+    "utilities.model_summary.model_summary": ("fulgor.summary",),
     "utilities.model_summary.model_summary_deepspeed": (
         f"{_U}:DeepSpeedLayerSummary,DeepSpeedSummary,deepspeed_param_size",
     ),
@@ -282,7 +307,7 @@ FABRIC: dict[str, Sources] = {
     "cli": ("fulgor.fabric_cli",),
     "connector": ("fulgor.trainer.parts",),
     "fabric": ("fulgor.fabric",),
-    "wrappers": ("fulgor.fabric:is_wrapped",),
+    "wrappers": ("fulgor.fabric.wrappers",),
     # loggers
     "loggers": ("fulgor.fabric_loggers", "fulgor.loggers.logger:Logger"),
     "loggers.csv_logs": ("fulgor.fabric_loggers:CSVLogger",),
@@ -325,10 +350,12 @@ FABRIC: dict[str, Sources] = {
         "fulgor.strategies",
         "fulgor.strategies.fsdp",
         "fulgor.strategies.parallel",
+        "fulgor.strategies.strategy_registry",
+        "fulgor.strategies.strategy_registry:STRATEGY_REGISTRY=StrategyRegistry",
         f"{_U}:DataParallelStrategy,DeepSpeedStrategy,ModelParallelStrategy,SingleDeviceXLAStrategy,XLAStrategy,"
         "XLAFSDPStrategy",
     ),
-    "strategies.ddp": ("fulgor.strategies.ddp",),
+    "strategies.ddp": ("fulgor.strategies.ddp", "fulgor.strategies.registry:_DDP_FORK_ALIASES=FORK_STRATEGY_NAMES"),
     "strategies.deepspeed": (f"{_U}:DeepSpeedStrategy",),
     "strategies.dp": (f"{_U}:DataParallelStrategy",),
     "strategies.fsdp": ("fulgor.strategies.fsdp",),
@@ -362,7 +389,11 @@ FABRIC: dict[str, Sources] = {
     "utilities.data": ("fulgor.data.sizes", "fulgor.hparams:AttributeDict"),
     "utilities.device_dtype_mixin": ("fulgor.device_dtype",),
     "utilities.device_parser": ("fulgor.accelerators",),
-    "utilities.distributed": ("fulgor.shared_filesystem", "fulgor.samplers:DistributedSamplerWrapper"),
+    "utilities.distributed": (
+        "fulgor.shared_filesystem",
+        "fulgor.samplers:DistributedSamplerWrapper",
+        "fulgor.collectives:ReduceOp",
+    ),
     "utilities.enums": ("fulgor.enums:LightningEnum",),
     "utilities.exceptions": ("fulgor.errors:MisconfigurationException",),
     "utilities.imports": ("fulgor.available_packages",),

@@ -18,7 +18,8 @@ from fulgor.errors import MisconfigurationException
 from fulgor.hook_defaults import STEP_OUTPUT, CheckpointHooks, DataHooks, ModelHooks
 from fulgor.hparams_mixin import HyperparametersMixin
 from fulgor.rank import rank_zero_warn
-from fulgor.trainer.log_store import LogOptions, check_loggable
+from fulgor.torchscript import to_torchscript
+from fulgor.trainer.log_store import LogOptions, check_loggable, check_metric_attribute
 
 if TYPE_CHECKING:
     from fulgor.callbacks.callback import Callback
@@ -35,6 +36,13 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
     do not override costs nothing per step.
     """
 
+    # Properties `torch.jit.script` must not compile; `_jit_is_scripting` is set while it runs (torchscript.py).
+    __jit_unused_properties__: list[str] = [
+        "example_input_array", "on_gpu", "current_epoch", "global_step", "global_rank", "local_rank", "logger",
+        "loggers", "automatic_optimization", "trainer", "fabric", "strict_loading", "device", "dtype",
+        *HyperparametersMixin.__jit_unused_properties__,
+    ]  # fmt: skip
+    _jit_is_scripting = False
     CHECKPOINT_HYPER_PARAMS_KEY = "hyper_parameters"
     CHECKPOINT_HYPER_PARAMS_NAME = "hparams_name"
     CHECKPOINT_HYPER_PARAMS_TYPE = "hparams_type"
@@ -54,9 +62,9 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
     @property
     def trainer(self) -> Trainer:
         """The Trainer running this module (RuntimeError when it is not attached to one)."""
-        if self._trainer is None:
+        if self._trainer is None and not self._jit_is_scripting:
             raise RuntimeError(f"{self.__class__.__qualname__} is not attached to a `Trainer`.")
-        return self._trainer
+        return self._trainer  # type: ignore[return-value]
 
     @trainer.setter
     def trainer(self, trainer: Trainer | None) -> None:
@@ -178,6 +186,8 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
             raise MisconfigurationException(
                 "You are trying to `self.log()` but it is not managed by the `Trainer` control flow"
             )
+        if not isinstance(value, Tensor):  # only a torchmetrics Metric needs it (and tensors are the per-step case)
+            check_metric_attribute(self, name, value, metric_attribute)
         if logger and trainer.logger is None:
             rank_zero_warn(
                 f"You called `self.log({name!r}, ..., logger=True)` but have no logger configured. You can enable one"
@@ -286,7 +296,7 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
             )
         if self._run is None:
             raise RuntimeError(f"{self.__class__.__qualname__} is not attached to a `Trainer` run.")
-        self._run.backward(loss, *args, **kwargs)
+        self._run.strategy.backward(loss, None, *args, **kwargs)
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         """Compute gradients; by default ``loss.backward()``."""
@@ -350,7 +360,9 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
         gradient_clip_algorithm: str | None = None,
     ) -> None:
         """Called before each optimizer step with the Trainer's clipping flags; override to customise."""
-        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        self.clip_gradients(
+            optimizer, gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm
+        )  # Lightning's keywords: an overriding `clip_gradients` may take them by name only
 
     def lr_scheduler_step(self, scheduler: Any, metric: Any | None) -> None:
         """Step one LR scheduler; override for schedulers that do not follow torch's API."""
@@ -372,6 +384,14 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: Optimizer) -> None:
         """Reset the gradients; by default ``optimizer.zero_grad()``."""
         optimizer.zero_grad()
+
+    def to_torchscript(
+        self, file_path: Any = None, method: str | None = "script", example_inputs: Any = None, **kwargs: Any
+    ) -> Any:
+        """Deprecated (as in Lightning 2.6.6; use `torch.export.export()`): this module as TorchScript, compiled
+        (`method="script"`) or traced (`"trace"`, on `example_inputs` or `example_input_array`); saved to
+        `file_path` when given. See :func:`fulgor.torchscript.to_torchscript`."""
+        return to_torchscript(self, LightningModule, file_path, method, example_inputs, **kwargs)
 
     def freeze(self) -> Self:
         """Turn off gradients for every parameter and put the module in eval mode."""

@@ -29,6 +29,14 @@ _UNKNOWN_CONFIG = (
 )
 
 
+class MissingOptimizerKeyError(KeyError, MisconfigurationException):
+    """`configure_optimizers` returned a dict without an "optimizer" key: a `KeyError` (the type Lightning raises)
+    that is also a `MisconfigurationException` (fulgor's type for every other malformed configuration)."""
+
+    def __str__(self) -> str:  # KeyError prints the repr of its argument; this one is a sentence
+        return str(self.args[0])
+
+
 @dataclass
 class LRSchedulerConfig:
     """How and when one LR scheduler is stepped (the keys of the `lr_scheduler` dict)."""
@@ -70,6 +78,11 @@ class LightningOptimizer:
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._optimizer, name, value)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Its class is made per instance and cannot be found by name: pickle (`torch.save(trainer)`) rebuilds the
+        # wrapper around the pickled optimizer instead (the run is not kept: it is set again when training resumes).
+        return (LightningOptimizer, (self.__dict__["_optimizer"],))
 
     def __repr__(self) -> str:
         return repr(self._optimizer)
@@ -174,6 +187,21 @@ def parse_configure_optimizers(output: Any) -> tuple[list[Optimizer], list[LRSch
     raise MisconfigurationException(_UNKNOWN_CONFIG)
 
 
+def optimizer_frequencies(output: Any) -> list[int]:
+    """The `frequency` of each optimizer dict in a list of dicts `configure_optimizers` returned (Lightning 1.x's
+    schedule for its `optimizer_idx` loop); empty when none is given or the output has another shape.
+
+    Raises:
+        ValueError: some dicts give a `frequency` and others do not (1.9.5's message).
+    """
+    if not (isinstance(output, (list, tuple)) and output and all(isinstance(d, Mapping) for d in output)):
+        return []
+    frequencies = [d["frequency"] for d in output if d.get("frequency") is not None]
+    if frequencies and len(frequencies) != len(output):
+        raise ValueError("A frequency must be given to each optimizer.")
+    return frequencies
+
+
 _ABSENT = object()  # "no lr_scheduler key" (a None value is passed on, and rejected, as in Lightning)
 
 
@@ -181,7 +209,12 @@ def _parse_dict(d: Mapping[str, Any]) -> tuple[Optimizer, Any, str | None]:
     extra = set(d) - {"optimizer", "lr_scheduler", "monitor"}
     if extra:
         rank_zero_warn(f"Found unsupported keys in the optimizer configuration: {extra}", RuntimeWarning)
-    if not _is_optimizer(d.get("optimizer")):
+    if "optimizer" not in d:
+        raise MissingOptimizerKeyError(
+            "'optimizer': the dict `configure_optimizers` returned has no \"optimizer\" key (keys found:"
+            f' {sorted(map(str, d))}). Return `{{"optimizer": optimizer, "lr_scheduler": ...}}`.'
+        )
+    if not _is_optimizer(d["optimizer"]):
         raise MisconfigurationException(_UNKNOWN_CONFIG)
     return d["optimizer"], d.get("lr_scheduler", _ABSENT), d.get("monitor")
 

@@ -89,14 +89,25 @@ def metric_groups(csv_path: str | os.PathLike[str]) -> dict[str, dict[str, Serie
     return groups
 
 
-def plot_group(title: str, series: dict[str, Series]) -> Figure:
-    """One figure: each metric of ``series`` as a line (markers when it has few points) against the step."""
+def plot_group(title: str, series: dict[str, Series], run_name: str | None = None) -> Figure:
+    """One figure: each metric of ``series`` as a line (markers when it has few points) against the step.
+
+    A metric with a single point (e.g. ``test_loss``) is drawn last, as a large distinct marker, so the line of
+    another metric ending at the same step does not hide it. The y axis is labelled with ``title`` (the quantity)
+    and the title names ``run_name`` when given.
+    """
     plt = _matplotlib()
     fig, ax = plt.subplots(figsize=_FIGSIZE, dpi=_DPI)
-    for name, (steps, values) in sorted(series.items()):
-        ax.plot(steps, values, label=name, marker="o" if len(steps) <= 20 else None, markersize=3)
-    ax.set_title(title)
+    # Lines first, single points after them (higher zorder): a lone test point stays visible on top.
+    ordered = sorted(series.items(), key=lambda item: (len(item[1][0]) == 1, item[0]))
+    for name, (steps, values) in ordered:
+        if len(steps) == 1:
+            ax.plot(steps, values, label=name, linestyle="none", marker="*", markersize=12, zorder=5)
+        else:
+            ax.plot(steps, values, label=name, marker="o" if len(steps) <= 20 else None, markersize=3)
+    ax.set_title(f"{title} ({run_name})" if run_name else title)
     ax.set_xlabel("step")
+    ax.set_ylabel(title)
     ax.grid(alpha=0.3)
     ax.legend()
     values = [v for _, vs in series.values() for v in vs]
@@ -126,13 +137,20 @@ def plot_metrics(path: str | os.PathLike[str], out_dir: str | os.PathLike[str] |
     target = os.fspath(out_dir) if out_dir is not None else os.path.dirname(os.path.abspath(csv_path))
     os.makedirs(target, exist_ok=True)
     written = []
+    run_name = _run_name(csv_path)
     for group, series in metric_groups(csv_path).items():
-        fig = plot_group(group, series)
+        fig = plot_group(group, series, run_name)
         file = os.path.join(target, re.sub(r"[^\w.-]+", "_", group) + ".png")
         fig.savefig(file, dpi=_DPI)
         plt.close(fig)
         written.append(file)
     return sorted(written)
+
+
+def _run_name(csv_path: str) -> str:
+    """``.../lightning_logs/version_3/metrics.csv`` -> ``lightning_logs/version_3``: the logger's name and version."""
+    folder = os.path.dirname(os.path.abspath(csv_path))
+    return os.path.join(os.path.basename(os.path.dirname(folder)), os.path.basename(folder))
 
 
 def reconstruction_grid(originals: Any, reconstructions: Any, path: str | os.PathLike[str]) -> str:
@@ -179,7 +197,10 @@ def _as_images(batch: Any) -> Any:
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     """Add the ``plot`` sub-command to the CLI's sub-parsers."""
     parser: argparse.ArgumentParser = commands.add_parser(
-        "plot", help="write PNG curves of the metrics in a CSVLogger metrics.csv", description=plot_metrics.__doc__
+        "plot",
+        help="write PNG curves of the metrics in a CSVLogger metrics.csv",
+        description="Write one PNG (640x480) per metric group (train_loss and val_loss share loss.png) of a"
+        " CSVLogger run, next to its metrics.csv unless --out-dir is given, and print each path.",
     )
     parser.add_argument("path", help="a metrics.csv, or a log directory containing one")
     parser.add_argument("--out-dir", default=None, help="where to write the PNGs (default: next to the CSV)")

@@ -1,5 +1,6 @@
-"""The `precision` Trainer flag: accepted values and their normalisation, and the precision object the loop uses
-(autocast context, module/input dtype conversion, loss scaling, optimizer step and GradScaler state).
+"""The precision objects the Trainer's loop and Fabric use (autocast context, module/input/output dtype conversion,
+loss scaling, backward, optimizer step and GradScaler state), and `select_precision` for the `precision` flag (whose
+accepted values are in `precision_flags`).
 """
 
 from __future__ import annotations
@@ -16,79 +17,20 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from fulgor.errors import MisconfigurationException
-from fulgor.rank import rank_zero_info, rank_zero_warn
+from fulgor.precision_flags import ALLOWED_PRECISIONS, normalize_precision, unified_precision
+from fulgor.rank import rank_zero_info
 
-# Lightning's tuple, in its order: the invalid-value error prints it verbatim.
-ALLOWED_PRECISIONS: tuple[str | int, ...] = (
-    "transformer-engine",
-    "transformer-engine-float16",
-    "16-true",
-    "16-mixed",
-    "bf16-true",
-    "bf16-mixed",
-    "32-true",
-    "64-true",
-    64,
-    32,
-    16,
-    "64",
-    "32",
-    "16",
-    "bf16",
-)
-_LEGACY = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
-
-
-def unified_precision(value: str | int) -> str:
-    """The canonical name of a `precision` value: 64 → "64-true", 32 → "32-true", 16 → "16-mixed", "bf16" →
-    "bf16-mixed" (16 and "bf16" with Lightning's "supported for historical reasons" warning), others as they are.
-
-    Raises:
-        ValueError: a value not in `ALLOWED_PRECISIONS` (Lightning's message).
-    """
-    # `type` rather than isinstance: True == 1 and 16.0 == 16, but neither is a precision.
-    if type(value) not in (int, str) or value not in ALLOWED_PRECISIONS:
-        raise ValueError(f"Precision {value!r} is invalid. Allowed precision values: {ALLOWED_PRECISIONS}")
-    name = str(value)
-    if name in _LEGACY:
-        if name in ("16", "bf16"):
-            rank_zero_warn(
-                f"`precision={name}` is supported for historical reasons but its usage is discouraged. "
-                f"Please set your precision to {_LEGACY[name]} instead!"
-            )
-        name = _LEGACY[name]
-    return name
-
-
-def normalize_precision(value: str | int | None, accelerator: str) -> str:
-    """Turn the `precision` Trainer flag into its canonical string, as `trainer.precision` reports it.
-
-    Legacy values map as `unified_precision` says. "16-mixed" on CPU becomes "bf16-mixed" with a warning, because fp16
-    autocast is not supported there.
-
-    Args:
-        value: the flag: None (→ "32-true"), one of `ALLOWED_PRECISIONS`.
-        accelerator: the resolved device type ("cpu", "cuda", "mps").
-
-    Raises:
-        ValueError: a value not in `ALLOWED_PRECISIONS` (Lightning's message).
-        NotImplementedError: "transformer-engine*", which fulgor does not implement.
-    """
-    if value is None:
-        return "32-true"
-    name = unified_precision(value)
-    if name.startswith("transformer-engine"):
-        raise NotImplementedError(
-            f"`Trainer(precision={value!r})` needs NVIDIA Transformer Engine, which fulgor does not support. Use"
-            " `precision='bf16-mixed'` or `'16-mixed'` instead."
-        )
-    if name == "16-mixed" and accelerator == "cpu":
-        rank_zero_warn(
-            "You passed `Trainer(accelerator='cpu', precision='16-mixed')` but AMP with fp16 is not supported on CPU."
-            " Using `precision='bf16-mixed'` instead."
-        )
-        name = "bf16-mixed"
-    return name
+__all__ = [
+    "ALLOWED_PRECISIONS",
+    "DoublePrecision",
+    "FSDPPrecision",
+    "HalfPrecision",
+    "MixedPrecision",
+    "Precision",
+    "normalize_precision",
+    "select_precision",
+    "unified_precision",
+]
 
 
 def select_precision(value: str | int | None, accelerator: str, sharded: bool = False) -> Precision:
@@ -210,6 +152,45 @@ class Precision:
         """Cast floating-point tensors inside nested lists/tuples/dicts/dataclasses to the dtype ("*-true" only)."""
         return data if self._dtype is None else _cast_floats(data, self._dtype)
 
+    # ------------------------------------------------------------------ Fabric's side of the precision API
+    @property
+    def converts_forward(self) -> bool:
+        """Whether Fabric's module wrapper must convert a forward's inputs and outputs (False for plain "32-true")."""
+        return type(self).convert_forward_input is not Precision.convert_forward_input or (
+            type(self).convert_output is not Precision.convert_output or self.converts_input
+        )
+
+    def convert_forward_input(self, data: Any) -> Any:
+        """The arguments of a forward call through Fabric's module wrapper: `convert_input` (mixed precision also
+        casts them to the autocast dtype there, as Lightning Fabric does; the Trainer leaves batches alone)."""
+        return self.convert_input(data)
+
+    def convert_output(self, data: Any) -> Any:
+        """What Fabric's module wrapper returns from forward: unchanged for "32-true"; other precisions cast floating
+        tensors back to the default dtype (float32), so the loss is computed in full precision."""
+        return data
+
+    def pre_backward(self, tensor: Tensor, module: nn.Module | None) -> Any:
+        """Before `backward` (Fabric's hook; nothing by default)."""
+
+    def backward(self, tensor: Tensor, model: nn.Module | None, *args: Any, **kwargs: Any) -> None:
+        """Run backward on `tensor` (scaled for "16-mixed"); `args`/`kwargs` go to `Tensor.backward`.
+
+        Lightning's Trainer-side signature `backward(tensor, model, optimizer, ...)` is accepted too: an optimizer as
+        the first extra argument is not passed on.
+        """
+        if args and isinstance(args[0], Optimizer):
+            args = args[1:]
+        self.scale_loss(tensor).backward(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def post_backward(self, tensor: Tensor, module: nn.Module | None) -> Any:
+        """After `backward` (Fabric's hook; nothing by default)."""
+
+    def main_params(self, optimizer: Optimizer) -> Any:
+        """The parameters the optimizer updates (what gradient clipping acts on)."""
+        for group in optimizer.param_groups:
+            yield from group["params"]
+
     def scale_loss(self, loss: Tensor) -> Tensor:
         """The loss to call `backward` on: scaled by the GradScaler for "16-mixed", unchanged otherwise."""
         return loss
@@ -234,7 +215,7 @@ class Precision:
     def optimizer_step(
         self,
         optimizer: Optimizer,
-        closure: Callable[[], Any],
+        closure: Callable[[], Any] | None = None,
         *,
         automatic_optimization: bool = True,
         **kwargs: Any,
@@ -243,13 +224,16 @@ class Precision:
 
         Args:
             optimizer: the torch optimizer.
-            closure: computes the loss and gradients; returns None when the step must be skipped.
+            closure: computes the loss and gradients; returns None when the step must be skipped. None (Fabric's
+                call): backward already ran.
             automatic_optimization: False for manual optimization, where the closure returns None by design.
             **kwargs: passed to `optimizer.step`.
 
         Returns:
             What `optimizer.step` returned.
         """
+        if closure is None:
+            return optimizer.step(**kwargs)
         return optimizer.step(closure=closure, **kwargs)
 
     def state_dict(self) -> dict[str, Any]:
@@ -270,6 +254,14 @@ class DoublePrecision(Precision):
     bits = 64
     _dtype = torch.float64
 
+    def convert_output(self, data: Any) -> Any:
+        """Floating tensors back to the default dtype (Fabric's module wrapper returns float32 outputs)."""
+        return _cast_floats(data, torch.get_default_dtype())
+
+    def convert_module(self, module: nn.Module) -> nn.Module:
+        """`module.double()`: floating parameters and buffers to float64; complex ones stay complex (as Lightning)."""
+        return module.double()
+
 
 class HalfPrecision(Precision):
     """ "16-true" / "bf16-true": module, float inputs and new tensors in float16 / bfloat16 (no autocast, no scaler).
@@ -289,6 +281,10 @@ class HalfPrecision(Precision):
         self.precision = precision
         self._dtype = torch.bfloat16 if precision == "bf16-true" else torch.float16
         super().__init__()
+
+    def convert_output(self, data: Any) -> Any:
+        """Floating tensors back to the default dtype (Fabric's module wrapper returns float32 outputs)."""
+        return _cast_floats(data, torch.get_default_dtype())
 
 
 class _AutocastPrecision(Precision):
@@ -311,6 +307,10 @@ class _AutocastPrecision(Precision):
         if self.autocast_dtype is None:
             return super().autocast()
         return torch.autocast(self.device, dtype=self.autocast_dtype, cache_enabled=False)
+
+    def convert_output(self, data: Any) -> Any:
+        """Floating tensors back to the default dtype (Fabric's module wrapper returns float32 outputs)."""
+        return _cast_floats(data, torch.get_default_dtype())
 
     def scale_loss(self, loss: Tensor) -> Tensor:
         """Multiply the loss by the current scale (fp16), so that backward produces scaled gradients."""
@@ -339,7 +339,7 @@ class _AutocastPrecision(Precision):
     def optimizer_step(
         self,
         optimizer: Optimizer,
-        closure: Callable[[], Any],
+        closure: Callable[[], Any] | None = None,
         *,
         automatic_optimization: bool = True,
         **kwargs: Any,
@@ -349,11 +349,11 @@ class _AutocastPrecision(Precision):
         A closure that returns None in automatic optimization means "no backward ran": the step is skipped.
         """
         if self.scaler is None:
-            return optimizer.step(closure=closure, **kwargs)
+            return super().optimizer_step(optimizer, closure, **kwargs)
         if isinstance(optimizer, torch.optim.LBFGS):
             # LBFGS re-evaluates the closure several times per step; GradScaler can only check one backward per step.
             raise MisconfigurationException("AMP and the LBFGS optimizer are not compatible.")
-        closure_result = closure()
+        closure_result = closure() if closure is not None else True  # None: Fabric's call, backward already ran
         if closure_result is None and automatic_optimization:
             self._unscaled.discard(id(optimizer))
             return None
@@ -409,6 +409,10 @@ class MixedPrecision(_AutocastPrecision):
             scaler = torch.amp.GradScaler(device)
         self.scaler = scaler
         self.amp_message = _amp_message(precision)
+
+    def convert_forward_input(self, data: Any) -> Any:
+        """Floating arguments of a Fabric-wrapped forward in the autocast dtype (Lightning Fabric's rule)."""
+        return _cast_floats(self.convert_input(data), self.autocast_dtype or torch.get_default_dtype())
 
 
 _FSDP_PRECISIONS = ("32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed")

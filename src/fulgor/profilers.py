@@ -125,7 +125,8 @@ class Profiler:
         return os.linesep.join(lines)
 
     def __del__(self) -> None:
-        self.teardown(stage=self._stage)
+        if hasattr(self, "_stage"):  # not when __init__ failed part-way
+            self.teardown(stage=self._stage)
 
 
 class PassThroughProfiler(Profiler):
@@ -295,6 +296,7 @@ class PyTorchProfiler(Profiler):
         self.profiler: Any = None
         self._ranges: dict[str, Any] = {}
         self.trace_path: str | None = None
+        self.function_events: Any = None  # torch's recorded events, once the recording has stopped
 
     def start(self, action_name: str) -> None:
         """Start torch.profiler on the first action, then mark `action_name` as a labelled range in the trace."""
@@ -323,6 +325,7 @@ class PyTorchProfiler(Profiler):
             record.__exit__(None, None, None)
         self._ranges.clear()
         profiler.__exit__(None, None, None)
+        self.function_events = profiler.events()
         if self._export_to_chrome and self.dirpath:
             os.makedirs(self.dirpath, exist_ok=True)
             self.trace_path = os.path.join(self.dirpath, self._prepare_filename(extension=".pt.trace.json"))

@@ -1,5 +1,6 @@
-"""Rank-aware printing: info/warnings emitted once per job (global rank 0), the `fulgor` logger setup, and the global
-rank itself (`rank_zero_only.rank`), kept in step with lightning_utilities' copy that Lightning-style code reads."""
+"""Rank-aware printing: info/warnings emitted once per job (global rank 0), how fulgor's own warnings print, the
+`fulgor` logger setup, and the global rank itself (`rank_zero_only.rank`), kept in step with lightning_utilities'
+copy that Lightning-style code reads."""
 
 from __future__ import annotations
 
@@ -19,6 +20,25 @@ if not log.handlers and not logging.getLogger().handlers:
     log.propagate = False
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_previous_formatwarning = warnings.formatwarning
+
+
+def _format_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """Print a warning raised from fulgor's own code as Lightning prints its own: `path:line: message` on one line.
+
+    Python's default adds the category and echoes the source line, which for a rank-zero helper is only the call
+    (`rank_zero_warn(`). Warnings attributed to any other file (the user's, torch's) keep the format they had.
+    """
+    if os.path.abspath(filename).startswith(_PACKAGE_DIR):
+        return f"{filename}:{lineno}: {message}\n"
+    return _previous_formatwarning(message, category, filename, lineno, line)
+
+
+warnings.formatwarning = _format_warning
 
 _LIGHTNING_UTILITIES_RANK_ZERO = "lightning_utilities.core.rank_zero"
 

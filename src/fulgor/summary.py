@@ -1,5 +1,6 @@
-"""The model summary table (Lightning's ``utilities.model_summary``): per-layer parameter counts, modes, FLOPs and
-In/Out sizes from one forward pass of ``example_input_array``, rendered exactly as Lightning 2.6.6 prints it."""
+"""The model summary (Lightning's ``utilities.model_summary``): one `LayerSummary` per listed layer (type, parameter
+count, mode, In/Out sizes from one forward pass of ``example_input_array``), FLOPs, and the table rendered exactly as
+Lightning 2.6.6 prints it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,14 @@ if TYPE_CHECKING:
     from torch.utils.flop_counter import FlopCounterMode
     from torch.utils.hooks import RemovableHandle
 
-__all__ = ["ModelSummary", "get_human_readable_count", "summarize"]
+__all__ = [
+    "LayerSummary",
+    "ModelSummary",
+    "get_formatted_model_size",
+    "get_human_readable_count",
+    "parse_batch_shape",
+    "summarize",
+]
 
 _UNITS = (" ", "K", "M", "B", "T")
 UNKNOWN_SIZE = "?"
@@ -62,13 +70,18 @@ def get_human_readable_count(number: int | float) -> str:
     return f"{scaled:,.1f} {_UNITS[unit]}"
 
 
-def _shape_of(value: Any) -> list[Any] | str:
-    """``[4, 256]`` for a tensor, nested lists for lists/tuples, ``"?"`` for anything without a shape."""
-    if hasattr(value, "shape"):
-        return list(value.shape)
-    if isinstance(value, (list, tuple)):
-        return [_shape_of(item) for item in value]
+def parse_batch_shape(batch: Any) -> list[Any] | str:
+    """`[4, 256]` for a tensor (anything with `.shape`), nested lists for lists and tuples, `"?"` otherwise."""
+    if hasattr(batch, "shape"):
+        return list(batch.shape)
+    if isinstance(batch, (list, tuple)):
+        return [parse_batch_shape(item) for item in batch]
     return UNKNOWN_SIZE
+
+
+def get_formatted_model_size(total_model_size: float) -> str:
+    """A size in MB as the summary prints it: three decimals, thousands separated (`1,234.568`)."""
+    return f"{total_model_size:,.3f}"
 
 
 def _count(params: Iterator[nn.Parameter]) -> int:
@@ -86,30 +99,61 @@ def _count(params: Iterator[nn.Parameter]) -> int:
     return total
 
 
-class _Layer:
-    """One row of the table: a submodule and the In/Out sizes its forward hook saw on the first call."""
+class LayerSummary:
+    """What the summary shows of one module. The in/out shapes are recorded by a forward hook on the module's first
+    call (then the hook removes itself); until then they are `"?"`.
+
+    Args:
+        module: the layer to describe.
+    """
 
     def __init__(self, module: nn.Module) -> None:
-        self.module = module
-        self.in_size: list[Any] | str = UNKNOWN_SIZE
-        self.out_size: list[Any] | str = UNKNOWN_SIZE
-        self._handle: RemovableHandle | None = None
-        if not isinstance(module, torch.jit.ScriptModule):  # scripted modules cannot take hooks
-            self._handle = module.register_forward_hook(self._record, with_kwargs=True)
+        self._module = module
+        self._in_size: list[Any] | str | None = None
+        self._out_size: list[Any] | str | None = None
+        self._hook_handle: RemovableHandle | None = None
+        if not isinstance(module, torch.jit.ScriptModule):  # scripted modules take no hooks
+            self._hook_handle = module.register_forward_hook(self._record, with_kwargs=True)
 
     def _record(self, _: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         inputs: Any = (*args, *kwargs.values())
-        if len(inputs) == 1:
-            inputs = inputs[0]
-        # An empty shape list reads as unknown, like Lightning's `or "?"`.
-        self.in_size = _shape_of(inputs) or UNKNOWN_SIZE
-        self.out_size = _shape_of(out) or UNKNOWN_SIZE
-        self.detach()  # only the first call counts (modules called repeatedly or recursively)
+        self._in_size = parse_batch_shape(inputs[0] if len(inputs) == 1 else inputs)
+        self._out_size = parse_batch_shape(out)
+        self.detach_hook()  # the first call is the one shown (modules called repeatedly or recursively)
 
-    def detach(self) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+    def __del__(self) -> None:
+        self.detach_hook()
+
+    def detach_hook(self) -> None:
+        """Remove the forward hook if the module was never called."""
+        if self._hook_handle is not None:
+            self._hook_handle.remove()
+            self._hook_handle = None
+
+    @property
+    def in_size(self) -> list[Any] | str:
+        """The input shape(s) of the first call, or `"?"`."""
+        return self._in_size or UNKNOWN_SIZE
+
+    @property
+    def out_size(self) -> list[Any] | str:
+        """The output shape(s) of the first call, or `"?"`."""
+        return self._out_size or UNKNOWN_SIZE
+
+    @property
+    def layer_type(self) -> str:
+        """The module's class name, e.g. `"Linear"`."""
+        return type(self._module).__name__
+
+    @property
+    def num_parameters(self) -> int:
+        """The number of parameter elements (lazy, uninitialized parameters count 0)."""
+        return sum(0 if isinstance(p, UninitializedParameter) else p.numel() for p in self._module.parameters())
+
+    @property
+    def training(self) -> bool:
+        """Whether the module is in training mode."""
+        return self._module.training
 
 
 class ModelSummary:
@@ -126,10 +170,10 @@ class ModelSummary:
 
     def __init__(self, model: nn.Module, max_depth: int = 1) -> None:
         if not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < -1:
-            raise ValueError(f"`max_depth` can be -1, 0 or > 0, got {max_depth!r}.")
+            raise ValueError(f"`max_depth` can be -1, 0 or > 0, got {max_depth}.")
         self._model = model
         self._max_depth = max_depth
-        self._layers: dict[str, _Layer] = {name: _Layer(module) for name, module in self._listed_modules()}
+        self._layers: dict[str, LayerSummary] = {name: LayerSummary(module) for name, module in self._listed_modules()}
         self._flop_counts: dict[str, dict[Any, int]] = {}
         self._total_flops = 0
         try:
@@ -137,8 +181,13 @@ class ModelSummary:
                 self._forward_example_input()
         finally:
             for layer in self._layers.values():
-                layer.detach()
+                layer.detach_hook()
         self._bytes_per_param = _precision_bits(model) / 8.0
+
+    def summarize(self) -> dict[str, LayerSummary]:
+        """Each listed layer's `LayerSummary`, by name (their hooks are already removed: the example input, if any,
+        ran when the summary was made)."""
+        return dict(self._layers)
 
     @property
     def _example_input(self) -> Any:
@@ -190,7 +239,7 @@ class ModelSummary:
     @property
     def layer_types(self) -> list[str]:
         """Class names of the listed layers."""
-        return [type(layer.module).__name__ for layer in self._layers.values()]
+        return [layer.layer_type for layer in self._layers.values()]
 
     @property
     def in_sizes(self) -> list[list[Any] | str]:
@@ -205,12 +254,12 @@ class ModelSummary:
     @property
     def param_nums(self) -> list[int]:
         """Number of parameters of each listed layer (its own and its children's)."""
-        return [_count(layer.module.parameters()) for layer in self._layers.values()]
+        return [_count(layer._module.parameters()) for layer in self._layers.values()]
 
     @property
     def training_modes(self) -> list[bool]:
         """``training`` flag of each listed layer."""
-        return [layer.module.training for layer in self._layers.values()]
+        return [layer.training for layer in self._layers.values()]
 
     @property
     def total_training_modes(self) -> dict[str, int]:

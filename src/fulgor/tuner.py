@@ -107,8 +107,9 @@ class Tuner:
         margin: float = 0.05,
         max_val: int = 8192,
     ) -> int | None:
-        """Find the largest batch size whose `steps_per_trial` training steps run without running out of memory,
-        set it on the model (or datamodule) as `batch_arg_name`, and restore the model and trainer.
+        """Find the largest batch size whose `steps_per_trial` steps (training steps, or batches of the `method`'s loop)
+        run without running out of memory, set it on the model (or datamodule) as `batch_arg_name`, and restore the
+        model and trainer.
 
         Args:
             model: The model; its (or the datamodule's) dataloader must read `batch_arg_name`.
@@ -116,7 +117,7 @@ class Tuner:
             val_dataloaders: Refused, for the same reason.
             dataloaders: Refused, for the same reason.
             datamodule: A LightningDataModule providing the data (and possibly the attribute).
-            method: Must be ``"fit"``.
+            method: ``"fit"`` (training steps), or ``"validate"``, ``"test"`` or ``"predict"`` (batches of that loop).
             mode: ``"power"`` (double until OOM) or ``"binsearch"`` (then bisect between the last fit and the OOM).
             steps_per_trial: Training steps per tried size.
             init_val: First size tried.
@@ -128,27 +129,23 @@ class Tuner:
         Returns:
             The batch size found, or None under `fast_dev_run`.
         """
-        if method != "fit":
-            raise MisconfigurationException(f"`Tuner.scale_batch_size(method={method!r})`: only 'fit' is supported.")
+        check_tuner_method(method, train_dataloaders, val_dataloaders, dataloaders)
         if not 0.0 <= margin < 1.0:
             raise ValueError(f"`margin` should be between 0 and 1. Found margin={margin}")
-        if mode not in ("power", "binsearch"):
-            raise ValueError(f"`mode` should be either 'power' or 'binsearch', got {mode!r}.")
+        check_batch_size_mode(mode)
         if any(loader is not None for loader in (train_dataloaders, val_dataloaders, dataloaders)):
-            raise MisconfigurationException(
-                "The batch scaling feature cannot be used with dataloaders passed directly to `.fit()`. Please disable"
-                " the feature or incorporate the dataloader into your LightningModule or LightningDataModule."
-            )
+            raise MisconfigurationException(passed_loaders_message(method))
         trainer = self._trainer
         if trainer.fast_dev_run:
             rank_zero_warn("Skipping batch size scaler since `fast_dev_run` is enabled.")
             return None
         owner = batch_size_owner(model, datamodule, batch_arg_name)
+        _warn_if_attribute_and_hparam(owner, batch_arg_name)
 
         def trial(size: int) -> bool:
             set_attr(owner, batch_arg_name, size)
             try:
-                _short_fit(trainer, model, None, steps_per_trial, None, datamodule)
+                _short_run(trainer, model, method, steps_per_trial, datamodule)
             except RuntimeError as error:
                 if not is_oom_error(error):
                     raise
@@ -284,6 +281,49 @@ class _LRCallback(Callback):
         self.losses.append(smoothed)
 
 
+_TUNER_METHODS = ("fit", "validate", "test", "predict")
+BATCH_SIZE_MODES = ("power", "binsearch")
+
+
+def check_tuner_method(method: str, train_dataloaders: Any, val_dataloaders: Any, dataloaders: Any) -> None:
+    """Lightning's checks of a tuner call: a known `method`, and only the dataloader arguments that method takes."""
+    if method not in _TUNER_METHODS:
+        raise ValueError(f"method {method!r} is invalid. Should be one of {_TUNER_METHODS}.")
+    if method == "fit" and dataloaders is not None:
+        raise MisconfigurationException(
+            f"In tuner with method={method!r}, `dataloaders` argument should be None,"
+            " please consider setting `train_dataloaders` and `val_dataloaders` instead."
+        )
+    if method != "fit" and (train_dataloaders is not None or val_dataloaders is not None):
+        raise MisconfigurationException(
+            f"In tuner with `method`={method!r}, `train_dataloaders` and `val_dataloaders`"
+            " arguments should be None, please consider setting `dataloaders` instead."
+        )
+
+
+def check_batch_size_mode(mode: str) -> None:
+    """Refuse a batch-size search mode other than "power" and "binsearch"."""
+    if mode not in BATCH_SIZE_MODES:
+        raise ValueError(f"`mode` should be either of {BATCH_SIZE_MODES}, got {mode!r}.")
+
+
+def passed_loaders_message(method: str) -> str:
+    """Why the batch size cannot be searched for dataloaders the user built (their batch size is fixed)."""
+    return (
+        f"The Batch size finder cannot be used with dataloaders passed directly to `.{method}()`. Please disable the"
+        " feature or incorporate the dataloader into your LightningModule or LightningDataModule."
+    )
+
+
+def _warn_if_attribute_and_hparam(owner: Any, name: str) -> None:
+    hparams = getattr(owner, "hparams", None)
+    if (name in vars(owner) or hasattr(type(owner), name)) and hparams is not None and name in hparams:
+        rank_zero_warn(
+            f"Field `model.{name}` and `model.hparams.{name}` are mutually exclusive! `model.{name}` will be used as"
+            " the initial batch size for scaling. If this is not the intended behavior, please remove either one."
+        )
+
+
 def search_batch_size(
     trial: Callable[[int], bool], mode: str, init_val: int, max_trials: int, margin: float = 0.0, max_val: int = 8192
 ) -> int:
@@ -412,9 +452,35 @@ def _short_fit(
     """`steps` optimizer steps of `fit` on a trial copy of `trainer` (zero counters, only `callback`): no loggers,
     checkpoints, progress bar or validation."""
     callbacks = [callback] if callback is not None else []
-    settings = {"max_steps": steps, "limit_val_batches": 0, "num_sanity_val_steps": 0}
+    # The learning-rate range test drives the loss to diverge on purpose: the non-finite guard is off in the trials.
+    settings = {"max_steps": steps, "limit_val_batches": 0, "num_sanity_val_steps": 0, "non_finite": "off"}
     with tuning_trial(trainer, model, callbacks, **settings) as trial:
         trial.fit(model, train_dataloaders, datamodule=datamodule)
+
+
+_EVAL_LIMITS = {
+    "validate": ("limit_val_batches", "num_val_batches"),
+    "test": ("limit_test_batches", "num_test_batches"),
+}
+_EVAL_LIMITS["predict"] = ("limit_predict_batches", "num_predict_batches")
+
+
+def _short_run(trainer: Trainer, model: LightningModule, method: str, steps: int, datamodule: Any) -> None:
+    """One trial of the batch-size search: `steps` training steps of fit, or `steps` batches of validate, test or
+    predict (one dataloader only: the size found would not fit several)."""
+    if method == "fit":
+        _short_fit(trainer, model, None, steps, None, datamodule)
+        return
+    limit, counts = _EVAL_LIMITS[method]
+    with tuning_trial(trainer, model, [], **{limit: steps, "non_finite": "off"}) as trial:
+        if method == "predict":
+            trial.predict(model, datamodule=datamodule, return_predictions=False)
+        else:
+            getattr(trial, method)(model, datamodule=datamodule, verbose=False)
+        batches = getattr(trial, counts)
+    if isinstance(batches, list) and len(batches) > 1:
+        prefix = "val" if method == "validate" else method
+        raise MisconfigurationException(f"The Batch size finder cannot be used with multiple {prefix} dataloaders.")
 
 
 def fit_training_data(trainer: Trainer) -> tuple[Any, Any]:

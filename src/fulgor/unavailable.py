@@ -25,6 +25,8 @@ _FSDP = "`strategy='fsdp'` (fully sharded data parallel on torch.distributed)"
 _FULL_CHECKPOINTS = "`strategy='fsdp'`, whose checkpoints already hold the full state dict (nothing to convert)"
 _SUMMARY = "the ModelSummary callback (or `summarize(model)` from `utilities.model_summary`)"
 _REGISTRY = "Lightning AI's model registry (the `litmodels` package and an account)"
+_SERVE = "a FastAPI/uvicorn server started at the end of fit (the `fastapi`, `uvicorn` and `requests` packages)"
+_EXPORT = "`model.to_torchscript()` or `model.to_onnx()`, then test the exported model with your serving stack"
 _LOCAL_CKPT = "a local path or fsspec URL as `ckpt_path=` / `load_from_checkpoint(path)`"
 
 REFUSED: dict[str, Refusal] = {
@@ -61,6 +63,9 @@ REFUSED: dict[str, Refusal] = {
     "DataParallelStrategy": Refusal(
         "`torch.nn.DataParallel` in one process (Lightning's Trainer dropped it in 2.0)", "`strategy='ddp'`"
     ),
+    # serving checks
+    "ServableModule": Refusal(_SERVE, _EXPORT),
+    "ServableModuleValidator": Refusal(_SERVE, _EXPORT),
     # Lightning AI's services
     "LitLogger": Refusal(
         "the `litlogger` package and a Lightning AI account",
@@ -99,6 +104,8 @@ def _refused_class(name: str) -> type:
         raise NotProvidedError(refusal_message(name), name=name)
 
     namespace = {"__init__": __init__, "__module__": __name__, "__qualname__": name, "__doc__": refusal_message(name)}
+    if name.endswith("Accelerator"):  # code asks `XLAAccelerator.is_available()` before choosing: it is not
+        namespace["is_available"] = staticmethod(lambda: False)
     return type(name, (), namespace)
 
 

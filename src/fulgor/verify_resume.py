@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from fulgor import compat
 from fulgor.callbacks.callback import Callback
 from fulgor.trainer.trainer import Trainer
 
@@ -31,12 +32,16 @@ def main(argv: list[str] | None = None) -> int:
 
     The script must train with `Trainer.fit` and be deterministic given `seed_everything`. Each child run gets a
     callback that stops it at a chosen step (a real SIGTERM: fulgor saves at the next safe point and exits with code
-    75) and resumes from that checkpoint; `ckpt_path` is filled in for `fit` calls that pass none.
+    75) and resumes from that checkpoint; `ckpt_path` is filled in for `fit` calls that pass none. Lightning imports
+    in the script are answered by fulgor, as under `fulgor run`. Each run's output is kept in `<workdir>/*.log` and
+    shown only with `--verbose` or when that run fails.
     """
     args = _parser().parse_args(argv)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="fulgor-verify-"))
+    print("verify-resume: uninterrupted run ...", flush=True)
     reference = _child(args, workdir / "reference", stop=0)
     if reference.returncode != 0:
+        _show(reference)
         print(f"verify-resume: the uninterrupted run failed (exit code {reference.returncode}).", file=sys.stderr)
         return 2
     total = int((workdir / "reference" / "steps").read_text())
@@ -46,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     stops = sorted(random.Random(args.seed).sample(range(1, total), min(args.kills, total - 1)))
     run_dir = workdir / "resumed"
     for stop in [*stops, 0]:
+        print(f"verify-resume: {'stop at step ' + str(stop) if stop else 'resume to the end'} ...", flush=True)
         result = _child(args, run_dir, stop)
         expected = 0 if stop == 0 else 75
         if result.returncode != expected:
+            _show(result)
             print(f"verify-resume: the run stopped at step {stop} exited with {result.returncode}.", file=sys.stderr)
             return 2
     differences = _compare(workdir / "reference" / "final.pt", run_dir / "final.pt")
@@ -61,22 +68,40 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fulgor verify-resume", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="fulgor verify-resume",
+        description="Train SCRIPT once uninterrupted, then stop it at random steps (SIGTERM) and resume it each time;"
+        " report whether the final weights and optimizer states are bit-identical (exit 0), differ (1), or a run"
+        " failed (2). Lightning imports in SCRIPT are answered by fulgor, as under `fulgor run`.",
+    )
     parser.add_argument("script", help="the training script (run as `python SCRIPT ARGS...`)")
     parser.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments for the script")
     parser.add_argument("--kills", type=int, default=3, help="how many times to stop and resume (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed for choosing the stop steps")
     parser.add_argument("--workdir", default=None, help="folder for checkpoints and results (default: a temp dir)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per run")
+    parser.add_argument("--verbose", action="store_true", help="show every run's full output (progress bars, logs)")
     return parser
 
 
-def _child(args: Any, folder: Path, stop: int) -> subprocess.CompletedProcess[bytes]:
+def _child(args: Any, folder: Path, stop: int) -> subprocess.CompletedProcess[str]:
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, _ENV: f"{folder}|{stop}", "PL_TRAINER_DEFAULT_ROOT_DIR": str(folder / "root")}
     command = [sys.executable, "-c", "import sys, fulgor.verify_resume as v; v._run_child(sys.argv[1:])",
                args.script, *args.script_args]  # fmt: skip
-    return subprocess.run(command, env=env, timeout=args.timeout, check=False)
+    if args.verbose:  # the transcripts go straight to the terminal
+        return subprocess.run(command, env=env, timeout=args.timeout, check=False, text=True)
+    result = subprocess.run(command, env=env, timeout=args.timeout, check=False, capture_output=True, text=True)
+    log = folder.parent / f"{folder.name}-stop{stop}.log"
+    log.write_text(result.stdout + result.stderr)
+    return result
+
+
+def _show(result: subprocess.CompletedProcess[str]) -> None:
+    """Print a failed run's captured output (nothing when it went to the terminal already)."""
+    for text, stream in ((result.stdout, sys.stdout), (result.stderr, sys.stderr)):
+        if text:
+            stream.write(text)
 
 
 def _run_child(argv: list[str]) -> None:
@@ -97,7 +122,9 @@ def _run_child(argv: list[str]) -> None:
         torch.save(state, folder / "final.pt")
 
     Trainer.fit = fit  # type: ignore[method-assign]
+    compat.install()  # an unchanged Lightning script imports pytorch_lightning / lightning: answer with fulgor
     sys.argv = argv
+    sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))  # the script's own folder, as `python SCRIPT`
     runpy.run_path(argv[0], run_name="__main__")
 
 

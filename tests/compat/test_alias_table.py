@@ -78,7 +78,8 @@ def test_lightning_top_level_and_package_attributes() -> None:
         "from pytorch_lightning.callbacks import *; print(EarlyStopping is fulgor.callbacks.EarlyStopping)\n"
         "print('EarlyStopping' in dir(pl.callbacks), 'DeepSpeedStrategy' in dir(pl.strategies))\n"
         "from pytorch_lightning.utilities.imports import _RICH_AVAILABLE; print(type(_RICH_AVAILABLE).__name__)\n"
-        "try:\n    from pytorch_lightning.utilities.rank_zero import _get_rank\nexcept ImportError as e:\n"
+        "from pytorch_lightning.utilities.rank_zero import _get_rank  # an internal: imports, raises when used\n"
+        "try:\n    _get_rank()\nexcept ImportError as e:\n"
         "    print(type(e).__name__)\n"
     )
     assert python(code) == [
@@ -88,7 +89,7 @@ def test_lightning_top_level_and_package_attributes() -> None:
         "True",
         "True True",
         "bool",
-        "ImportError",
+        "NotProvidedError",
     ]
 
 
@@ -103,3 +104,68 @@ def test_renamed_and_private_names() -> None:
         "from lightning.pytorch.utilities.testing import _runif_reasons; print(_runif_reasons(tpu=True)[0])\n"
     )
     assert python(code) == ["True True", "{'a/b': 1}", "restarted_mid_epoch", "['TPU']"]
+
+
+def test_private_lightning_names_are_flags_or_stand_ins_that_raise_on_use() -> None:
+    code = (
+        "import fulgor.compat as c; c.install()\n"
+        "import importlib.util, inspect, torch\n"
+        "from lightning.pytorch.loggers.tensorboard import _TENSORBOARD_AVAILABLE\n"
+        "print(_TENSORBOARD_AVAILABLE is (importlib.util.find_spec('tensorboard') is not None))\n"
+        "from lightning.pytorch.utilities.imports import _DEEPSPEED_AVAILABLE; print(_DEEPSPEED_AVAILABLE)\n"
+        "from lightning.fabric.accelerators.cuda import _NOPE_NOT_A_PACKAGE_AVAILABLE as f; print(f)\n"
+        "from lightning.pytorch.loops import _TORCH_GREATER_EQUAL_2_0 as new, _TORCH_GREATER_EQUAL_99_1 as future\n"
+        "print(new, future)\n"
+        "from pytorch_lightning.loops import _FitLoop\n"
+        "print(inspect.isclass(_FitLoop), _FitLoop.__module__, hasattr(_FitLoop, '__wrapped__'))\n"
+        "for use in (lambda: _FitLoop(trainer=None), lambda: _FitLoop.run):\n"
+        "    try:\n"
+        "        use()\n"
+        "    except ImportError as error:\n"
+        "        print(type(error).__name__, str(error).split(':')[0])\n"
+        "from lightning.pytorch.utilities._pytree import _tree_flatten\n"
+        "print(_tree_flatten.__module__)\n"
+        "import lightning.pytorch as L\n"
+        "try:\n"
+        "    L.NoSuchPublicName\n"
+        "except AttributeError as error:\n"
+        "    print('AttributeError', 'fulgor does not provide `lightning.pytorch.NoSuchPublicName`' in str(error))\n"
+    )
+    assert python(code) == [
+        "True",
+        "False",  # a refused feature is unavailable even where its package is installed
+        "False",
+        "True False",
+        "True pytorch_lightning.loops False",
+        "NotProvidedError `pytorch_lightning.loops._FitLoop` is a Lightning internal (a `_`-prefixed name)",
+        "NotProvidedError `pytorch_lightning.loops._FitLoop.run` is a Lightning internal (a `_`-prefixed name)",
+        "lightning.pytorch.utilities._pytree",  # a private module imports: its names are stand-ins
+        "AttributeError True",
+    ]
+
+
+def test_optimization_loop_classes_are_stand_ins() -> None:
+    code = (
+        "import fulgor.compat as c; c.install()\n"
+        "from lightning.pytorch.loops.optimization.automatic import Closure, ClosureResult\n"
+        "from pytorch_lightning.loops.optimization.manual import ManualResult\n"
+        "for cls in (Closure, ClosureResult, ManualResult):\n"
+        "    try:\n"
+        "        cls(None)\n"
+        "    except ImportError as error:\n"
+        "        print(str(error).split(':')[0])\n"
+    )
+    assert python(code) == [
+        "`lightning.pytorch.loops.optimization.automatic.Closure` is a Lightning internal",
+        "`lightning.pytorch.loops.optimization.automatic.ClosureResult` is a Lightning internal",
+        "`lightning.pytorch.loops.optimization.manual.ManualResult` is a Lightning internal",
+    ]
+
+
+def test_a_process_started_under_the_aliases_installs_them_when_it_imports_fulgor() -> None:
+    code = "import fulgor, pytorch_lightning as pl; print(pl.Trainer is fulgor.Trainer)"
+    env = {**ENV, "FULGOR_COMPAT": "1"}  # what `compat.install()` leaves for the processes it starts (spawned ranks)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True"]
+    assert python("import sys, fulgor; print('fulgor.compat' in sys.modules)") == ["False"]  # not otherwise

@@ -25,10 +25,6 @@ _RICH = (
     "RichProgressBar's rich column/progress classes: fulgor's bar builds its columns in `configure_columns` from rich's"
     " own (override that method to change the layout)"
 )
-_CLOSURE = (
-    "private loop internals: fulgor's optimization step is a closure function in fulgor.trainer.optimization, not"
-    " these classes"
-)
 UNRESOLVED: dict[str, str] = {
     **{
         f"pytorch_lightning.callbacks.progress.rich_progress:{name}": _RICH
@@ -42,21 +38,12 @@ UNRESOLVED: dict[str, str] = {
             "ProcessingSpeedColumn",
         )
     },
-    "pytorch_lightning.loops.optimization.automatic:Closure": _CLOSURE,
-    "pytorch_lightning.loops.optimization.automatic:ClosureResult": _CLOSURE,
-    "pytorch_lightning.loops.optimization.closure:AbstractClosure": _CLOSURE,
-    "pytorch_lightning.loops.optimization.closure:OutputResult": _CLOSURE,
-    "pytorch_lightning.loops.optimization.manual:ManualResult": _CLOSURE,
     "pytorch_lightning.overrides.distributed:prepare_for_backward": (
         "DDP reducer internals (`reducer.prepare_for_backward`): fulgor's DDPStrategy drives DDP's backward itself"
     ),
     "pytorch_lightning.profilers.pytorch:ScheduleWrapper": (
         "PyTorchProfiler internals: fulgor's PyTorchProfiler passes `schedule=` to torch.profiler directly"
     ),
-    "lightning_fabric:Fabric": "Fabric: issue 15",
-    "lightning_fabric:is_wrapped": "Fabric's wrappers: issue 15",
-    "lightning_fabric.fabric": "Fabric: issue 15",
-    "lightning_fabric.wrappers": "Fabric's wrappers: issue 15",
     "lightning_fabric.cli": "the `fabric run` command: issue 15",
 }
 

@@ -16,7 +16,7 @@ import torch
 
 from fulgor.callbacks.early_stopping import EarlyStopping
 from fulgor.callbacks.model_checkpoint import ModelCheckpoint
-from fulgor.checkpoint_upgrade import migrate_checkpoint
+from fulgor.checkpoint_upgrade import get_version, migrate_checkpoint, set_legacy_version, set_version
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONWARNINGS": "ignore"}
@@ -147,3 +147,12 @@ def test_upgrading_a_folder_keeps_backups_and_never_overwrites_them(tmp_path: Pa
     assert (tmp_path / "a.bak").read_text() == "original"
     assert torch.load(tmp_path / "sub" / "b.bak")["pytorch-lightning_version"] == "2.1.0"
     assert torch.load(tmp_path / "sub" / "b.ckpt")["pytorch-lightning_version"] == "2.6.6"
+
+
+def test_version_helpers_read_and_record_the_versions() -> None:
+    checkpoint: dict[str, Any] = {"pytorch-lightning_version": "1.5.9"}
+    assert get_version(checkpoint) == "1.5.9"
+    set_legacy_version(checkpoint, "1.5.9")
+    set_legacy_version(checkpoint, "1.7.0")  # the first version recorded stays
+    set_version(checkpoint, "2.6.6")
+    assert checkpoint == {"pytorch-lightning_version": "2.6.6", "legacy_pytorch-lightning_version": "1.5.9"}

@@ -23,13 +23,13 @@ from fulgor import (
     compiled_modules,
     double_precision_module,
     fabric_loggers,
-    layer_summary,
     lightning_attrs,
     lightning_logo,
     module_records,
     overridden,
     samplers,
     shared_filesystem,
+    summary,
     torchvision_models,
     type_aliases,
 )
@@ -92,20 +92,20 @@ def test_layer_summary_matches_lightnings() -> None:
     conv = torch.nn.Conv2d(3, 8, 3)
     lazy = torch.nn.LazyLinear(4)
     rows = []
-    for module in (layer_summary, theirs_module):
+    for module in (summary, theirs_module):
         summaries = [module.LayerSummary(conv), module.LayerSummary(lazy)]
         before = [(s.in_size, s.out_size) for s in summaries]
         conv(torch.rand(1, 3, 5, 5))
         conv(torch.rand(2, 3, 6, 6))  # only the first call is recorded
         rows.append((before, [(s.in_size, s.out_size, s.layer_type, s.num_parameters, s.training) for s in summaries]))
-        for summary in summaries:
-            summary.detach_hook()
+        for layer in summaries:
+            layer.detach_hook()
     assert rows[0] == rows[1]
     assert rows[0][1][0][:2] == ([1, 3, 5, 5], [1, 8, 3, 3])
     for value in (torch.zeros(2, 3), [torch.zeros(1), (torch.zeros(2, 2), "x")], 5):
-        assert layer_summary.parse_batch_shape(value) == theirs_module.parse_batch_shape(value)
+        assert summary.parse_batch_shape(value) == theirs_module.parse_batch_shape(value)
     for size in (0.0, 1234.56789, 0.0004):
-        assert layer_summary.get_formatted_model_size(size) == theirs_module.get_formatted_model_size(size)
+        assert summary.get_formatted_model_size(size) == theirs_module.get_formatted_model_size(size)
 
 
 # ---------------------------------------------------------------------------------------------- attributes, overrides

@@ -91,3 +91,11 @@ def test_refused_names_import_under_every_lightning_path(tmp_path: Path) -> None
         f"NotProvidedError {MESSAGES['DeepSpeedStrategy']}",
         refusal_message("convert_zero_checkpoint_to_fp32_state_dict"),
     ]
+
+
+def test_refused_accelerators_say_they_are_not_available() -> None:
+    accelerators = [name for name in REFUSED if name.endswith("Accelerator")]
+    assert accelerators == ["XLAAccelerator"]
+    assert getattr(unavailable, "XLAAccelerator").is_available() is False  # noqa: B009 (made at import)
+    with pytest.raises(NotProvidedError, match="it needs TPUs through `torch_xla`"):
+        getattr(unavailable, "XLAAccelerator")()  # noqa: B009

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,20 @@ class Squares(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         self.loaded.append(int(i))
+        _fire_from_worker()
         return self.x[i], self.y[i]
+
+
+def _fire_from_worker() -> None:
+    """When the main process armed `$RELIABILITY_FIRE` (a file), the first worker to see it signals the whole group
+    while loading: the signal then reaches the main process at any moment of its batch cycle, as a scheduler's does."""
+    armed = os.environ.get("RELIABILITY_FIRE")
+    if armed and os.path.exists(armed):
+        try:
+            os.rename(armed, armed + ".fired")  # only one worker fires
+        except OSError:
+            return
+        os.killpg(os.getpgid(0), signal.SIGTERM)
 
 
 def make_model_class(base: type) -> type:
@@ -107,7 +121,8 @@ def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> 
 
 
 class KillAt(fulgor.Callback):
-    """Script helper: record progress; at `global_step == step` send `sig` to this process (or SIGKILL it)."""
+    """Script helper: record progress; at `global_step == step` send `sig` to this process (or SIGKILL it); a negative
+    `sig` arms a DataLoader worker to send SIGTERM to the whole process group."""
 
     def __init__(self, step: int, sig: int, progress: str) -> None:
         self.step, self.sig, self.progress = step, sig, progress
@@ -116,7 +131,10 @@ class KillAt(fulgor.Callback):
         Path(self.progress).parent.mkdir(parents=True, exist_ok=True)
         Path(self.progress).write_text(str(trainer.global_step))
         if trainer.global_step == self.step and self.step > 0:
-            os.kill(os.getpid(), self.sig)
+            if self.sig < 0:  # a worker signals the whole process group (itself included) as it loads a batch
+                Path(os.environ["RELIABILITY_FIRE"]).touch()
+            else:
+                os.kill(os.getpid(), self.sig)
 
 
 def main() -> None:
@@ -124,7 +142,7 @@ def main() -> None:
     out, root, workers, kill_step, sig = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(
         sys.argv[5])  # fmt: skip
     resume = len(sys.argv) > 6
-    every = 1 if sig == 9 else 1000  # SIGKILL relies on periodic checkpoints, SIGTERM on the preemption save
+    every = 1 if abs(sig) == 9 else 1000  # SIGKILL relies on periodic checkpoints, SIGTERM on the preemption save
     checkpoint = ModelCheckpoint(dirpath=str(root / "ckpt"), every_n_train_steps=every, save_last=True)
     kill = KillAt(kill_step, sig, str(root / "progress"))
     model = run(root, ckpt_path="last" if resume else None, workers=workers, callbacks=[checkpoint, kill])

@@ -1,10 +1,12 @@
-"""A catalogue of realistic misuses: for each, the exception type and the phrase that names the mistake, and a check
-that an existing checkpoint was not damaged."""
+"""A catalogue of realistic misuses: for each, the exception type, the phrase that names the mistake, the moment it is
+raised (before the first training step, or at the first step for mistakes only a step can show), and a check that an
+existing checkpoint was not damaged."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import os
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -15,9 +17,12 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import fulgor
+from fulgor.callbacks.early_stopping import EarlyStopping
 from fulgor.callbacks.model_checkpoint import ModelCheckpoint
 from fulgor.checkpointing import CheckpointError, atomic_save
-from fulgor.errors import MisconfigurationException
+from fulgor.errors import MisconfigurationException, PossibleUserWarning
+from fulgor.loggers import CSVLogger
+from fulgor.trainer import fit_loop
 from fulgor.trainer.preemption import FaultTolerance, parse_signal
 
 QUIET = {"enable_progress_bar": False, "enable_model_summary": False, "logger": False, "num_sanity_val_steps": 0}
@@ -50,7 +55,7 @@ def data() -> DataLoader[Any]:
 
 
 def fit(root: Path, model: Any = None, loaders: Any = "default", **kw: Any) -> None:
-    trainer = fulgor.Trainer(default_root_dir=str(root), max_epochs=1, **{**QUIET, **kw})
+    trainer = fulgor.Trainer(**{"default_root_dir": str(root), "max_epochs": 1, **QUIET, **kw})
     trainer.fit(model or Tiny(), data() if loaders == "default" else loaders, ckpt_path=kw.pop("ckpt", None))
 
 
@@ -60,7 +65,7 @@ def fit_ckpt(root: Path, ckpt: Any, model: Any = None, **kw: Any) -> None:
 
 
 def trainer(**kw: Any) -> Callable[[Path], Any]:
-    return lambda root: fulgor.Trainer(default_root_dir=str(root), **kw)
+    return lambda root: fulgor.Trainer(**{"default_root_dir": str(root), **kw})
 
 
 def callback(cls: Any, **kw: Any) -> Callable[[Path], Any]:
@@ -218,7 +223,7 @@ CASES: list[tuple[str, Callable[..., Any], type[BaseException], str]] = [
         "fit(non-module)",
         lambda root: fulgor.Trainer(**QUIET).fit(torch.nn.Linear(1, 1)),
         TypeError,
-        "requires a `LightningModule`",
+        "`model` must be a `LightningModule` or `torch._dynamo.OptimizedModule`, got `Linear`",
     ),
     # checkpoints
     (
@@ -232,7 +237,7 @@ CASES: list[tuple[str, Callable[..., Any], type[BaseException], str]] = [
         "truncated ckpt",
         lambda root: fit_ckpt(root, truncated(root)),
         CheckpointError,
-        "truncated, corrupt or not a PyTorch file",
+        "is damaged",
     ),
     (
         "not a checkpoint",
@@ -261,17 +266,127 @@ CASES: list[tuple[str, Callable[..., Any], type[BaseException], str]] = [
 ]
 
 
+def readonly_root(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_access = os.access
+    # chmod does not stop root, so the read-only folder is simulated
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(root) else real_access(p, mode))
+    fulgor.Trainer(default_root_dir=str(root / "new" / "logs"), **QUIET)
+
+
+def fit_with(**trainer_kw: Any) -> Callable[[Path], Any]:
+    """A full `fit` call with these flags: the error must come from the constructor, before any step."""
+    return lambda root: fit(root, **trainer_kw)
+
+
+EARLY_CASES: list[tuple[str, Callable[..., Any], type[BaseException], str]] = [
+    # types and ranges of every Trainer flag, refused by the constructor (fulgor's checks; Lightning fails later)
+    ("max_epochs='5'", fit_with(max_epochs="5"), TypeError, "`Trainer(max_epochs='5')` is invalid"),
+    ("max_epochs='5' fix", trainer(max_epochs="5"), TypeError, "For example `Trainer(max_epochs=5)`"),
+    ("max_epochs=2.5", trainer(max_epochs=2.5), TypeError, "`max_epochs` must be an int >= 0, -1 (no limit)"),
+    ("max_epochs=True", trainer(max_epochs=True), TypeError, "`Trainer(max_epochs=True)` is invalid"),
+    ("min_epochs=-1", trainer(min_epochs=-1), MisconfigurationException, "`min_epochs` must be an int >= 0"),
+    ("min_epochs='2'", trainer(min_epochs="2"), TypeError, "`Trainer(min_epochs='2')`"),
+    (
+        "min_epochs>max_epochs",
+        fit_with(min_epochs=5, max_epochs=2),
+        MisconfigurationException,
+        "`min_epochs` is greater than `max_epochs`",
+    ),
+    (
+        "min_steps>max_steps",
+        trainer(min_steps=10, max_steps=5),
+        MisconfigurationException,
+        "`Trainer(min_steps=10, max_steps=5)` is invalid",
+    ),
+    ("min_steps=-3", trainer(min_steps=-3), MisconfigurationException, "`min_steps` must be an int >= 0"),
+    ("min_steps=1.5", trainer(min_steps=1.5), TypeError, "`Trainer(min_steps=1.5)`"),
+    ("max_steps=2.0", trainer(max_steps=2.0), MisconfigurationException, "You passed in 2.0"),
+    ("log_every=-1", fit_with(log_every_n_steps=-1), MisconfigurationException, "`Trainer(log_every_n_steps=-1)`"),
+    ("log_every=2.5", trainer(log_every_n_steps=2.5), TypeError, "`log_every_n_steps` must be an int >= 0"),
+    ("log_every='10'", trainer(log_every_n_steps="10"), TypeError, "For example `Trainer(log_every_n_steps=10)`"),
+    ("sanity=-2", trainer(num_sanity_val_steps=-2), MisconfigurationException, "`Trainer(num_sanity_val_steps=-2)`"),
+    ("sanity='2'", trainer(num_sanity_val_steps="2"), TypeError, "-1 (every batch) or None"),
+    (
+        "reload=-1",
+        trainer(reload_dataloaders_every_n_epochs=-1),
+        MisconfigurationException,
+        "`reload_dataloaders_every_n_epochs` should be an int >= 0, got -1.",
+    ),
+    ("reload=0.5", trainer(reload_dataloaders_every_n_epochs=0.5), TypeError, "must be an int >= 0"),
+    ("fast_dev_run='1'", trainer(fast_dev_run="1"), TypeError, "`fast_dev_run` must be a bool or an int >= 0"),
+    ("fast_dev_run=0.5", trainer(fast_dev_run=0.5), TypeError, "`Trainer(fast_dev_run=0.5)`"),
+    ("progress_bar='yes'", trainer(enable_progress_bar="yes"), TypeError, "must be True, False or None"),
+    ("checkpointing='no'", trainer(enable_checkpointing="no"), TypeError, "`Trainer(enable_checkpointing='no')`"),
+    ("model_summary=1", trainer(enable_model_summary=1), TypeError, "`Trainer(enable_model_summary=1)`"),
+    ("inference_mode=None", trainer(inference_mode=None), TypeError, "`inference_mode` must be True or False"),
+    ("detect_anomaly='x'", trainer(detect_anomaly="x"), TypeError, "`Trainer(detect_anomaly='x')`"),
+    ("benchmark='x'", trainer(benchmark="x"), TypeError, "`Trainer(benchmark='x')`"),
+    ("sync_batchnorm='x'", trainer(sync_batchnorm="x"), TypeError, "`Trainer(sync_batchnorm='x')`"),
+    ("distributed_sampler=1", trainer(use_distributed_sampler=1), TypeError, "`use_distributed_sampler` must be"),
+    ("autolog_hparams='x'", trainer(enable_autolog_hparams="x"), TypeError, "`enable_autolog_hparams` must be"),
+    ("clip_val=-1", trainer(gradient_clip_val=-1.0), MisconfigurationException, "must be a number >= 0"),
+    ("clip_val=nan", trainer(gradient_clip_val=float("nan")), MisconfigurationException, "gradient_clip_val=nan"),
+    ("accumulate='2'", trainer(accumulate_grad_batches="2"), MisconfigurationException, "it can only be an int > 0"),
+    ("check_val_every=1.5", trainer(check_val_every_n_epoch=1.5), MisconfigurationException, "got 1.5"),
+    ("limit_val='1'", trainer(limit_val_batches="1"), MisconfigurationException, "invalid value '1' for limit_val"),
+    ("max_time='abc'", trainer(max_time="abc"), MisconfigurationException, "is not a valid duration"),
+    ("precision='17'", trainer(precision="17"), ValueError, "Precision '17' is invalid"),
+    ("accelerator='tpu2'", trainer(accelerator="tpu2"), ValueError, "invalid accelerator name"),
+    ("devices=0", trainer(devices=0), MisconfigurationException, "`Trainer(devices=0)`"),
+    ("profiler=3", trainer(profiler=3), MisconfigurationException, "`Trainer(profiler=3)` is invalid"),
+    ("non_finite='ignore'", trainer(non_finite="ignore"), ValueError, "`Trainer(non_finite='ignore')` is invalid"),
+    # mistyped keyword arguments: Python's TypeError with the closest valid name
+    ("Trainer(max_epoch=)", trainer(max_epoch=3), TypeError, "Did you mean `max_epochs`?"),
+    ("Trainer(gradient_clip=)", trainer(gradient_clip=1.0), TypeError, "unexpected keyword argument 'gradient_clip'"),
+    ("EarlyStopping(monitr=)", callback(EarlyStopping, monitr="x"), TypeError, "Did you mean `monitor`?"),
+    ("ModelCheckpoint(dirpth=)", callback(ModelCheckpoint, dirpth="x"), TypeError, "Did you mean `dirpath`?"),
+    # folders
+    ("root_dir=3", trainer(default_root_dir=3), TypeError, "must be a folder path (str or os.PathLike)"),
+    ("root_dir is a file", lambda root: fit(root / "good.ckpt"), MisconfigurationException, "is a file, not a folder"),
+    (
+        "root_dir under a file",
+        lambda root: fit(root / "good.ckpt" / "logs"),
+        MisconfigurationException,
+        "cannot be created: ",
+    ),
+    ("root_dir read-only", readonly_root, MisconfigurationException, "is not writable"),
+    # callbacks and loggers of the wrong kind
+    ("callbacks=class", fit_with(callbacks=EarlyStopping), TypeError, "received the class `EarlyStopping` instead"),
+    ("callbacks=[class]", trainer(callbacks=[ModelCheckpoint]), TypeError, "pass `callbacks=[ModelCheckpoint(...)]`"),
+    ("callbacks='x'", trainer(callbacks="early_stopping"), TypeError, "which is not a `Callback`"),
+    ("callbacks=[cb, 3]", trainer(callbacks=[ModelCheckpoint(), 3]), TypeError, "received int 3"),
+    ("logger='csv'", fit_with(logger="csv"), TypeError, "`Trainer(logger=...)` received str 'csv'"),
+    ("logger=class", trainer(logger=CSVLogger), TypeError, "received the class `CSVLogger`: pass"),
+    ("logger=[ok, 'tb']", lambda root: trainer(logger=[CSVLogger(str(root)), "tb"])(root), TypeError, "str 'tb'"),
+    ("logger=3", trainer(logger=3), TypeError, "a list of them, True (the default logger) or False"),
+    (
+        "logger save_dir is a file",
+        lambda root: fit(root, logger=CSVLogger(str(root / "good.ckpt"))),
+        MisconfigurationException,
+        "`CSVLogger(save_dir='",
+    ),
+]
+
+# Cases whose mistake can only show while a step runs (a hook's return value, a `self.log` call): at the first step.
+AT_FIRST_STEP = {"training_step -> str", "dict without loss", "log a string"}
+# Cases that train or load on purpose before the mistake (resume, a second fit).
+AFTER_TRAINING = {"weights-only resume", "resume past max_epochs"}
+
+
 def _plain_tensor(root: Path) -> str:
     torch.save(torch.zeros(2), root / "t.ckpt")
     return str(root / "t.ckpt")
 
 
-def test_catalogue_has_at_least_40_cases() -> None:
-    assert len(CASES) >= 40
-    assert len({name for name, *_ in CASES}) == len(CASES)
+ALL_CASES = CASES + EARLY_CASES
 
 
-@pytest.mark.parametrize(("name", "action", "error", "phrase"), CASES, ids=[c[0] for c in CASES])
+def test_catalogue_has_at_least_80_cases() -> None:
+    assert len(ALL_CASES) >= 80
+    assert len({name for name, *_ in ALL_CASES}) == len(ALL_CASES)
+
+
+@pytest.mark.parametrize(("name", "action", "error", "phrase"), ALL_CASES, ids=[c[0] for c in ALL_CASES])
 def test_misuse(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, action: Any, error: Any, phrase: str
 ) -> None:
@@ -280,11 +395,52 @@ def test_misuse(
     t.fit(Tiny(), data())
     t.save_checkpoint(good)
     before = hashlib.sha256(good.read_bytes()).hexdigest()
+    steps: list[int] = []  # training batches run while the mistake was being made
+    real_train_batch = fit_loop.train_batch
+    monkeypatch.setattr(fit_loop, "train_batch", lambda *a: (steps.append(1), real_train_batch(*a))[1])
     args = (tmp_path, monkeypatch) if action.__code__.co_argcount == 2 else (tmp_path,)
     with pytest.raises(error) as caught:
         action(*args)
     monkeypatch.undo()
     assert phrase in str(caught.value), str(caught.value)
+    if name in AT_FIRST_STEP:
+        assert len(steps) == 1, f"raised at training batch {len(steps)}, expected the first"
+    elif name not in AFTER_TRAINING:
+        assert not steps, f"raised after {len(steps)} training batches: expected before the first step"
     assert hashlib.sha256(good.read_bytes()).hexdigest() == before
     assert fulgor.checkpointing.load_checkpoint_file(good)["global_step"] == 2
     assert not list(tmp_path.rglob(".*.tmp")), "a temporary file was left behind"
+
+
+class SkipsNoneBatches(Tiny):
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        return None if batch is None else super().training_step(batch, batch_idx)
+
+
+def test_a_loader_yielding_none_is_named_but_legitimate_skips_still_run(tmp_path: Path) -> None:
+    loader = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4, collate_fn=lambda items: None)
+    trainer = fulgor.Trainer(default_root_dir=str(tmp_path), max_epochs=1, **QUIET)
+    with pytest.warns(PossibleUserWarning, match=r"training dataloader yielded `None` in epoch 0.*collate_fn"):
+        trainer.fit(SkipsNoneBatches(), loader)
+    assert trainer.state.status == "finished"  # a warning, not an error: the module skips such batches
+
+
+def test_an_empty_training_loader_warns_as_lightning(tmp_path: Path) -> None:
+    trainer = fulgor.Trainer(default_root_dir=str(tmp_path), max_epochs=1, **QUIET)
+    with pytest.warns(UserWarning, match=r"Total length of `DataLoader` across ranks is zero"):
+        trainer.fit(Tiny(), DataLoader(TensorDataset(torch.zeros(0, 2)), batch_size=2))
+    assert trainer.global_step == 0
+
+
+def test_legitimate_situations_keep_lightnings_warnings(tmp_path: Path) -> None:
+    class NoOptimizer(Tiny):
+        def configure_optimizers(self) -> Any:
+            return None
+
+    trainer = fulgor.Trainer(default_root_dir=str(tmp_path), max_epochs=1, **QUIET)
+    with pytest.warns(UserWarning, match="`LightningModule.configure_optimizers` returned `None`"):
+        trainer.fit(NoOptimizer(), data())
+    trainer = fulgor.Trainer(default_root_dir=str(tmp_path), max_epochs=1, **QUIET)
+    with pytest.warns(UserWarning, match="you defined a `validation_step` but have no `val_dataloader`|"
+                      "You passed in a `val_dataloader` but have no `validation_step`"):  # fmt: skip
+        trainer.fit(Tiny(), data(), data())

@@ -207,9 +207,11 @@ class _Stream(IterableDataset[int]):
 
 
 def _trainer(rank: int = 1, use: bool = True) -> Any:
-    """What `prepare_loader` reads of a run: its strategy (rank `rank` of 2) and config."""
+    """What `prepare_loader` reads of a run: its strategy (rank `rank` of 2), config and trainer (its device count,
+    for the few-workers warning)."""
     strategy = SimpleNamespace(distributed_sampler_kwargs={"num_replicas": 2, "rank": rank}, global_rank=rank)
-    return SimpleNamespace(strategy=strategy, config=SimpleNamespace(use_distributed_sampler=use, overfit_batches=0))
+    config = SimpleNamespace(use_distributed_sampler=use, overfit_batches=0, reload_dataloaders_every_n_epochs=0)
+    return SimpleNamespace(strategy=strategy, config=config, trainer=SimpleNamespace(num_devices=1), fitting=True)
 
 
 def test_prepare_loader_injects_distributed_samplers(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -122,7 +122,7 @@ def run(
         try:
             returned = getattr(trainer, fn)(model, **arguments)
         except (ValueError, RuntimeError) as err:
-            error = (type(err).__name__, str(err).replace("`_FitLoop`", "`Trainer.fit`"))
+            error = (type(err).__name__, str(err))
     return SimpleNamespace(
         seen=model.seen,
         error=error,
@@ -241,7 +241,7 @@ def test_sequential_mode_is_refused_for_training(tmp_path: Path) -> None:
     ours = assert_same(tmp_path, "fit", lambda C: {"train_dataloaders": C(two(), "sequential")})
     assert ours.error == (
         "ValueError",
-        '`Trainer.fit` does not support the `CombinedLoader(mode="sequential")` mode.'
+        '`_FitLoop` does not support the `CombinedLoader(mode="sequential")` mode.'
         " The available modes are: ['min_size', 'max_size_cycle', 'max_size']",
     )
 

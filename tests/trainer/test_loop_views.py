@@ -237,3 +237,27 @@ def test_predict_loop_view_holds_the_predictions() -> None:
     assert torch.equal(loop.predictions[0], out[0])
     assert loop.max_batches == [3]
     assert loop.num_dataloaders == 1
+
+
+def test_fit_loop_restarting_is_true_only_in_the_epoch_a_mid_epoch_checkpoint_resumes(tmp_path: Path) -> None:
+    boring = boring_classes(fulgor)
+
+    class Watch(fulgor.Callback):
+        def __init__(self) -> None:
+            self.seen: list[tuple[int, bool]] = []
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            self.seen.append((trainer.current_epoch, trainer.fit_loop.restarting))
+
+    def fit(watch: Watch, *callbacks: Any, ckpt_path: str | None = None) -> None:
+        trainer = fulgor.Trainer(
+            default_root_dir=tmp_path, max_epochs=2, limit_train_batches=4, limit_val_batches=0, logger=False,
+            enable_progress_bar=False, enable_model_summary=False, callbacks=[watch, *callbacks],
+        )  # fmt: skip
+        trainer.fit(boring.BoringModel(), ckpt_path=ckpt_path)
+
+    first, resumed = Watch(), Watch()
+    fit(first, fulgor.callbacks.ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=3, save_top_k=-1))
+    assert first.seen == [(0, False), (1, False)]  # a fresh fit never restarts
+    fit(resumed, ckpt_path=str(tmp_path / "epoch=0-step=3.ckpt"))
+    assert resumed.seen == [(0, True), (1, False)]

@@ -331,7 +331,9 @@ def test_every_configure_optimizers_form() -> None:
     assert repr(mock) == "No Optimizer"
     assert mock.step(lambda: 3) == 3
     assert mock.state_dict() == {}
-    for bad in ("adam", [a, "x"], (a, [sa]), [], {"lr_scheduler": sa}):
+    with pytest.raises(KeyError, match=r"^'optimizer': the dict `configure_optimizers` returned has no"):
+        parse_configure_optimizers({"lr_scheduler": sa})  # Lightning's type (KeyError), its text first
+    for bad in ("adam", [a, "x"], (a, [sa]), []):
         if bad == []:
             continue  # Lightning accepts an empty list here and fails later
         with pytest.raises(MisconfigurationException) as error:
@@ -559,8 +561,11 @@ def test_configure_gradient_clipping_override_and_clip_gradients_errors(tmp_path
     received: list[Any] = []
 
     class Custom(clipping_model(fulgor)):  # type: ignore[misc]
-        def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None, algo: Any = None) -> None:
-            received.append((gradient_clip_val, algo))
+        # Lightning passes the two values by keyword, so an override must use these names.
+        def configure_gradient_clipping(
+            self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
+        ) -> None:
+            received.append((gradient_clip_val, gradient_clip_algorithm))
             self.clip_gradients(optimizer, gradient_clip_val=0.01, gradient_clip_algorithm="value")
 
     model = Custom()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from fulgor.callbacks.callback import Callback
 from fulgor.errors import MisconfigurationException
-from fulgor.tuner import Tuner, fit_training_data
+from fulgor.tuner import BATCH_SIZE_MODES, Tuner, check_batch_size_mode, fit_training_data, passed_loaders_message
 
 if TYPE_CHECKING:
     from fulgor.module import LightningModule
@@ -29,7 +29,7 @@ class BatchSizeFinder(Callback):
     """
 
     order: ClassVar[int] = -1
-    SUPPORTED_MODES = ("power", "binsearch")
+    SUPPORTED_MODES = BATCH_SIZE_MODES
 
     def __init__(
         self,
@@ -42,8 +42,7 @@ class BatchSizeFinder(Callback):
         max_val: int = 8192,
     ) -> None:
         mode = mode.lower()
-        if mode not in self.SUPPORTED_MODES:
-            raise ValueError(f"`mode` should be either of {self.SUPPORTED_MODES}, got {mode!r}.")
+        check_batch_size_mode(mode)
         self._mode = mode
         self._steps_per_trial = steps_per_trial
         self._init_val = init_val
@@ -57,10 +56,7 @@ class BatchSizeFinder(Callback):
         """Run the search on a tuning copy of `trainer` and keep the size found."""
         loaders, datamodule = fit_training_data(trainer)
         if loaders is not None:
-            raise MisconfigurationException(
-                "The batch scaling feature cannot be used with dataloaders passed directly to `.fit()`. Please disable"
-                " the feature or incorporate the dataloader into your LightningModule or LightningDataModule."
-            )
+            raise MisconfigurationException(passed_loaders_message("fit"))
         self.optimal_batch_size = Tuner(trainer).scale_batch_size(
             pl_module, datamodule=datamodule, mode=self._mode, steps_per_trial=self._steps_per_trial,
             init_val=self._init_val, max_trials=self._max_trials, batch_arg_name=self._batch_arg_name,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from torch import Tensor
 from torch.optim import Optimizer
 
+from fulgor.argument_hints import with_keyword_hints
 from fulgor.hook_defaults import STEP_OUTPUT
 
 if TYPE_CHECKING:
@@ -28,6 +29,12 @@ class Callback:
 
     order: ClassVar[int] = 0
     monitors_metrics: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # fulgor's own callbacks answer a mistyped argument with "Did you mean `monitor`?" (still Python's TypeError).
+        if cls.__module__.startswith("fulgor.") and "__init__" in cls.__dict__:
+            cls.__init__ = with_keyword_hints(cls.__dict__["__init__"])  # type: ignore[method-assign]
 
     @property
     def state_key(self) -> str:

@@ -160,6 +160,12 @@ class EarlyStopping(Callback):
         if should_stop:
             self.stopped_epoch = trainer.current_epoch
             self.stopping_reason_message = reason
+            if self.stopping_reason == EarlyStoppingReason.NON_FINITE_METRIC:  # reported whatever `verbose` says
+                rank_zero_warn(
+                    f"{type(self).__name__}(monitor={self.monitor!r}) stopped the run at epoch={trainer.current_epoch},"
+                    f" global_step={trainer.global_step}: {reason}",
+                    category=RuntimeWarning,
+                )
         if reason and self.verbose:
             self._log_info(trainer, reason)
 

@@ -1,22 +1,31 @@
-"""`ModelCheckpoint`: when to save (epochs, steps, time, validation end, exceptions), file names, top-k bookkeeping
-with deletion after the new file is committed, `last.ckpt` (file or link), and the callback's own checkpoint state."""
+"""`ModelCheckpoint`: when to save (epochs, steps, time, validation end, exceptions), file names, top-k bookkeeping,
+`last.ckpt` (file or link), and the callback's own checkpoint state. The file operations' crash-safe order is in
+`checkpoint_files`, the checks before the first step in `checkpoint_checks`."""
 
 from __future__ import annotations
 
+import inspect
 import os
-import shutil
 import time
 from copy import deepcopy
 from datetime import timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_type_hints
 
 import torch
 from torch import Tensor
 
 from fulgor import fs
 from fulgor.callbacks.checkpoint import Checkpoint
+from fulgor.callbacks.checkpoint_checks import (
+    check_filename,
+    check_save_last,
+    check_triggers,
+    folder_problem,
+    unpicklable_hparams_message,
+)
+from fulgor.callbacks.checkpoint_files import is_removable, link_checkpoint, resolve_user_dir
 from fulgor.callbacks.checkpoint_naming import default_dir, fill_template, last_checkpoints
+from fulgor.checkpointing import remove_stale_temporaries
 from fulgor.errors import MisconfigurationException
 from fulgor.rank import rank_zero_info, rank_zero_warn
 
@@ -31,8 +40,11 @@ class ModelCheckpoint(Checkpoint):
     """Save checkpoints while training: the latest, the best `save_top_k` by `monitor`, and optionally `last.ckpt`.
 
     Arguments and behaviour are Lightning 2.6.6's (see docs/checkpointing.md). Differences: every file is written
-    atomically, and with `save_last=True` `last.ckpt` is rewritten at every check so it always holds the latest state
-    (Lightning 2.6 rewrites it only when a top-k file was saved at the same step).
+    atomically, and the file operations are ordered so that every `.ckpt` name and the `last` link point at a
+    complete file at every instant (a file a new one replaces is removed last); with `save_last=True` `last.ckpt` is
+    rewritten at every check so it always holds the latest state (Lightning 2.6 rewrites it only when a top-k file
+    was saved at the same step); a malformed `filename`, an invalid `save_last`, a folder that is a file or not
+    writable, and hyperparameters no checkpoint could pickle are refused before the first training step.
 
     Example::
 
@@ -87,13 +99,14 @@ class ModelCheckpoint(Checkpoint):
         self.last_model_path = ""
         self._last_checkpoint_saved = ""
         self._defer_save_until_validation = False
-        self._validation_ran = False  # a missing monitor is an error once validation has run, a warning before
+        self._validation_ran = False  # missing monitor: an error once validation (not sanity) ran
+        self._retired: list[str] = []  # files replaced in this check, removed once every name points at its new file
         if mode not in ("min", "max"):
             raise MisconfigurationException(f"`mode` can be min, max but got {mode}")
         self.mode = mode
         self.kth_value: Tensor = torch.tensor(float("inf") if mode == "min" else float("-inf"))
         self._dirpath_from_user = dirpath is not None
-        self.dirpath: str | None = _resolve_user_dir(dirpath) if dirpath else None
+        self.dirpath: str | None = resolve_user_dir(dirpath) if dirpath else None
         self.filename = filename
         self._init_triggers(every_n_train_steps, every_n_epochs, train_time_interval)
         self._validate()
@@ -107,28 +120,9 @@ class ModelCheckpoint(Checkpoint):
         self._every_n_train_steps: int = steps or 0
 
     def _validate(self) -> None:
-        if self.save_top_k < -1:
-            raise MisconfigurationException(f"Invalid value for save_top_k={self.save_top_k}. Must be >= -1")
-        if self._every_n_train_steps < 0:
-            raise MisconfigurationException(
-                f"Invalid value for every_n_train_steps={self._every_n_train_steps}. Must be >= 0"
-            )
-        if self._every_n_epochs < 0:
-            raise MisconfigurationException(f"Invalid value for every_n_epochs={self._every_n_epochs}. Must be >= 0")
-        active = (
-            (self._every_n_train_steps >= 1) + (self._every_n_epochs >= 1) + (self._train_time_interval is not None)
-        )
-        if active > 1:
-            raise MisconfigurationException(
-                f"Combination of parameters every_n_train_steps={self._every_n_train_steps}, "
-                f"every_n_epochs={self._every_n_epochs} and train_time_interval={self._train_time_interval} "
-                "should be mutually exclusive."
-            )
-        if self.monitor is None and self.save_top_k not in (-1, 0, 1):
-            raise MisconfigurationException(
-                f"ModelCheckpoint(save_top_k={self.save_top_k}, monitor=None) is not a valid"
-                " configuration. No quantity for top_k to track."
-            )
+        check_save_last(self.save_last)
+        check_filename(self.filename, self.auto_insert_metric_name, self.CHECKPOINT_EQUALS_CHAR)
+        check_triggers(self)
 
     @property
     def every_n_epochs(self) -> int:
@@ -153,9 +147,25 @@ class ModelCheckpoint(Checkpoint):
                 "`ModelCheckpoint(save_last='link')` is only supported for local file paths, got"
                 f" `dirpath={self.dirpath}`. Use `save_last=True` to write `last.ckpt` as a file."
             )
+        if stage == "fit" and (self.save_top_k != 0 or self.save_last):
+            self._check_before_fit(trainer, pl_module)
         folder_in_use = bool(fs.listdir(self.dirpath))  # [] when the folder does not exist
         if trainer.is_global_zero and stage == "fit" and self.save_top_k != 0 and folder_in_use:
             rank_zero_warn(f"Checkpoint directory {self.dirpath} exists and is not empty.")
+
+    def _check_before_fit(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """What the first save would trip over, found before the first training step (each rank raises alike)."""
+        assert self.dirpath is not None
+        check_save_last(self.save_last)  # the attributes may have been changed since `__init__`
+        check_filename(self.filename, self.auto_insert_metric_name, self.CHECKPOINT_EQUALS_CHAR)
+        problem = folder_problem(self.dirpath) if trainer.is_global_zero else None
+        problem = trainer.strategy.broadcast(problem)  # only rank 0 writes, and only it may see the folder
+        for owner in (pl_module, trainer.datamodule):
+            problem = problem or unpicklable_hparams_message(owner)
+        if problem:
+            raise MisconfigurationException(problem)
+        if trainer.is_global_zero:  # left by a save that was killed mid-write (no save runs now)
+            remove_stale_temporaries(self.dirpath)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._last_time_checked = time.monotonic()
@@ -187,8 +197,7 @@ class ModelCheckpoint(Checkpoint):
             return
         if self._should_skip_saving_checkpoint(trainer):
             return
-        self._save_topk_checkpoint(trainer, candidates)
-        self._save_last_checkpoint(trainer, candidates)
+        self._save_topk_and_last(trainer, candidates)
 
     def _validation_follows(self, trainer: Trainer) -> bool:
         """A stale monitored value: validation runs right after this last batch and saving waits for it."""
@@ -204,24 +213,28 @@ class ModelCheckpoint(Checkpoint):
             self._save_at_check(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._validation_ran = True
+        self._validation_ran = self._validation_ran or not trainer.sanity_checking
         if self._should_skip_saving_checkpoint(trainer) or self._should_save_on_train_epoch_end(trainer):
             return
         if self._defer_save_until_validation:
-            candidates = self._monitor_candidates(trainer)
-            self._save_topk_checkpoint(trainer, candidates)
-            self._save_last_checkpoint(trainer, candidates)
+            self._save_topk_and_last(trainer, self._monitor_candidates(trainer))
             self._defer_save_until_validation = False
             return
         self._save_at_check(trainer)
 
     def _save_at_check(self, trainer: Trainer) -> None:
-        candidates = self._monitor_candidates(trainer)
-        if self._every_n_epochs >= 1 and (trainer.current_epoch + 1) % self._every_n_epochs == 0:
-            self._save_topk_checkpoint(trainer, candidates)
         # Lightning 2.6 rewrites last.ckpt here only if a top-k file was saved at this step, leaving it stale
         # otherwise; fulgor rewrites it at every check so it always holds the latest state (docs/differences.md).
+        topk = self._every_n_epochs >= 1 and (trainer.current_epoch + 1) % self._every_n_epochs == 0
+        self._save_topk_and_last(trainer, self._monitor_candidates(trainer), topk=topk)
+
+    def _save_topk_and_last(self, trainer: Trainer, candidates: dict[str, Tensor], topk: bool = True) -> None:
+        """One save check: the top-k file, then `last` (a file, or the link moved to the new file), and only then the
+        removal of the files they replaced, so that a kill at any instant leaves every name loadable."""
+        if topk:
+            self._save_topk_checkpoint(trainer, candidates)
         self._save_last_checkpoint(trainer, candidates)
+        self._remove_retired(trainer)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if not self._should_save_on_exception(trainer):
@@ -230,6 +243,7 @@ class ModelCheckpoint(Checkpoint):
         filepath = self.format_checkpoint_name(candidates)
         self._save_checkpoint(trainer, filepath)
         self._save_last_checkpoint(trainer, candidates)
+        self._remove_retired(trainer)
         rank_zero_info(
             f"An {type(exception).__name__} was raised with message: {exception}, saved checkpoint to {filepath}"
         )
@@ -237,6 +251,7 @@ class ModelCheckpoint(Checkpoint):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.save_last and not self._last_checkpoint_saved:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._remove_retired(trainer)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -322,16 +337,24 @@ class ModelCheckpoint(Checkpoint):
         self, metrics: dict[str, Tensor], filename: str | None = None, ver: int | None = None, prefix: str | None = None
     ) -> str:
         """The checkpoint path for `metrics` (template `"{epoch}-{val_loss:.2f}"` -> `epoch=2-val_loss=0.12.ckpt`)."""
-        name = self._format_name(filename or self.filename, metrics, prefix)
+        name = self._format_checkpoint_name(filename or self.filename, metrics, prefix, self.auto_insert_metric_name)
         if ver is not None:
             name = self.CHECKPOINT_JOIN_CHAR.join((name, f"v{ver}"))
         name = f"{name}{self.FILE_EXTENSION}"
         return fs.join(self.dirpath, name) if self.dirpath else name
 
-    def _format_name(self, template: str | None, metrics: dict[str, Tensor], prefix: str | None) -> str:
-        template = template or "{epoch}" + self.CHECKPOINT_JOIN_CHAR + "{step}"
-        name = fill_template(template, metrics, self.auto_insert_metric_name, self.CHECKPOINT_EQUALS_CHAR)
-        return self.CHECKPOINT_JOIN_CHAR.join([prefix, name]) if prefix is not None else name
+    def _format_checkpoint_name(
+        self,
+        filename: str | None,
+        metrics: dict[str, Tensor],
+        prefix: str | None = None,
+        auto_insert_metric_name: bool = True,
+    ) -> str:
+        """The name without folder and extension (Lightning's name for this step, kept for subclasses that override
+        it)."""
+        template = filename or "{epoch}" + self.CHECKPOINT_JOIN_CHAR + "{step}"
+        name = fill_template(template, metrics, auto_insert_metric_name, self.CHECKPOINT_EQUALS_CHAR)
+        return self.CHECKPOINT_JOIN_CHAR.join([prefix, name]) if prefix else name
 
     def _resolve_dir(self, trainer: Trainer) -> str:
         return self.dirpath if self.dirpath is not None else default_dir(trainer)
@@ -392,7 +415,7 @@ class ModelCheckpoint(Checkpoint):
         previous, self.best_model_path = self.best_model_path, filepath  # part of the saved state
         self._save_checkpoint(trainer, filepath)
         if self.save_top_k == 1 and previous and self._should_remove_checkpoint(trainer, previous, filepath):
-            self._remove_checkpoint(trainer, previous)
+            self._retire(previous)
 
     def _update_best_and_save(self, current: Tensor, trainer: Trainer, candidates: dict[str, Tensor]) -> None:
         k = len(self.best_k_models) + 1 if self.save_top_k == -1 else self.save_top_k
@@ -418,9 +441,9 @@ class ModelCheckpoint(Checkpoint):
                 f" (best {self.best_model_score:0.5f}), saving model to {filepath!r} as top {k}"
             )
         self._save_checkpoint(trainer, filepath)
-        # Only now that the new file is committed may the one it replaces go.
+        # The file it replaces goes once `last` no longer points at it either (`_remove_retired`).
         if del_filepath and self._should_remove_checkpoint(trainer, del_filepath, filepath):
-            self._remove_checkpoint(trainer, del_filepath)
+            self._retire(del_filepath)
 
     def _save_last_checkpoint(self, trainer: Trainer, candidates: dict[str, Tensor]) -> None:
         if not self.save_last:
@@ -432,7 +455,7 @@ class ModelCheckpoint(Checkpoint):
         else:
             self._save_checkpoint(trainer, filepath)
         if previous and self._should_remove_checkpoint(trainer, previous, filepath):
-            self._remove_checkpoint(trainer, previous)
+            self._retire(previous)
 
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         trainer.save_checkpoint(filepath, self.save_weights_only)
@@ -444,30 +467,24 @@ class ModelCheckpoint(Checkpoint):
 
     @staticmethod
     def _link_checkpoint(trainer: Trainer, filepath: str, linkpath: str) -> None:
-        """Point `linkpath` at the committed `filepath`: a relative symlink swapped in atomically (a copy if needed)."""
-        if trainer.is_global_zero and os.path.abspath(filepath) != os.path.abspath(linkpath):
-            if os.path.isdir(linkpath) and not os.path.islink(linkpath):
-                shutil.rmtree(linkpath)
-            tmp = f"{linkpath}.{os.getpid()}.tmp-link"
-            try:
-                os.symlink(os.path.relpath(filepath, os.path.dirname(linkpath)), tmp)
-            except OSError:
-                shutil.copy(filepath, tmp)
-            os.replace(tmp, linkpath)
-        trainer.strategy.barrier()
+        """Point `linkpath` at the committed `filepath` (a relative symlink swapped in atomically; a copy if needed)."""
+        link_checkpoint(trainer, filepath, linkpath)
 
     def _should_remove_checkpoint(self, trainer: Trainer, previous: str, current: str) -> bool:
         """Never remove the new file, files outside `dirpath`, or the checkpoint this run resumed from."""
-        if previous == current:
-            return False
-        resumed = trainer.ckpt_path
         assert self.dirpath is not None
-        if fs.is_remote(previous):
-            return previous != resumed and previous.startswith(self.dirpath.rstrip("/") + "/")
-        previous_path = Path(previous).absolute()
-        if resumed is not None and previous_path == Path(resumed).absolute():
-            return False
-        return Path(self.dirpath).absolute() in previous_path.parents
+        return is_removable(previous, current, self.dirpath, trainer.ckpt_path)
+
+    def _retire(self, filepath: str) -> None:
+        self._retired += [] if filepath in self._retired else [filepath]
+
+    def _remove_retired(self, trainer: Trainer) -> None:
+        """Remove the files this check replaced, unless a name in use points at them again."""
+        retired, self._retired = self._retired, []
+        in_use = {*self.best_k_models, self.best_model_path, self.last_model_path, self._last_checkpoint_saved}
+        for filepath in retired:
+            if filepath not in in_use:
+                self._remove_checkpoint(trainer, filepath)
 
     def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         # Through the strategy's checkpoint IO (rank 0 only): a user's CheckpointIO sees the removal, and an
@@ -475,10 +492,9 @@ class ModelCheckpoint(Checkpoint):
         trainer.strategy.remove_checkpoint(filepath)
 
 
-def _resolve_user_dir(dirpath: str | os.PathLike[str]) -> str:
-    """A local `dirpath` made absolute with `~` and links resolved; a URL (`s3://...`) is kept as given."""
-    return os.fspath(dirpath) if fs.is_remote(dirpath) else os.path.realpath(os.path.expanduser(dirpath))
-
-
 def _finite(n: int | float) -> int | float:
     return 0 if n == float("inf") else n
+
+
+# Annotations as objects, not strings: signature readers (jsonargparse, LightningCLI) see `Literal["link"]` itself.
+inspect.unwrap(ModelCheckpoint.__init__).__annotations__.update(get_type_hints(ModelCheckpoint.__init__))

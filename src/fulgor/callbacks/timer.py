@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from fulgor.module import LightningModule
     from fulgor.trainer.trainer import Trainer
 
-_STAGES = ("train", "validate", "test")
+_STAGES = ("train", "sanity_check", "validate", "test", "predict")  # Lightning's RunningStage values, in its order
 
 
 def parse_duration(duration: str | timedelta | dict[str, int] | None) -> timedelta | None:
@@ -109,8 +109,9 @@ class Timer(Callback):
         self._end["test"] = time.monotonic()
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._duration is not None and self._duration.total_seconds() <= 0:
-            trainer.should_stop = True
+        # After a checkpoint's state was loaded: a resumed run whose time is already spent stops before training.
+        if self._duration is not None:
+            self._check_time_remaining(trainer)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         if self._interval == "step" and self._duration is not None:

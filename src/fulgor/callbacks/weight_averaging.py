@@ -4,7 +4,8 @@ and WeightAveraging / EMAWeightAveraging (a `torch.optim.swa_utils.AveragedModel
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from copy import deepcopy
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +94,8 @@ class StochasticWeightAveraging(Callback):
         return averaged + (current - averaged) / (num_averaged + 1)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._average_model = deepcopy(pl_module)
+        with _without_trainer(pl_module):
+            self._average_model = deepcopy(pl_module)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if len(trainer.optimizers) != 1:
@@ -291,7 +293,8 @@ class WeightAveraging(Callback):
             )
             pl_module.configure_model()
         device = self._device or pl_module.device
-        self._average_model = AveragedModel(pl_module, device=device, use_buffers=self._use_buffers, **self._kwargs)
+        with _without_trainer(pl_module):  # AveragedModel deep-copies the module
+            self._average_model = AveragedModel(pl_module, device=device, use_buffers=self._use_buffers, **self._kwargs)
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
@@ -408,3 +411,15 @@ class EMAWeightAveraging(WeightAveraging):
                 return True
         start_epoch = self.update_starting_at_epoch
         return epoch_idx is not None and start_epoch is not None and epoch_idx >= start_epoch
+
+
+@contextmanager
+def _without_trainer(module: LightningModule) -> Iterator[None]:
+    """Detach `module` from its Trainer while it is copied: the averaged copy must not drag a deep copy of the
+    Trainer (its run, loaders and datasets) along, nor point at it."""
+    trainer = module._trainer
+    module.trainer = None
+    try:
+        yield
+    finally:
+        module.trainer = trainer

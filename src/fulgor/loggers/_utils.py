@@ -63,15 +63,17 @@ def scan_checkpoints(checkpoint_callback: Any, logged: Mapping[str, float]) -> l
     Returns:
         ``(mtime, path, score, tag)`` sorted by mtime, where tag is ``"latest"``, ``"best"`` or ``"best_k"``.
     """
+    # Lightning's precedence for a path in several roles: best_k over best over latest; a best path counts even
+    # without a score (ModelCheckpoint without `monitor` keeps its latest checkpoint as the "best").
     found: dict[str, tuple[Any, str]] = {}
-    best = getattr(checkpoint_callback, "best_model_path", "")
-    if best and getattr(checkpoint_callback, "best_model_score", None) is not None:
-        found[best] = (checkpoint_callback.best_model_score, "best")
-    for path, score in (getattr(checkpoint_callback, "best_k_models", None) or {}).items():
-        found[path] = (score, "best_k")
     last = getattr(checkpoint_callback, "last_model_path", "")
     if last:
         found[last] = (getattr(checkpoint_callback, "current_score", None), "latest")
+    best = getattr(checkpoint_callback, "best_model_path", "")
+    if best:
+        found[best] = (getattr(checkpoint_callback, "best_model_score", None), "best")
+    for path, score in (getattr(checkpoint_callback, "best_k_models", None) or {}).items():
+        found[path] = (score, "best_k")
     fresh = []
     for path, (score, tag) in found.items():
         if not os.path.isfile(path):

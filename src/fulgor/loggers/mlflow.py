@@ -10,7 +10,7 @@ import time
 from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import yaml
 from torch import Tensor
@@ -41,6 +41,20 @@ def _import_mlflow() -> Any:
     return mlflow
 
 
+def _supports_synchronous() -> bool:
+    """False only when the installed mlflow is known to be older than 2.8 (no `synchronous` logging)."""
+    from importlib import metadata
+
+    for distribution in ("mlflow", "mlflow-skinny"):
+        try:
+            version = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+        major, minor = (int(part) for part in re.findall(r"\d+", version)[:2])
+        return (major, minor) >= (2, 8)
+    return True
+
+
 class MLFlowLogger(Logger):
     """Log to MLflow: one run per fit, in the experiment ``experiment_name`` (created if missing).
 
@@ -59,9 +73,10 @@ class MLFlowLogger(Logger):
         prefix: prepended to every metric name, joined with ``"-"``.
         artifact_location: where a newly created experiment stores artifacts.
         run_id: resume this existing run instead of creating one.
+        synchronous: whether each logging call waits until mlflow stored it (mlflow>=2.8); None: mlflow's default.
 
     Raises:
-        ModuleNotFoundError: mlflow is not installed.
+        ModuleNotFoundError: mlflow is not installed, or too old for ``synchronous``.
 
     Example::
 
@@ -82,9 +97,14 @@ class MLFlowLogger(Logger):
         prefix: str = "",
         artifact_location: str | None = None,
         run_id: str | None = None,
+        synchronous: bool | None = None,
     ) -> None:
         super().__init__()
         _import_mlflow()
+        if synchronous is not None and not _supports_synchronous():
+            raise ModuleNotFoundError("`synchronous` requires mlflow>=2.8.0")
+        # passed to every `log_batch`: None keeps mlflow's own default
+        self._log_batch_kwargs: dict[str, Any] = {} if synchronous is None else {"synchronous": synchronous}
         if tracking_uri is None:
             tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"{LOCAL_FILE_URI_PREFIX}{save_dir}"
         from mlflow.tracking import MlflowClient
@@ -179,7 +199,7 @@ class MLFlowLogger(Logger):
         items = [Param(key=key, value=str(value)[:_PARAM_VALUE_LIMIT]) for key, value in flat.items()]
         client, run_id = self._client_and_run()
         for start in range(0, len(items), _PARAMS_PER_BATCH):
-            client.log_batch(run_id=run_id, params=items[start : start + _PARAMS_PER_BATCH])
+            client.log_batch(run_id=run_id, params=items[start : start + _PARAMS_PER_BATCH], **self._log_batch_kwargs)
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
@@ -203,7 +223,7 @@ class MLFlowLogger(Logger):
             number = value.item() if isinstance(value, Tensor) else value
             batch.append(Metric(key=clean, value=number, timestamp=timestamp_ms, step=step or 0))
         client, run_id = self._client_and_run()
-        client.log_batch(run_id=run_id, metrics=batch)
+        client.log_batch(run_id=run_id, metrics=batch, **self._log_batch_kwargs)
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
@@ -227,8 +247,8 @@ class MLFlowLogger(Logger):
         # Only called on rank 0 (rank-zero-only methods), where the experiment is the real client and the run exists.
         client = self.experiment
         assert not isinstance(client, DummyExperiment)
-        assert self._run_id is not None
-        return client, self._run_id
+        # the run id mlflow gave (Lightning passes it on unchecked; a client that returned none fails in its own call)
+        return client, cast(str, self._run_id)
 
     @rank_zero_only
     def _log_checkpoints(self, checkpoint_callback: Any) -> None:

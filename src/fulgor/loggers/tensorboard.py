@@ -33,6 +33,10 @@ def tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
+# a module-level flag (not a call) so that jsonargparse's source analysis can pick the import branch
+_HAVE_TENSORBOARD = tensorboard_available()
+
+
 def _tensorboardx_available() -> bool:
     return importlib.util.find_spec("tensorboardX") is not None
 
@@ -112,7 +116,12 @@ class TensorBoardLogger(VersionedLogger):
         if self._experiment is None:
             if self.root_dir:
                 fs.makedirs(self._on_disk(self.root_dir), exist_ok=True)
-            self._experiment = _summary_writer_class()(log_dir=self.log_dir, **self._kwargs)
+            # imported here, in this shape, so that jsonargparse (LightningCLI) resolves `**kwargs` to its arguments
+            if _HAVE_TENSORBOARD:
+                from torch.utils.tensorboard import SummaryWriter
+            else:  # pragma: no cover - only without tensorboard
+                from tensorboardX import SummaryWriter  # type: ignore[no-redef,import-not-found,unused-ignore]
+            self._experiment = SummaryWriter(log_dir=self.log_dir, **self._kwargs)
         return self._experiment
 
     def _writer(self) -> SummaryWriter:
@@ -249,15 +258,6 @@ class TensorBoardLogger(VersionedLogger):
         state = self.__dict__.copy()
         state["_experiment"] = None
         return state
-
-
-def _summary_writer_class() -> type[SummaryWriter]:
-    """``torch.utils.tensorboard.SummaryWriter``, or tensorboardX's when only that is installed (imported here)."""
-    if tensorboard_available():
-        from torch.utils.tensorboard import SummaryWriter
-    else:  # pragma: no cover - only without tensorboard
-        from tensorboardX import SummaryWriter  # type: ignore[no-redef,import-not-found,unused-ignore]
-    return SummaryWriter
 
 
 def _through_transfer_hooks(model: Module, batch: Any) -> Any:

@@ -19,7 +19,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fulgor.accelerators import Accelerator
 from fulgor.checkpoint_io import CheckpointIO
-from fulgor.errors import MisconfigurationException
 from fulgor.precision import Precision
 from fulgor.rank import log, rank_zero_info, rank_zero_only
 from fulgor.stop_request import Preempted
@@ -340,16 +339,3 @@ class DDPStrategy(ParallelStrategy):
 def _destroy_process_group() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def strategy_for_name(name: str) -> DDPStrategy:
-    """A DDPStrategy for a registry name: ddp, ddp_spawn, ddp_fork, ddp_notebook, each optionally with the suffix
-    `_find_unused_parameters_true`/`_false`."""
-    base, _, unused = name.partition("_find_unused_parameters_")
-    start = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}.get(base)
-    if start is None or unused not in ("", "true", "false"):
-        raise MisconfigurationException(f"`strategy={name!r}` is not a DDP strategy name.")
-    kwargs: dict[str, Any] = {"find_unused_parameters": unused == "true"} if unused else {}
-    strategy = DDPStrategy(start_method=start, **kwargs)
-    strategy.strategy_name = name
-    return strategy

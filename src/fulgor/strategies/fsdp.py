@@ -213,12 +213,3 @@ def _holds_tensors(tree: Any) -> bool:
 
 def _is_instance(module: nn.Module, classes: tuple[type[nn.Module], ...]) -> bool:
     return isinstance(module, classes)
-
-
-def strategy_for_name(name: str) -> FSDPStrategy:
-    """The FSDPStrategy for a registry name: `fsdp` or `fsdp_cpu_offload`."""
-    if name not in ("fsdp", "fsdp_cpu_offload"):
-        raise MisconfigurationException(f"`strategy={name!r}` is not an FSDP strategy name.")
-    strategy = FSDPStrategy(cpu_offload=name == "fsdp_cpu_offload")
-    strategy.strategy_name = name
-    return strategy

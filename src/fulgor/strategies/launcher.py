@@ -8,11 +8,13 @@ import atexit
 import dataclasses
 import os
 import pickle
+import re
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,29 @@ LAUNCHER_PID_ENV = "FULGOR_LAUNCHER_PID"
 _POLL_SECONDS = 0.2
 # How long a failing launcher waits for a child's exit code before killing it (only on the failure path).
 _GRACE_SECONDS = 1.0
+_TAIL_LINES = 200
+_RANK_PREFIX = re.compile(r"^\[rank\d+\]: ")
+
+
+def _relay(child: subprocess.Popen[bytes], tail: deque[str]) -> None:
+    """Copy a child's stderr to this process's stderr, keeping its last lines."""
+    assert child.stderr is not None
+    for raw in iter(child.stderr.readline, b""):
+        tail.append(raw.decode(errors="replace").rstrip("\n"))
+        try:
+            sys.stderr.buffer.write(raw)
+            sys.stderr.flush()
+        except (AttributeError, ValueError, OSError):  # a replaced or closed stderr: the tail is still kept
+            pass
+
+
+def _last_exception_line(lines: list[str]) -> str | None:
+    """The `Type: message` line of the last traceback in `lines` (the first unindented line after its frames)."""
+    lines = [_RANK_PREFIX.sub("", line, count=1) for line in lines]  # torch's "[rank1]: " prefix of each line
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+    if not starts:
+        return None
+    return next((line for line in lines[starts[-1] + 1 :] if line and not line[0].isspace()), None)
 
 
 def _stop_job(message: str) -> None:
@@ -66,6 +91,7 @@ class ScriptLauncher:
         self.num_processes = num_processes
         self.num_nodes = num_nodes
         self.children: list[subprocess.Popen[bytes]] = []
+        self._tails: list[deque[str]] = []  # the last stderr lines of each child
         self._finished = False
 
     @property
@@ -88,7 +114,12 @@ class ScriptLauncher:
         command = script_command()
         for local_rank in range(1, self.num_processes):
             child_env = {**os.environ, "LOCAL_RANK": str(local_rank), LAUNCHER_PID_ENV: str(os.getpid())}
-            self.children.append(subprocess.Popen(command, env=child_env))
+            child = subprocess.Popen(command, env=child_env, stderr=subprocess.PIPE)
+            self.children.append(child)
+            # The child's stderr is relayed line by line; its last lines name its exception if it fails.
+            tail: deque[str] = deque(maxlen=_TAIL_LINES)
+            self._tails.append(tail)
+            threading.Thread(target=_relay, args=(child, tail), name="fulgor-ddp-stderr", daemon=True).start()
         threading.Thread(target=self._watch_children, name="fulgor-ddp-watchdog", daemon=True).start()
         atexit.register(self.wait_children)
 
@@ -108,9 +139,12 @@ class ScriptLauncher:
                 continue  # an agreed preemption stop: every rank saves and exits with this code, not a failure
             if code is not None and code != 0:
                 rank = self.environment.node_rank() * self.num_processes + local_rank
+                time.sleep(_POLL_SECONDS)  # the relay thread reads what the child wrote before it exited
+                last = _last_exception_line(list(self._tails[local_rank - 1])) if self._tails else None
+                raised = f" after raising `{last}`" if last else ""
                 return (
                     f"fulgor: the process of global rank {rank} (local rank {local_rank}, pid {child.pid}) exited"
-                    f" with code {code}. Stopping every process of this job so that none waits forever for it."
+                    f" with code {code}{raised}. Stopping every process of this job so that none waits forever for it."
                 )
         return None
 
@@ -126,6 +160,9 @@ class ScriptLauncher:
             dead = self.failed_child()
         if dead is not None:
             sys.stderr.write(f"\n{dead}\n")
+            failing = sys.exc_info()[1]
+            if failing is not None:  # this process fails because of the peer (e.g. gloo's "Connection closed"): say so
+                failing.add_note(dead)
         for child in self.children:
             if child.poll() is None:
                 child.kill()

@@ -7,19 +7,13 @@ import sys
 import torch
 
 from fulgor.errors import MisconfigurationException
-from fulgor.strategies import ddp, fsdp
 from fulgor.strategies.single_device import SingleDeviceStrategy
 from fulgor.strategies.strategy import Strategy
+from fulgor.strategies.strategy_registry import StrategyRegistry
 
-_DDP_BASES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
-STRATEGY_NAMES = (
-    "auto",
-    "single_device",
-    *(f"{base}{suffix}" for base in _DDP_BASES for suffix in ("", "_find_unused_parameters_false",
-                                                                "_find_unused_parameters_true")),
-    "fsdp",
-    "fsdp_cpu_offload",
-)  # fmt: skip
+# The names that start processes by forking (Lightning's `_DDP_FORK_ALIASES`): not usable once CUDA is initialised.
+FORK_STRATEGY_NAMES = tuple(name for name in StrategyRegistry if name.startswith(("ddp_fork", "ddp_notebook")))
+_REFUSED_NAMES = ("deepspeed", "xla", "single_xla")
 
 
 def select_strategy(name: object, parallel_devices: list[torch.device], num_nodes: int) -> Strategy:
@@ -32,13 +26,14 @@ def select_strategy(name: object, parallel_devices: list[torch.device], num_node
         ValueError: an unknown name, `single_device` with several devices, or `fsdp` on MPS.
         MisconfigurationException: a strategy fulgor does not provide (deepspeed, xla).
     """
-    if not isinstance(name, str) or name.lower() not in (*STRATEGY_NAMES, "deepspeed", "xla", "single_xla"):
+    if isinstance(name, str) and name not in StrategyRegistry:
+        name = name.lower()  # the built-in names are case-insensitive
+    if not isinstance(name, str) or (name not in ("auto", *_REFUSED_NAMES) and name not in StrategyRegistry):
         raise ValueError(
             f"You selected an invalid strategy name: `strategy={name!r}`. It must be either a string or an instance"
             " of `fulgor.strategies.Strategy`. Example choices: auto, ddp, ddp_spawn, ddp_fork, fsdp, single_device."
             " Find a complete list of options in docs/distributed.md."
         )
-    name = name.lower()
     count = len(parallel_devices)
     distributed = count > 1 or num_nodes > 1
     if name == "auto":
@@ -53,10 +48,11 @@ def select_strategy(name: object, parallel_devices: list[torch.device], num_node
                 f" num_nodes={num_nodes} ask for {count * num_nodes}. Use `strategy='ddp'` or `devices=1`."
             )
         return SingleDeviceStrategy(parallel_devices[0])
-    if name.startswith("ddp"):
-        return ddp.strategy_for_name(name)
-    if name.startswith("fsdp"):
-        return _fsdp(name, parallel_devices[0].type)
+    if name in ("fsdp", "fsdp_cpu_offload"):
+        _check_fsdp_device(name, parallel_devices[0].type)
+    if name in StrategyRegistry:
+        built: Strategy = StrategyRegistry.get(name)
+        return built
     if name == "deepspeed":
         raise MisconfigurationException(
             "`Trainer(strategy='deepspeed')` is not supported by fulgor. Use `strategy='fsdp'` for sharded"
@@ -67,11 +63,10 @@ def select_strategy(name: object, parallel_devices: list[torch.device], num_node
     )
 
 
-def _fsdp(name: str, accelerator: str) -> Strategy:
+def _check_fsdp_device(name: str, accelerator: str) -> None:
     # Lightning refuses FSDP without a GPU; torch's FSDP2 runs on CPU with gloo, so fulgor allows it there.
     if accelerator not in ("cpu", "cuda"):
         raise ValueError(
             f"The strategy `{name}` requires a GPU accelerator, but received `accelerator={accelerator!r}`. Please"
             " set `accelerator='cuda'`, `accelerator='gpu'`, or pass a `CUDAAccelerator()` instance to use FSDP."
         )
-    return fsdp.strategy_for_name(name)

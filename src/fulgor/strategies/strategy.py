@@ -32,9 +32,43 @@ class Strategy(ABC):
         precision_plugin: Precision | None = None,
     ) -> None:
         self.model: nn.Module | None = None
+        self._lightning_module: nn.Module | None = None
         self.accelerator = accelerator
         self._checkpoint_io = checkpoint_io
         self._precision_plugin = precision_plugin
+
+    def connect(self, model: nn.Module) -> None:
+        """Attach the LightningModule this strategy runs (the Trainer does it as each run starts)."""
+        self._lightning_module = model
+
+    @property
+    def lightning_module(self) -> nn.Module | None:
+        """The LightningModule of the current (or last) run, unwrapped."""
+        return self._lightning_module
+
+    def backward(self, closure_loss: Tensor, optimizer: Any, *args: Any, **kwargs: Any) -> Tensor:
+        """The backward pass of `closure_loss`: the precision's loss scaling, the `on_before_backward` hooks,
+        `LightningModule.backward(loss, *args, **kwargs)`, the `on_after_backward` hooks. A strategy that runs
+        backward differently overrides this; `optimizer` is the one being stepped (None in manual optimization).
+
+        Returns:
+            `closure_loss`.
+        """
+        run = getattr(self._lightning_module, "_run", None)
+        if run is None:
+            raise RuntimeError(
+                "`Strategy.backward` runs inside a Trainer run: call `manual_backward(loss)` from a LightningModule"
+                " hook, or `loss.backward()` outside the Trainer."
+            )
+        run.backward(closure_loss, *args, **kwargs)
+        return closure_loss
+
+    @contextmanager
+    def tensor_init_context(self, empty_init: bool | None = None) -> Iterator[None]:
+        """Tensors created inside go to the root device, in the precision's dtype (`Trainer.init_module`). A strategy
+        that creates them otherwise (sharded, on the meta device when `empty_init`) overrides this."""
+        with self.root_device, self.precision_plugin.tensor_init_context():
+            yield
 
     @property
     def checkpoint_io(self) -> CheckpointIO:
@@ -158,6 +192,9 @@ class Strategy(ABC):
 
     def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
         return decision
+
+    def on_exception(self, exception: BaseException) -> None:  # noqa: B027
+        """Called when a run is interrupted by `exception` (after the callbacks' `on_exception`); override to react."""
 
     def teardown(self) -> None:
         """Release what the strategy holds after a run: a model trained on a GPU goes back to the CPU; the precision,

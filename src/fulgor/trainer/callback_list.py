@@ -60,6 +60,7 @@ def build_callbacks(
         else:
             result.append(ModelSummary(max_depth=1))
     _add_checkpointing(result, enable_checkpointing)
+    check_unique_state_keys(result)  # as Lightning: when the Trainer is built, not only when a run starts
     return sort_callbacks(result)
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fulgor.errors import MisconfigurationException, PossibleUserWarning
-from fulgor.module import LightningModule, is_overridden
+from fulgor.lightning_errors import LightningDeprecationWarning
+from fulgor.module import LightningModule
+from fulgor.overridden import is_overridden
 from fulgor.rank import rank_zero_warn
 from fulgor.trainer.state import TrainerFn
 
@@ -18,6 +20,7 @@ def verify_loop_configuration(run: Run) -> None:
     """Lightning's checks that the module defines what the requested run needs (1.x `*_epoch_end` hooks are
     supported: see `fulgor.trainer.legacy_hooks`)."""
     module, fn = run.module, run.fn
+    _verify_configure_model(module)
     if fn == TrainerFn.FITTING:
         _verify_fit(run, module)
     elif fn == TrainerFn.PREDICTING:
@@ -29,6 +32,24 @@ def verify_loop_configuration(run: Run) -> None:
         step = "validation_step" if fn == TrainerFn.VALIDATING else "test_step"
         if not is_overridden(step, module):
             raise MisconfigurationException(f"No `{step}()` method defined to run `Trainer.{fn.value}`.")
+
+
+def _verify_configure_model(module: LightningModule) -> None:
+    """The 1.x `configure_sharded_model` hook still runs (before `configure_model`), with Lightning's deprecation."""
+    if not is_overridden("configure_sharded_model", module):
+        return
+    name = type(module).__name__
+    if is_overridden("configure_model", module):
+        raise RuntimeError(
+            f"Both `{name}.configure_model`, and `{name}.configure_sharded_model` are overridden. The latter is"
+            " deprecated and it should be replaced with the former."
+        )
+    rank_zero_warn(
+        f"You have overridden `{name}.configure_sharded_model` which is deprecated. Please override the"
+        " `configure_model` hook instead. Instantiation with the newer hook will be created on the device right"
+        " away and have the right data type depending on the precision setting in the Trainer.",
+        LightningDeprecationWarning,
+    )
 
 
 def _verify_fit(run: Run, module: LightningModule) -> None:

@@ -12,6 +12,8 @@ import torch
 from fulgor.callbacks.timer import parse_duration
 from fulgor.errors import MisconfigurationException, PossibleUserWarning
 from fulgor.rank import rank_zero_info, rank_zero_warn
+from fulgor.trainer.finite_guard import validate_mode
+from fulgor.trainer.input_checks import check_flags
 
 __all__ = ["TrainerConfig", "build_config", "determine_batch_limit"]
 
@@ -51,13 +53,15 @@ class TrainerConfig(NamedTuple):
     reload_dataloaders_every_n_epochs: int = 0
     enable_autolog_hparams: bool = True
     detect_anomaly: bool = False
+    non_finite: str = "error"  # fulgor's guard against NaN/inf training losses: "error", "warn" or "off"
 
 
 def build_config(flags: dict[str, Any]) -> TrainerConfig:
     """Validate the flags (Lightning's messages) and build the config; prints Lightning's notes about them."""
+    check_flags(flags)  # fulgor's early checks of every flag's type and range (input_checks.py)
     root = flags["default_root_dir"]
     config = TrainerConfig(
-        default_root_dir=os.fspath(root) if root is not None else os.getcwd(),
+        default_root_dir=_root_dir(root),
         num_nodes=flags["num_nodes"],  # validated with the devices (trainer/parts.py)
         barebones=flags["barebones"],
         inference_mode=flags["inference_mode"],
@@ -65,6 +69,7 @@ def build_config(flags: dict[str, Any]) -> TrainerConfig:
         reload_dataloaders_every_n_epochs=flags["reload_dataloaders_every_n_epochs"],
         enable_autolog_hparams=flags["enable_autolog_hparams"],
         detect_anomaly=flags["detect_anomaly"],
+        non_finite=validate_mode(flags.get("non_finite", "error")),
         **_determinism(flags["deterministic"], flags["benchmark"]),
         **_epochs_and_steps(flags),
         **_batch_limits(flags),
@@ -99,6 +104,15 @@ def _determinism(deterministic: bool | str | None, benchmark: bool | None) -> di
     if benchmark is None and deterministic:
         benchmark = False
     return {"deterministic": deterministic, "benchmark": benchmark}
+
+
+def _root_dir(root: Any) -> str:
+    """`default_root_dir` as Lightning reads it: the working directory when unset; a local path with `~` expanded
+    and normalised (a remote URL such as s3://... as given)."""
+    if not root:
+        return os.getcwd()
+    path: str = os.fspath(root)
+    return path if "://" in path else os.path.normpath(os.path.expanduser(path))
 
 
 def _epochs_and_steps(flags: dict[str, Any]) -> dict[str, Any]:

@@ -6,20 +6,26 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from fulgor.combined_loader import MODES, CombinedLoader, Mode, combined_length, flatten
+from fulgor.data.sizes import has_len_all_ranks
 from fulgor.datamodule import LightningDataModule, dataloader_is_defined
 from fulgor.errors import MisconfigurationException, PossibleUserWarning
-from fulgor.module import LightningModule, is_overridden
-from fulgor.rank import rank_zero_warn
+from fulgor.hook_signature import is_param_in_hook_signature
+from fulgor.module import LightningModule
+from fulgor.overridden import is_overridden
+from fulgor.rank import rank_zero_warn, warn_once
 from fulgor.seed import pl_worker_init_function
 from fulgor.trainer.dispatch import call_module
+from fulgor.trainer.loader_warnings import check_workers
+from fulgor.trainer.preemption import shield_workers
 from fulgor.trainer.state import RunningStage
 
 if TYPE_CHECKING:
@@ -93,40 +99,61 @@ def member_loaders(loader: Any) -> list[Any]:
     return list(loader.flattened) if isinstance(loader, CombinedLoader) else [loader]
 
 
-def check_iterable(loader: Any, source: DataSource, stage: RunningStage) -> None:
-    """Fail early, naming the method, when a stage's data is not iterable."""
-    if isinstance(loader, Iterable):
-        return
-    origin = (
-        f"`{type(source.instance).__name__}.{source.name}()`"
-        if _is_module_or_dm(source.instance)
-        else f"`Trainer.{_trainer_fn_name(stage)}({_arg_name(stage)}=...)`"
-    )
-    raise TypeError(
-        f"An invalid dataloader was passed to {origin}. Found {loader!r}: it is not iterable."
-        " Return a `torch.utils.data.DataLoader` (or any iterable of batches)."
-    )
+def set_sampler_epoch(loader: Any, epoch: int) -> None:
+    """Tell the samplers of `loader` (each member of a CombinedLoader) that shuffle per epoch, e.g.
+    DistributedSampler, which epoch this is: its `sampler` and its batch sampler's `sampler`, each once."""
+    for member in member_loaders(loader):
+        samplers = [getattr(member, "sampler", None), getattr(getattr(member, "batch_sampler", None), "sampler", None)]
+        for i, sampler in enumerate(samplers):
+            set_epoch = getattr(sampler, "set_epoch", None)
+            if callable(set_epoch) and not any(sampler is other for other in samplers[:i]):
+                set_epoch(epoch)
 
 
-def _trainer_fn_name(stage: RunningStage) -> str:
-    return {"train": "fit", "sanity_check": "fit"}.get(stage.value, stage.value)
+def shutdown_workers(run: Run) -> None:
+    """As a run ends (finished or failed): stop the worker processes of every loader it read, persistent ones
+    included, and drop their iterators, as Lightning does (a later run starts them again)."""
+    loaders = [run.train_loader, *(loader for stage in run.loaders.values() for loader in stage)]
+    for loader in loaders:
+        for member in member_loaders(loader) if loader is not None else ():
+            iterator = getattr(member, "_iterator", None) if isinstance(member, DataLoader) else None
+            if isinstance(iterator, _MultiProcessingDataLoaderIter):
+                iterator._shutdown_workers()
+            if iterator is not None:
+                member._iterator = None
 
 
-def _arg_name(stage: RunningStage) -> str:
-    return {"train": "train_dataloaders", "sanity_check": "val_dataloaders"}.get(stage.value, "dataloaders")
-
-
-def loader_length(loader: Any) -> int | float:
-    """`len(loader)`, or inf for iterables without a length."""
-    if isinstance(loader, DataLoader) and isinstance(loader.dataset, IterableDataset):
-        try:
-            return len(loader)
-        except TypeError:
-            return float("inf")
+def check_iterable(loader: Any, source: DataSource, fn: str) -> None:
+    """Fail early, naming the method, when a stage's data cannot be iterated (Lightning's test: `iter()` works, so a
+    Dataset with `__getitem__` is read item by item, as Lightning reads it)."""
+    if isinstance(loader, DataLoader):
+        return  # always iterable; `iter()` on it would start its workers
+    if isinstance(loader, Dataset):  # Lightning reads it silently; almost always a forgotten DataLoader
+        where = f"`{type(source.instance).__name__}.{source.name}()`" if _is_module_or_dm(source.instance) else fn
+        rank_zero_warn(
+            f"The data of {where} is a `{type(loader).__name__}` (a Dataset, not a DataLoader): it is read one item at"
+            " a time, without batching. Wrap it: `DataLoader(dataset, batch_size=...)`.",
+            category=PossibleUserWarning,
+        )
     try:
-        return len(loader)
-    except (TypeError, NotImplementedError):
-        return float("inf")
+        iter(loader)
+    except TypeError:
+        help_ = " It cannot be read because it is not iterable: pass a `torch.utils.data.DataLoader`."
+        if _is_module_or_dm(source.instance):
+            raise TypeError(
+                f"An invalid dataloader was returned from `{type(source.instance).__name__}.{source.name}()`."
+                f" Found {loader}.{help_}"
+            ) from None
+        prefix = "train_" if fn == "fit" else ""  # Lightning's wording, for the validation data of fit too
+        raise TypeError(
+            f"An invalid dataloader was passed to `Trainer.{fn}({prefix}dataloaders=...)`. Found {loader}.{help_}"
+        ) from None
+
+
+def loader_length(loader: Any, strategy: Any) -> int | float:
+    """`len(loader)`, or inf for iterables without a length; checked over the ranks with Lightning's warnings (an
+    empty loader, an `IterableDataset` that defines `__len__`)."""
+    return len(loader) if has_len_all_ranks(loader, strategy) else float("inf")
 
 
 def num_batches(stage: RunningStage, length: int | float, limit: int | float) -> int | float:
@@ -185,6 +212,11 @@ def prepare_loader(run: Run, loader: Any, stage: RunningStage) -> Any:
         loader = rebuild_dataloader(loader, sampler)
     if os.environ.get("PL_SEED_WORKERS") == "1" and loader.num_workers > 0 and loader.worker_init_fn is None:
         loader.worker_init_fn = partial(pl_worker_init_function, rank=run.strategy.global_rank)
+    shield_workers(loader)  # workers ignore the stop signals: a signal to the process group stops at a safe point
+    name = f"{stage.dataloader_prefix}_dataloader"
+    check_workers(loader, name, run.trainer.num_devices, config.reload_dataloaders_every_n_epochs)
+    if not run.fitting:  # (fit sets it as each epoch or validation starts) some shuffle by the training epoch
+        set_sampler_epoch(loader, run.state.epoch)
     return loader
 
 
@@ -223,56 +255,61 @@ def rebuild_dataloader(loader: DataLoader[Any], sampler: Any, batch_sampler: Any
     return DataLoader(loader.dataset, **kwargs)
 
 
-def resolve_batch_transfer(run: Run) -> Any:
-    """The object whose batch-transfer hooks run: the datamodule's when it overrides them (with a warning)."""
-    module = run.module
-    datamodule = run.datamodule
+BATCH_TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+
+
+def batch_transfer_owners(run: Run) -> list[Any]:
+    """For each batch-transfer hook, the object whose method runs (Lightning's rule, hook by hook): the datamodule's
+    where it overrides the hook, else the module's; a module override next to a datamodule gets Lightning's
+    warning."""
+    module, datamodule = run.module, run.datamodule
     if datamodule is None:
-        return module
-    owner: Any = module
-    for hook in ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"):
-        if is_overridden(hook, datamodule, LightningDataModule):
-            if is_overridden(hook, module, LightningModule):
-                rank_zero_warn(
+        return [module] * len(BATCH_TRANSFER_HOOKS)
+    owners: list[Any] = []
+    for hook in BATCH_TRANSFER_HOOKS:
+        in_module = is_overridden(hook, module)
+        if is_overridden(hook, datamodule):
+            if in_module:
+                warn_once(
                     f"You have overridden `{hook}` in both `LightningModule` and `LightningDataModule`."
                     " It will use the implementation from `LightningDataModule` instance."
                 )
-            owner = datamodule
-    return owner
+            owners.append(datamodule)
+            continue
+        if in_module:
+            warn_once(
+                f"You have overridden `{hook}` in `LightningModule` but have passed in a"
+                " `LightningDataModule`. It will use the implementation from `LightningModule` instance."
+            )
+        owners.append(module)
+    return owners
 
 
 def accepts_batch_idx(step: Any) -> bool:
     """Whether a `*_step` takes `batch_idx` (a parameter of that name, `*args`, or a second positional one)."""
-    params = inspect.signature(step).parameters.values()
-    if any(p.name == "batch_idx" or p.kind is p.VAR_POSITIONAL for p in params):
-        return True
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2
+    return is_param_in_hook_signature(step, "batch_idx", min_args=2)
 
 
-def step_accepts_dataloader_idx(step: Any) -> tuple[bool, bool]:
-    """(has a `dataloader_idx` parameter, that parameter has no default)."""
-    params = inspect.signature(step).parameters
-    if "dataloader_idx" not in params:
-        return False, False
-    return True, params["dataloader_idx"].default is inspect.Parameter.empty
-
-
-def check_dataloader_idx(module: LightningModule, step_name: str, num_loaders: int, loader_name: str) -> None:
-    """Lightning's signature checks for `*_step(..., dataloader_idx)` against the number of loaders."""
-    has_arg, required = step_accepts_dataloader_idx(getattr(module, step_name))
+def check_dataloader_idx(module: LightningModule, hooks: tuple[str, ...], several: bool, loader_name: str) -> None:
+    """Lightning's signature checks of `hooks` (a `*_step`, `on_*_batch_start/end`) against the number of loaders:
+    several loaders need a `dataloader_idx` parameter (or `*args`); a single one must not require it."""
     cls = type(module).__name__
-    if num_loaders > 1 and not has_arg:
-        raise RuntimeError(
-            f"You provided multiple `{loader_name}`, but no `dataloader_idx` argument in `{cls}.{step_name}()`."
-            " Try adding `dataloader_idx=0` to its signature."
-        )
-    if num_loaders == 1 and required:
-        raise RuntimeError(
-            f"You provided only a single `{loader_name}`, but have included `dataloader_idx` in"
-            f" `{cls}.{step_name}()`. Either remove the argument or give it a default value i.e."
-            " `dataloader_idx=0`."
-        )
+    for hook in hooks:
+        fn = getattr(module, hook)
+        present = is_param_in_hook_signature(fn, "dataloader_idx")
+        if several and not present:
+            raise RuntimeError(
+                f"You provided multiple `{loader_name}`, but no `dataloader_idx` argument in `{cls}.{hook}()`."
+                " Try adding `dataloader_idx=0` to its signature."
+            )
+        if not several and present:
+            params = inspect.signature(fn).parameters
+            if "dataloader_idx" in params and params["dataloader_idx"].default is inspect.Parameter.empty:
+                raise RuntimeError(
+                    f"You provided only a single `{loader_name}`, but have included `dataloader_idx` in"
+                    f" `{cls}.{hook}()`. Either remove the argument or give it a default value i.e."
+                    " `dataloader_idx=0`."
+                )
 
 
 def validation_enabled(run: Run) -> bool:
@@ -303,13 +340,14 @@ def _request_train_loader(run: Run) -> None:
     combined = as_combined(requested, "max_size_cycle")
     config = run.config
     if combined is None:
-        check_iterable(requested, source, RunningStage.TRAINING)
+        check_iterable(requested, source, run.fn.value)
         run.train_loader = prepare_loader(run, requested, RunningStage.TRAINING)
-        length = loader_length(run.train_loader)
+        length = loader_length(run.train_loader, run.strategy)
         run.num_training_batches = num_batches(RunningStage.TRAINING, length, config.limit_train_batches)
     else:
         run.train_loader = combined
         run.num_training_batches = _prepare_combined(run, combined, source, RunningStage.TRAINING)
+    run.state.batch_counts["train"] = run.num_training_batches
     run.last_train_reload_epoch = run.state.epoch
     # Lightning's rule: the loader is sized when its batch count is finite (an iterable dataset under an int limit is).
     run.val_check_batch = _val_check_batch(run, sized=run.num_training_batches != float("inf"))
@@ -328,11 +366,11 @@ def _prepare_combined(run: Run, combined: CombinedLoader, source: DataSource, st
     a pass over `combined` runs (Lightning's count: the mode's rule over the limited lengths)."""
     loaders = []
     for loader in combined.flattened:
-        check_iterable(loader, source, stage)
+        check_iterable(loader, source, run.fn.value)
         loaders.append(prepare_loader(run, loader, stage))
     combined.flattened = loaders
     limit = getattr(run.config, _LIMIT_FLAGS[stage.dataloader_prefix])
-    combined.limits = [num_batches(stage, loader_length(loader), limit) for loader in loaders]
+    combined.limits = [num_batches(stage, loader_length(loader, run.strategy), limit) for loader in loaders]
     return combined_length(combined)
 
 
@@ -341,7 +379,7 @@ def check_train_mode(loader: Any) -> None:
     epoch has started)."""
     if isinstance(loader, CombinedLoader) and loader.mode == "sequential":
         raise ValueError(
-            '`Trainer.fit` does not support the `CombinedLoader(mode="sequential")` mode.'
+            '`_FitLoop` does not support the `CombinedLoader(mode="sequential")` mode.'
             f" The available modes are: {[m for m in MODES if m != 'sequential']}"
         )
 
@@ -408,9 +446,10 @@ def _request_eval_loaders(run: Run, stage: RunningStage) -> None:
     requested = source.request(run)
     combined = as_combined(requested, "sequential")
     if combined is None:
-        check_iterable(requested, source, stage)
+        check_iterable(requested, source, run.fn.value)
         loader = prepare_loader(run, requested, stage)
-        run.loaders[stage], run.limits[stage] = [loader], [num_batches(stage, loader_length(loader), limit)]
+        length = loader_length(loader, run.strategy)
+        run.loaders[stage], run.limits[stage] = [loader], [num_batches(stage, length, limit)]
         run.loader_views[stage] = loader
     else:
         _prepare_combined(run, combined, source, stage)
@@ -418,7 +457,12 @@ def _request_eval_loaders(run: Run, stage: RunningStage) -> None:
         run.loaders[stage] = list(combined.flattened) if sequential else [combined]
         run.limits[stage] = list(combined.limits or [])
         run.loader_views[stage] = combined.iterables  # `trainer.val_dataloaders` & co. show the collection given
-    if stage == RunningStage.VALIDATING:
+    counts_key = "fit_val" if stage == RunningStage.VALIDATING and run.fitting else stage.value
+    run.state.batch_counts[counts_key] = list(run.limits[stage])
+    # Lightning's reload clock: a load by the sanity check counts only if this epoch validates (else the epoch that
+    # validates first loads again).
+    sanity = run.state.stage == RunningStage.SANITY_CHECKING
+    if stage == RunningStage.VALIDATING and run.fitting and (not sanity or is_validation_epoch(run)):
         run.last_val_reload_epoch = run.state.epoch
 
 
@@ -430,13 +474,22 @@ def check_predict_mode(loaders: list[Any]) -> None:
 
 
 def setup_val_data_for_fit(run: Run) -> None:
-    """Request the validation loaders before `on_train_start` if the sanity check did not (progress bar totals)."""
-    if validation_enabled(run) and RunningStage.VALIDATING not in run.loaders:
+    """Request the validation loaders before `on_train_start` if the sanity check did not and this epoch validates
+    (progress bar totals), as Lightning does."""
+    if is_validation_epoch(run) and RunningStage.VALIDATING not in run.loaders:
         _request_eval_loaders(run, RunningStage.VALIDATING)
 
 
+def is_validation_epoch(run: Run) -> bool:
+    """Whether fit validates in the current epoch (`check_val_every_n_epoch`)."""
+    every = run.config.check_val_every_n_epoch
+    return validation_enabled(run) and (every is None or (run.state.epoch + 1) % every == 0)
+
+
 def reload_val_data_if_due(run: Run) -> None:
+    """Drop the validation loaders when `reload_dataloaders_every_n_epochs` epochs passed since they were loaded
+    (they are then requested again as the validation starts)."""
     every = run.config.reload_dataloaders_every_n_epochs
     last = run.last_val_reload_epoch
-    if every and last is not None and run.state.epoch - last >= every:
+    if every and (last is None or run.state.epoch - last >= every):
         run.loaders.pop(RunningStage.VALIDATING, None)

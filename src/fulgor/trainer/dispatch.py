@@ -29,8 +29,9 @@ def set_fx_name(module: LightningModule, name: str | None) -> None:
     module.__dict__["_current_fx_name"] = name
 
 
-def call_hook(run: Run, name: str, *args: Any) -> Any:
-    """Call hook `name` on its receivers in order; return the LightningModule's result (callbacks' are ignored)."""
+def call_hook(run: Run, name: str, *args: Any, **kwargs: Any) -> Any:
+    """Call hook `name` on its receivers in order, each with `*args, **kwargs` as Lightning passes them (callbacks
+    get `trainer, pl_module` first); return the LightningModule's result (callbacks' are ignored)."""
     receivers = run.hooks.get(name, _NOBODY)
     if receivers is _NOBODY:
         return None
@@ -39,10 +40,10 @@ def call_hook(run: Run, name: str, *args: Any) -> Any:
     set_fx_name(module, name)
     try:
         for fn in receivers.before:
-            fn(*args)
-        result = receivers.module(*args) if receivers.module is not None else None
+            fn(*args, **kwargs)
+        result = receivers.module(*args, **kwargs) if receivers.module is not None else None
         for fn in receivers.after:
-            fn(*args)
+            fn(*args, **kwargs)
     finally:
         set_fx_name(module, previous)
     return result

@@ -11,9 +11,11 @@ import torch
 from torch import Tensor
 
 from fulgor.data.transfer import move_data_to_device
-from fulgor.module import is_overridden
+from fulgor.overridden import is_overridden
+from fulgor.rank import warn_once
 from fulgor.stop_request import STOP
 from fulgor.trainer import data, preemption
+from fulgor.trainer.batch_hints import dict_batch_hint
 from fulgor.trainer.dispatch import call_hook, call_module, set_fx_name
 from fulgor.trainer.state import LoopPhase, RunningStage
 from fulgor.trainer.to_loggers import log_metrics
@@ -36,10 +38,12 @@ def run_evaluation(run: Run, stage: RunningStage) -> list[dict[str, float]]:
     module = run.module
     if not loaders or sum(limits) == 0 or not is_overridden(f"{name}_step", module):
         return []
+    if run.fitting:  # some users shuffle the validation data by the training epoch (outside fit: data.prepare_loader)
+        for loader in loaders:
+            data.set_sampler_epoch(loader, run.state.epoch)
     store = run.eval_store
-    data.check_dataloader_idx(
-        module, f"{name}_step", len(loaders), "val_dataloader" if name == "validation" else "test_dataloader"
-    )
+    hooks = (f"{name}_step", f"on_{name}_batch_start", f"on_{name}_batch_end")
+    data.check_dataloader_idx(module, hooks, len(loaders) > 1, f"{stage.dataloader_prefix}_dataloader")
     modes = _eval_mode(run, name)
     call_hook(run, f"on_{name}_start")
     call_hook(run, f"on_{name}_epoch_start")
@@ -88,8 +92,14 @@ def _run_eval_batches(
         store.start_batch(batch, dl_idx)
         call_hook(run, f"on_{name}_batch_start", batch, batch_idx, *hook_idx)
         set_fx_name(module, f"{name}_step")
-        with autocast():
-            output = step(batch, batch_idx, *hook_idx) if pass_batch_idx else step(batch, *hook_idx)
+        try:
+            with autocast():
+                output = step(batch, batch_idx, *hook_idx) if pass_batch_idx else step(batch, *hook_idx)
+        except (TypeError, ValueError) as error:
+            hinted = dict_batch_hint(error, f"{name}_step", batch)
+            if hinted is None:
+                raise
+            raise hinted from error
         set_fx_name(module, None)
         if run.legacy is not None:  # 1.x `*_step_end`, and outputs for `*_epoch_end`
             output = run.legacy.after_step(f"{name}_step", output, dl_idx or 0)
@@ -135,7 +145,7 @@ class PredictLoopView:
     def __init__(self, num_loaders: int) -> None:
         self.outputs: list[list[Any]] = [[] for _ in range(num_loaders)]
         self.epoch_batch_indices: list[list[Any]] = [[] for _ in range(num_loaders)]
-        self.current_batch_indices: Any = None
+        self.current_batch_indices: Any = []  # stays empty where a loader has no indices (iterable datasets)
 
     @property
     def predictions(self) -> list[Any]:
@@ -149,7 +159,8 @@ def run_prediction(run: Run, return_predictions: bool) -> list[Any] | None:
         return [] if return_predictions else None
     data.check_predict_mode(loaders)
     module = run.module
-    data.check_dataloader_idx(module, "predict_step", len(loaders), "predict_dataloader")
+    hooks = ("predict_step", "on_predict_batch_start", "on_predict_batch_end")
+    data.check_dataloader_idx(module, hooks, len(loaders) > 1, "predict_dataloader")
     view = run.predict_view = PredictLoopView(len(loaders))
     writers = [cb for cb in run.trainer.callbacks if hasattr(cb, "writes_on_epoch")]
     keep = return_predictions or any(cb.writes_on_epoch for cb in writers)
@@ -168,8 +179,16 @@ def run_prediction(run: Run, return_predictions: bool) -> list[Any] | None:
                 view.current_batch_indices = indices.seen[batch_idx]
                 view.epoch_batch_indices[dl_idx].append(view.current_batch_indices)
             call_hook(run, "on_predict_batch_start", batch, batch_idx, *hook_idx)
-            with run.precision.autocast():
-                output = step(batch, batch_idx, *hook_idx) if pass_batch_idx else step(batch, *hook_idx)
+            try:
+                with run.precision.autocast():
+                    output = step(batch, batch_idx, *hook_idx) if pass_batch_idx else step(batch, *hook_idx)
+            except (TypeError, ValueError) as error:
+                hinted = dict_batch_hint(error, "predict_step", batch)
+                if hinted is None:
+                    raise
+                raise hinted from error
+            if output is None:
+                warn_once("predict returned None if it was on purpose, ignore this warning...")
             call_hook(run, "on_predict_batch_end", output, batch, batch_idx, *hook_idx)
             if keep:
                 view.outputs[dl_idx].append(_to_cpu(output))
@@ -200,10 +219,12 @@ class _IndexRecorder:
 
     @classmethod
     def attach(cls, loader: Any) -> _IndexRecorder | None:
-        from torch.utils.data import DataLoader
+        from torch.utils.data import DataLoader, IterableDataset
 
         if not isinstance(loader, DataLoader) or loader.batch_sampler is None:
-            return None  # iterable datasets or batch_size=None: no indices to record
+            return None  # batch_size=None: no indices to record
+        if isinstance(loader.dataset, IterableDataset):
+            return None  # its sampler is a placeholder: the dataset yields items, there are no indices (Lightning: [])
         recorder = cls(loader.batch_sampler)
         recorder.loader = data.rebuild_dataloader(loader, sampler=None, batch_sampler=recorder)
         return recorder

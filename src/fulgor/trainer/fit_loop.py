@@ -8,16 +8,18 @@ import time
 from collections.abc import Iterator
 from itertools import islice
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 import torch
 
 from fulgor.rank import rank_zero_info, rank_zero_warn
 from fulgor.seed import isolate_rng
 from fulgor.stop_request import STOP
-from fulgor.trainer import data, lifecycle, preemption, resume
+from fulgor.trainer import data, finite_guard, lifecycle, preemption, resume
 from fulgor.trainer.dispatch import call_hook, call_module
 from fulgor.trainer.eval_loop import run_evaluation
 from fulgor.trainer.hook_resolution import profiled
+from fulgor.trainer.input_checks import warn_none_batch
 from fulgor.trainer.optimization import step_schedulers, train_batch
 from fulgor.trainer.state import LoopPhase, RunningStage
 from fulgor.trainer.to_loggers import log_metrics, save_loggers, should_log_step
@@ -34,9 +36,11 @@ VALIDATING, VALIDATION_END = LoopPhase.VALIDATING, LoopPhase.VALIDATION_END
 def run_fit(run: Run) -> None:
     """Everything `Trainer.fit` does after setup: optimizers, on_fit_start, sanity check, the epochs."""
     lifecycle.setup_optimizers(run)
+    run.finite_guard = finite_guard.for_run(run)
     call_hook(run, "on_fit_start")
     lifecycle.log_hyperparams(run)
     lifecycle.restore_training_state(run)
+    run.module.zero_grad()  # Lightning clears the gradients as every stage starts
     run_sanity_check(run)
     run.state.stage = RunningStage.TRAINING
     data.setup_train_data(run)
@@ -97,7 +101,7 @@ def train_epoch(run: Run, iterator: Iterator[Any] | None) -> None:
     """One training epoch: each batch with its hooks, validation when due, then the epoch-end hooks and logging."""
     state = run.state
     loader = data.reload_train_data_if_due(run)
-    _set_sampler_epoch(loader, state.epoch)
+    data.set_sampler_epoch(loader, state.epoch)
     state.batch_idx = 0
     state.is_last_batch = False
     state.phase = BETWEEN_BATCHES
@@ -113,7 +117,7 @@ def train_epoch(run: Run, iterator: Iterator[Any] | None) -> None:
     batches = _with_last_flag(limited, state, n_batches, start)
     # Per-batch hooks nobody overrides are not even dispatched (resolved once per run, see hook_resolution.py).
     batch_start, batch_end = ("on_train_batch_start" in run.hooks), ("on_train_batch_end" in run.hooks)
-    transfer, legacy, store = run.batch_to_device, run.legacy, run.train_store
+    transfer, legacy, store, guard = run.batch_to_device, run.legacy, run.train_store, run.finite_guard
     run_batch = _timed(run, train_batch, "run_training_batch")
     while not _epoch_done(run):
         if STOP.pending or STOP.sync_every:  # two attribute reads per batch; a signal only sets the flag
@@ -122,6 +126,8 @@ def train_epoch(run: Run, iterator: Iterator[Any] | None) -> None:
         if batch is _END:
             break
         batch_idx = state.batch_idx
+        if batch is None:
+            warn_none_batch(state.epoch)
         if transfer is not None:
             batch = transfer(batch, 0)
         store.start_batch(batch)
@@ -131,6 +137,9 @@ def train_epoch(run: Run, iterator: Iterator[Any] | None) -> None:
             _step_schedulers_after_batch(run, batch_idx, stepping=True)
             break
         output = run_batch(run, batch, batch_idx, stepping)
+        if guard is not None:  # the loss stays on the device until the guard's read (every logging interval)
+            loss = output.get("loss") if output and not isinstance(output, list) else None  # list: 1.x optimizer_idx
+            guard.seen.append((loss, state.global_step, state.epoch, batch_idx, stepping))
         if legacy is not None:  # collected only when a 1.x `training_epoch_end` is defined
             legacy.collect_train(output)
         if run.lr_scheduler_configs:
@@ -151,6 +160,9 @@ def finish_batch_cycle(run: Run, phase: LoopPhase, stepping: bool) -> None:
     BATCH_END), validation when due (VALIDATING: run it again), plateau schedulers and the logging step (from
     VALIDATION_END). Also how a resumed run finishes the cycle its checkpoint was taken in."""
     state = run.state
+    guard = run.finite_guard
+    if guard is not None and len(guard.seen) >= guard.interval:  # the non-finite guard's read, once per interval
+        guard.read("at the logging interval")
     if phase == BATCH_END:
         run.train_store.flush(run.metrics)
         state.batch_idx += 1
@@ -212,11 +224,23 @@ def _epoch_done(run: Run) -> bool:
     if state.should_stop:
         if can_stop_early(run):
             return True
-        rank_zero_info(
+        _info_once(
+            run,
             f"Trainer was signaled to stop but the required `min_epochs={config.min_epochs!r}` or"
-            f" `min_steps={config.min_steps!r}` has not been met. Training will continue..."
+            f" `min_steps={config.min_steps!r}` has not been met. Training will continue...",
         )
     return False
+
+
+# The messages each Trainer has shown: Lightning shows these once per Trainer, not at every batch that asks again.
+_shown: WeakKeyDictionary[Any, set[str]] = WeakKeyDictionary()
+
+
+def _info_once(run: Run, message: str) -> None:
+    shown = _shown.setdefault(run.trainer, set())
+    if message not in shown:
+        shown.add(message)
+        rank_zero_info(message)
 
 
 def should_validate(run: Run) -> bool:
@@ -271,6 +295,7 @@ def _end_epoch(run: Run) -> None:
     store = run.train_store
     store.in_epoch_phase = True
     state.phase = LoopPhase.EPOCH_END
+    finite_guard.check(run, "at the end of the epoch")
     if run.legacy is not None:  # 1.x `training_epoch_end(outputs)` runs before the epoch-end hooks
         run.legacy.epoch_end("train")
     call_hook(run, "on_train_epoch_end")
@@ -303,15 +328,6 @@ def _with_last_flag(batches: Iterator[Any], state: Any, n_batches: int | float, 
         batch = upcoming
     state.is_last_batch = True
     yield batch
-
-
-def _set_sampler_epoch(loader: Any, epoch: int) -> None:
-    """Tell samplers that shuffle per epoch (e.g. DistributedSampler) which epoch this is."""
-    for member in data.member_loaders(loader):
-        for obj in (getattr(member, "sampler", None), getattr(member, "batch_sampler", None)):
-            set_epoch = getattr(obj, "set_epoch", None)
-            if callable(set_epoch):
-                set_epoch(epoch)
 
 
 def _warn_eval_modules(run: Run) -> None:

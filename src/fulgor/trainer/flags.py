@@ -10,6 +10,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
+from fulgor.argument_hints import unexpected_keyword
 from fulgor.rank import rank_zero_info
 from fulgor.trainer.removed_args import translate_removed_args
 
@@ -17,8 +18,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def defaults_from_env_vars(init: F) -> F:
-    """Map positional arguments to names and fill unset flags from `PL_TRAINER_<NAME>` (literal-eval'd)."""
+    """Map positional arguments to names, refuse unknown names (suggesting the closest flag) and fill unset flags from
+    `PL_TRAINER_<NAME>` (literal-eval'd)."""
     names = [name for name in inspect.signature(init).parameters if name != "self"]
+    valid = frozenset(names)
 
     @wraps(init)
     def wrapped(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -26,6 +29,8 @@ def defaults_from_env_vars(init: F) -> F:
             raise TypeError(f"Trainer() takes at most {len(names)} positional arguments but {len(args)} were given")
         kwargs = {**dict(zip(names, args)), **kwargs}
         kwargs, after_init = translate_removed_args(kwargs)  # 1.x arguments: translated with a note, or refused
+        if not valid.issuperset(kwargs):  # Python's own error, with "Did you mean `max_epochs`?"
+            raise unexpected_keyword("Trainer.__init__", next(k for k in kwargs if k not in valid), valid)
         env = env_defaults(names)
         init(self, **{**env, **kwargs})
         for name, value in after_init.items():

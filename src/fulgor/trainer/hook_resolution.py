@@ -10,9 +10,27 @@ from typing import Any
 from fulgor.callbacks.callback import Callback
 from fulgor.datamodule import LightningDataModule
 from fulgor.hooks import HOOKS
-from fulgor.module import LightningModule, is_overridden
+from fulgor.module import LightningModule
 from fulgor.profilers import is_active
 from fulgor.trainer.dispatch import Fn, Receivers
+
+_MISSING = object()
+
+
+def defines(obj: Any, name: str, parent: type) -> bool:
+    """Whether calling `obj.name` can do anything `parent`'s default does not: its class overrides the method, or a
+    callable was set on the instance (a wrapper included). A hook set to None on the instance (`model.validation_step
+    = None`) is not defined, as Lightning does not call what is not callable."""
+    own = getattr(obj, "__dict__", {}).get(name, _MISSING)
+    if own is not _MISSING:
+        return callable(own)
+    attr = getattr(type(obj), name, None)
+    if attr is None:
+        return False
+    base = getattr(parent, name, None)
+    if base is None:
+        return callable(attr)
+    return getattr(attr, "__code__", attr) is not getattr(base, "__code__", base)
 
 
 def resolve_hooks(
@@ -32,10 +50,10 @@ def resolve_hooks(
         module_fn: Fn | None = None
         for receiver in receivers:
             if receiver == "M":
-                if is_overridden(name, module, LightningModule):
+                if defines(module, name, LightningModule):
                     module_fn = timed(getattr(module, name), f"[LightningModule]{type(module).__name__}.{name}")
             elif receiver == "DM":
-                if datamodule is not None and is_overridden(name, datamodule, LightningDataModule):
+                if datamodule is not None and defines(datamodule, name, LightningDataModule):
                     action = f"[LightningDataModule]{type(datamodule).__name__}.{name}"
                     (after if module_fn else before).append(timed(getattr(datamodule, name), action))
             else:
@@ -60,7 +78,7 @@ def _callback_fns(
             continue
         if receiver == "C:monitoring" and not callback.monitors_metrics:
             continue
-        if is_overridden(name, callback, Callback) and name not in callback._idle_hooks():
+        if defines(callback, name, Callback) and name not in callback._idle_hooks():
             action = f"[Callback]{callback.state_key}.{name}"
             fns.append(timed(partial(getattr(callback, name), trainer, module), action))
     return fns

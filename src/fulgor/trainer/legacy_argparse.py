@@ -8,7 +8,7 @@ import ast
 import inspect
 import os
 import typing
-from argparse import ArgumentParser, Namespace, _ArgumentGroup
+from argparse import SUPPRESS, ArgumentParser, Namespace, _ArgumentGroup
 from collections.abc import Callable
 from typing import Any
 
@@ -179,6 +179,63 @@ def parse_args_from_docstring(docstring: str) -> dict[str, str]:
     return parsed
 
 
+# 1.9.5's Trainer flags in its order: name -> (its annotation's str/int/float/bool types, its default). The parsed
+# defaults are 1.9.5's (`devices=None` where 2.x says "auto"); `from_argparse_args` leaves a value at its 1.9.5
+# default out, so the 2.x default (which means the same) applies.
+_INT_FLOAT = (int, float)
+TRAINER_1_9_5: dict[str, tuple[tuple[type, ...], Any]] = {
+    "logger": ((bool,), True),
+    "enable_checkpointing": ((bool,), True),
+    "default_root_dir": ((str,), None),
+    "gradient_clip_val": (_INT_FLOAT, None),
+    "gradient_clip_algorithm": ((str,), None),
+    "num_nodes": ((int,), 1),
+    "num_processes": ((int,), None),
+    "devices": ((str, int), None),
+    "gpus": ((str, int), None),
+    "auto_select_gpus": ((bool,), None),
+    "tpu_cores": ((str, int), None),
+    "ipus": ((int,), None),
+    "enable_progress_bar": ((bool,), True),
+    "overfit_batches": (_INT_FLOAT, 0.0),
+    "track_grad_norm": ((int, float, str), -1),
+    "check_val_every_n_epoch": ((int,), 1),
+    "fast_dev_run": ((int, bool), False),
+    "accumulate_grad_batches": ((int,), None),
+    "max_epochs": ((int,), None),
+    "min_epochs": ((int,), None),
+    "max_steps": ((int,), -1),
+    "min_steps": ((int,), None),
+    "max_time": ((str,), None),
+    "limit_train_batches": (_INT_FLOAT, None),
+    "limit_val_batches": (_INT_FLOAT, None),
+    "limit_test_batches": (_INT_FLOAT, None),
+    "limit_predict_batches": (_INT_FLOAT, None),
+    "val_check_interval": (_INT_FLOAT, None),
+    "log_every_n_steps": ((int,), 50),
+    "accelerator": ((str,), None),
+    "strategy": ((str,), None),
+    "sync_batchnorm": ((bool,), False),
+    "precision": ((str, int), 32),
+    "enable_model_summary": ((bool,), True),
+    "num_sanity_val_steps": ((int,), 2),
+    "resume_from_checkpoint": ((str,), None),
+    "profiler": ((str,), None),
+    "benchmark": ((bool,), None),
+    "reload_dataloaders_every_n_epochs": ((int,), 0),
+    "auto_lr_find": ((bool, str), False),
+    "replace_sampler_ddp": ((bool,), True),
+    "detect_anomaly": ((bool,), False),
+    "auto_scale_batch_size": ((str, bool), False),
+    "plugins": ((str,), None),
+    "amp_backend": ((str,), None),
+    "amp_level": ((str,), None),
+    "move_metrics_to_cpu": ((bool,), False),
+    "multiple_trainloader_mode": ((str,), "max_size_cycle"),
+    "inference_mode": ((bool,), True),
+}
+
+
 # ---------------------------------------------------------------------------------------------------------- parser
 def add_argparse_args(
     cls: type[Any],
@@ -213,13 +270,25 @@ def add_argparse_args(
         result = target = ArgumentParser(parents=[parent_parser], add_help=False)
     docstring = inspect.getdoc(cls.__init__) or inspect.getdoc(cls) or ""
     helps = parse_args_from_docstring(docstring)
-    for name, types, default in get_init_arguments_and_types(cls):
-        if name in _IGNORED:
-            continue
-        _add_flag(target, name, types, default, helps.get(name))
-    for name, (types, default, text) in (removed or {}).items():
-        _add_flag(target, name, types, default, text)
+    signature = [(name, types, default) for name, types, default in get_init_arguments_and_types(cls)]
+    if removed is None:
+        for name, types, default in signature:
+            if name not in _IGNORED:
+                _add_flag(target, name, types, default, helps.get(name))
+        return result
+    # The Trainer: 1.9.5's flags, in its order and with its defaults, so a 1.x command line parses to exactly the
+    # Namespace it parsed to in 1.9.5; the arguments 2.x added are accepted but appear only when given.
+    for name, (types, default) in TRAINER_1_9_5.items():
+        _add_flag(target, name, types, default, helps.get(name) or _removed_help(removed, name))
+    for name, types, _default in signature:
+        if name not in _IGNORED and name not in TRAINER_1_9_5:
+            _add_flag(target, name, types, SUPPRESS, helps.get(name))
     return result
+
+
+def _removed_help(removed: dict[str, tuple[tuple[Any, ...], Any, str]], name: str) -> str | None:
+    spec = removed.get(name)
+    return spec[2] if spec is not None else None
 
 
 def _add_flag(
@@ -275,6 +344,8 @@ def parse_argparser(cls: type[Any], arg_parser: ArgumentParser | Namespace) -> N
     bool flag whose default is a bool becomes `True` (1.x's rule from before `const=True`)."""
     args = arg_parser.parse_args() if isinstance(arg_parser, ArgumentParser) else arg_parser
     types_default = {name: (types, default) for name, types, default in get_init_arguments_and_types(cls)}
+    if _is_trainer(cls):
+        types_default.update(TRAINER_1_9_5)
     values = {}
     for key, value in vars(args).items():
         if value is None and key in types_default:
@@ -313,12 +384,32 @@ def from_argparse_args(
     params = dict(args) if isinstance(args, dict) else vars(args)
     valid = inspect.signature(cls).parameters
     chosen = {name: params[name] for name in valid if name in params and name not in _IGNORED}
-    # A removed 1.x flag left at its 1.9.5 default says nothing; a set one is translated by the Trainer.
-    chosen.update(
-        {name: params[name] for name, spec in (removed or {}).items() if name in params and params[name] != spec[1]}
-    )
+    if removed is not None:
+        chosen = _as_2_x(cls, chosen, {name: params[name] for name in removed if name in params})
     chosen.update(kwargs)
     return cls(**chosen)
+
+
+def _as_2_x(cls: type[Any], chosen: dict[str, Any], removed: dict[str, Any]) -> dict[str, Any]:
+    """The Trainer's arguments from 1.9.5-parsed values: a value at its 1.9.5 default becomes the 2.x default (which
+    means the same: `devices=None` is 2.x's "auto"), still passed, so it wins over `PL_TRAINER_*` variables as an
+    explicit value did in 1.9.5; a removed 1.x flag is passed (the Trainer translates it) unless at its default."""
+    defaults = default_attributes(cls)
+    result = {name: defaults[name] if _at_1_9_5_default(name, value) else value for name, value in chosen.items()}
+    result.update({name: value for name, value in removed.items() if not _at_1_9_5_default(name, value)})
+    return result
+
+
+def _at_1_9_5_default(name: str, value: Any) -> bool:
+    if name not in TRAINER_1_9_5:
+        return False
+    default = TRAINER_1_9_5[name][1]
+    return value is default or (type(value) is type(default) and value == default)
+
+
+def _is_trainer(cls: type[Any]) -> bool:
+    """`cls` is the Trainer or a subclass (named by module: importing it here would be a cycle)."""
+    return any(base.__module__ == "fulgor.trainer.trainer" and base.__name__ == "Trainer" for base in cls.__mro__)
 
 
 def parse_env_variables(cls: type[Any], template: str = "PL_%(cls_name)s_%(cls_argument)s") -> Namespace:

@@ -3,14 +3,13 @@ only when the module defines them: outputs are collected for a stage only if its
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from fulgor.errors import MisconfigurationException
 from fulgor.trainer.dispatch import set_fx_name
 
-__all__ = ["LegacyHooks", "multiple_optimizers_error", "resolve_legacy_hooks"]
+__all__ = ["LegacyHooks", "resolve_legacy_hooks"]
 
 # step name -> the 1.x hook that post-processes its output
 STEP_END = {
@@ -142,29 +141,3 @@ def resolve_legacy_hooks(module: Any) -> LegacyHooks | None:
     """The module's 1.x hooks, or None when it defines none (then the loops skip every legacy call)."""
     legacy = LegacyHooks(module)
     return legacy if legacy else None
-
-
-def takes_optimizer_idx(module: Any) -> bool:
-    """Whether `training_step` has an `optimizer_idx` parameter (1.x automatic optimization with several optimizers)."""
-    try:
-        return "optimizer_idx" in inspect.signature(module.training_step).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def multiple_optimizers_error(module: Any, num_optimizers: int) -> RuntimeError:
-    """The error for 1.x multiple-optimizer automatic optimization, with the port to manual optimization spelled out.
-
-    fulgor does not emulate 1.9.5's `optimizer_idx` loop (one closure per optimizer, `frequency` schedules, per-
-    optimizer toggling): it changes which parameters get gradients in ways users rarely expect, and 2.x removed it.
-    """
-    name = type(module).__name__
-    uses_idx = " and `training_step(batch, batch_idx, optimizer_idx)`" if takes_optimizer_idx(module) else ""
-    return RuntimeError(
-        f"`{name}.configure_optimizers` returned {num_optimizers} optimizers{uses_idx}: training with several"
-        " optimizers in automatic optimization (Lightning 1.x's `optimizer_idx`) was removed in 2.0 and fulgor does"
-        " not run it. Port it to manual optimization: set `self.automatic_optimization = False` in `__init__`, drop"
-        " the `optimizer_idx` argument, and in `training_step` do for each optimizer"
-        " `opt = self.optimizers()[i]; loss = ...; opt.zero_grad(); self.manual_backward(loss); opt.step()`"
-        " (what 1.x did for `optimizer_idx=i`). Example: https://lightning.ai/docs/pytorch/stable/model/manual_optimization.html"
-    )

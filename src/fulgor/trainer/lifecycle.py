@@ -4,21 +4,28 @@ hooks, checkpoint weights, device placement), a fit's optimizers and restored tr
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from fulgor import checkpoint_restore
 from fulgor.callbacks.callback import Callback
+from fulgor.datamodule import LightningDataModule
 from fulgor.hparams import merge_module_and_datamodule_hparams
-from fulgor.module import LightningModule, is_overridden
-from fulgor.optimizer import LightningOptimizer, parse_configure_optimizers, validate_schedulers
+from fulgor.module import LightningModule
+from fulgor.optimizer import LightningOptimizer, validate_schedulers
+from fulgor.overridden import is_overridden
 from fulgor.profilers import is_active
 from fulgor.rank import rank_zero_info
 from fulgor.trainer import data, optimization
 from fulgor.trainer.callback_list import check_unique_state_keys, merge_model_callbacks
 from fulgor.trainer.checks import verify_loop_configuration
 from fulgor.trainer.dispatch import call_hook, call_module, set_fx_name
-from fulgor.trainer.hook_resolution import profiled, resolve_hooks
-from fulgor.trainer.legacy_hooks import multiple_optimizers_error, resolve_legacy_hooks
+from fulgor.trainer.hook_resolution import defines, profiled, resolve_hooks
+from fulgor.trainer.legacy_hooks import resolve_legacy_hooks
+from fulgor.trainer.log_store import attach_logging_functions
+from fulgor.trainer.optimizer_idx_loop import parse_optimizers
 from fulgor.trainer.state import LoopPhase, RunningStage, TrainerFn, TrainerStatus
 from fulgor.trainer.to_loggers import metrics_to_cpu
 
@@ -43,6 +50,7 @@ def attach(run: Run) -> None:
     # As in Lightning, the stage (and so the store `self.log` writes to) is set for the whole run.
     state.stage = FIRST_STAGE[run.fn]
     attach_module(run.module, run.trainer, run)
+    run.strategy.connect(run.module)
     if run.datamodule is not None:
         run.datamodule.trainer = run.trainer
     if run.config.barebones:
@@ -69,6 +77,7 @@ def setup(run: Run, ckpt_path: Any, weights_only: bool | None) -> None:
     placement: common to every run."""
     trainer = run.trainer
     check_unique_state_keys(trainer.callbacks)
+    attach_logging_functions(trainer.callbacks, run.module)  # `self.log` in a callback's hooks, as in Lightning
     verify_loop_configuration(run)
     profiler = trainer.profiler
     profiler.setup(run.fn.value, trainer.local_rank if trainer.world_size > 1 else None, trainer.log_dir)
@@ -81,13 +90,18 @@ def setup(run: Run, ckpt_path: Any, weights_only: bool | None) -> None:
         # object (`_prepare_for_setup`: the TensorBoard logger, whose writer would import tensorboard).
         prepare = getattr(logger, "_prepare_for_setup", None)
         _ = prepare() if prepare is not None else getattr(logger, "experiment", None)
-    call_hook(run, "setup", run.fn)
+    call_hook(run, "setup", stage=run.fn)
+    if is_overridden("configure_sharded_model", run.module):  # the 1.x name (deprecated: see checks.py)
+        call_module(run, "configure_sharded_model")
     if is_overridden("configure_model", run.module):
         call_module(run, "configure_model")
     if ckpt_path is not None:
         run.checkpoint_to_resume = checkpoint_restore.restore_before_setup(run, ckpt_path, weights_only)
     run.strategy.setup_module(run.precision.convert_module(run.module))
     run.batch_to_device = make_batch_transfer(run)
+    if not run.fitting:  # fit does both after `on_fit_start` (fit_loop.run_fit); the other runs here, as Lightning
+        log_hyperparams(run)
+        run.module.zero_grad()  # Lightning clears the gradients as every stage starts
 
 
 def _resolve_step_functions(run: Run) -> None:
@@ -100,7 +114,7 @@ def _resolve_step_functions(run: Run) -> None:
     run.step_takes_batch_idx = data.accepts_batch_idx(module.training_step)
     run.legacy = resolve_legacy_hooks(module)
     run.automatic = module.automatic_optimization
-    run.clipping = is_overridden("configure_gradient_clipping", module) or bool(run.config.gradient_clip_val)
+    run.clipping = defines(module, "configure_gradient_clipping", LightningModule) or bool(run.config.gradient_clip_val)
     run.autocast = run.precision.autocast if run.precision.changes_compute else None
 
 
@@ -112,26 +126,29 @@ def _prepare_data(run: Run) -> None:
 
 
 def make_batch_transfer(run: Run) -> Any:
-    """The function that moves a batch to the device through the batch-transfer hooks (once per run), or None
-    when nothing would change the batch (CPU, default hooks, no dtype conversion)."""
-    owner = data.resolve_batch_transfer(run)
+    """The function that moves a batch to the device through the batch-transfer hooks, each from its owner (the
+    datamodule's or the module's, see `data.batch_transfer_owners`), resolved once per run; None when nothing would
+    change the batch (CPU, default hooks, no dtype conversion)."""
+    owners = data.batch_transfer_owners(run)
     device = run.strategy.root_device
     convert = run.precision.convert_input
-    parent = LightningModule if owner is run.module else type(owner).__mro__[-2]
-    custom = [h for h in ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
-              if is_overridden(h, owner, parent)]  # fmt: skip
+    custom = any(
+        defines(owner, hook, LightningModule if owner is run.module else LightningDataModule)
+        for owner, hook in zip(owners, data.BATCH_TRANSFER_HOOKS)
+    )
     if not custom and device.type == "cpu" and not run.precision.converts_input:
         return None  # batches stay as the loader made them: the loops skip the call
     module = run.module
+    before, to_device, after = (getattr(owner, hook) for owner, hook in zip(owners, data.BATCH_TRANSFER_HOOKS))
 
     def transfer(batch: Any, dataloader_idx: int) -> Any:
         batch = convert(batch)
         set_fx_name(module, "on_before_batch_transfer")
-        batch = owner.on_before_batch_transfer(batch, dataloader_idx)
+        batch = before(batch, dataloader_idx)
         set_fx_name(module, "transfer_batch_to_device")
-        batch = owner.transfer_batch_to_device(batch, device, dataloader_idx)
+        batch = to_device(batch, device, dataloader_idx)
         set_fx_name(module, "on_after_batch_transfer")
-        batch = owner.on_after_batch_transfer(batch, dataloader_idx)
+        batch = after(batch, dataloader_idx)
         set_fx_name(module, None)
         return batch
 
@@ -141,9 +158,8 @@ def make_batch_transfer(run: Run) -> Any:
 def setup_optimizers(run: Run) -> None:
     """`configure_optimizers`, parsed and checked; the optimizers wrapped for `optimizer_step` and `optimizers()`."""
     module = run.module
-    optimizers, configs, _monitor = parse_configure_optimizers(call_module(run, "configure_optimizers"))
-    if len(optimizers) > 1 and module.automatic_optimization:
-        raise multiple_optimizers_error(module, len(optimizers))
+    # Also chooses Lightning 1.x's `optimizer_idx` loop when the module is written for it (else 2.x's errors).
+    optimizers, configs = parse_optimizers(run, call_module(run, "configure_optimizers"))
     validate_schedulers(optimizers, configs, module)
     run.optimizers = optimizers
     run.lr_scheduler_configs = configs
@@ -176,10 +192,11 @@ def finish(run: Run) -> None:
     """on_fit_end (fit only), teardown hooks, loggers finalized with "success"."""
     trainer = run.trainer
     run.strategy.teardown()
+    data.shutdown_workers(run)
     metrics_to_cpu(run.metrics)
     if run.fitting:
         call_hook(run, "on_fit_end")
-    call_hook(run, "teardown", run.fn)
+    call_hook(run, "teardown", stage=run.fn)
     set_fx_name(run.module, None)
     for logger in trainer.loggers:
         logger.finalize("success")
@@ -189,14 +206,44 @@ def finish(run: Run) -> None:
 
 
 def fail(run: Run, exception: BaseException) -> None:
-    """A run interrupted by `exception`: `on_exception`, loggers finalized with "failed", the strategy torn down."""
+    """A run interrupted by `exception`: `on_exception`, loggers finalized with "failed", the strategy torn down.
+
+    A KeyboardInterrupt (Ctrl+C) is Lightning's graceful shutdown: further Ctrl+C are ignored while it runs, and the
+    process then exits with `SystemExit(1)` instead of the KeyboardInterrupt.
+    """
+    if not isinstance(exception, KeyboardInterrupt):
+        _interrupt(run, exception)
+        run.state.stage = None
+        return
+    rank_zero_info("\nDetected KeyboardInterrupt, attempting graceful shutdown ...")
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        _interrupt(run, exception)  # the strategy's teardown also stops the ranks this process started
+    finally:
+        if previous is not None:  # None: the handler was not set from Python (nothing to restore)
+            signal.signal(signal.SIGINT, previous)
+    sys.exit(1)  # the stage stays as it was, as Lightning leaves it
+
+
+def _interrupt(run: Run, exception: BaseException) -> None:
     trainer = run.trainer
     run.state.status = TrainerStatus.INTERRUPTED
-    if isinstance(exception, KeyboardInterrupt):
-        rank_zero_info("\nDetected KeyboardInterrupt, attempting graceful shutdown ...")
-    call_hook(run, "on_exception", exception)
+    try:
+        call_hook(run, "on_exception", exception)
+    except Exception as hook_error:  # the loggers are still finalized; the user's exception stays the one raised
+        _chain(exception, hook_error)
+    run.strategy.on_exception(exception)
     for logger in trainer.loggers:
         logger.finalize("failed")
     trainer.profiler.teardown(run.fn.value)
     run.strategy.teardown()
-    run.state.stage = None
+    data.shutdown_workers(run)
+
+
+def _chain(exception: BaseException, hook_error: Exception) -> None:
+    """Attach the error an `on_exception` hook raised to the exception being handled: as its context (Python prints it
+    with the traceback) and as a note naming it."""
+    if exception.__context__ is None:
+        exception.__context__ = hook_error
+    exception.add_note(f"While handling it, an `on_exception` hook raised {type(hook_error).__name__}: {hook_error}")

@@ -48,7 +48,16 @@ class ResolvedOptions(NamedTuple):
 
 
 _REDUCE_NAMES = {"mean": "mean", "avg": "mean", "max": "max", "min": "min", "sum": "sum"}
-_REDUCE_FNS = {torch.mean: "mean", torch.max: "max", torch.min: "min", torch.sum: "sum"}
+# Python's own max/min/sum are accepted as in Lightning (`self.log(..., reduce_fx=max)`).
+_REDUCE_FNS = {
+    torch.mean: "mean",
+    torch.max: "max",
+    torch.min: "min",
+    torch.sum: "sum",
+    max: "max",
+    min: "min",
+    sum: "sum",
+}
 
 
 def parse_reduce_fx(reduce_fx: Any) -> str:
@@ -65,15 +74,12 @@ def parse_reduce_fx(reduce_fx: Any) -> str:
 
 
 def check_loggable(name: str, value: Any) -> None:
-    """Reject values `self.log` cannot store, with Lightning's messages."""
+    """Reject values `self.log` cannot store, with Lightning's messages: a number, a tensor or a metric only (a
+    list, tuple or dict is refused as a whole, naming its type; a dict of dicts is named as nested first)."""
     if isinstance(value, (Tensor, numbers.Number)) or hasattr(value, "compute"):
         return
-    if isinstance(value, Mapping):
+    if isinstance(value, Mapping) and any(isinstance(v, Mapping) for v in value.values()):
         raise ValueError(f"`self.log({name}, {value})` was called, but nested dictionaries cannot be logged")
-    if isinstance(value, Iterable) and not isinstance(value, str):
-        for item in value:
-            check_loggable(name, item)
-        return
     raise ValueError(f"`self.log({name}, {value})` was called, but `{type(value).__name__}` values cannot be logged")
 
 
@@ -401,3 +407,42 @@ def _put(sink: MetricDicts, entry: Entry, value: Tensor | None, on_step: bool, c
         sink.logged[forked] = value
     if entry.prog_bar:
         sink.pbar[forked] = value
+
+
+def attach_logging_functions(callbacks: Iterable[Any], module: Any) -> None:
+    """Give every callback the module's `log`/`log_dict` (Lightning does this as each run starts, so a callback's hook
+    can call `self.log(...)`)."""
+    for callback in callbacks:
+        callback.log = module.log
+        callback.log_dict = module.log_dict
+
+
+def check_metric_attribute(module: Any, name: str, value: Any, metric_attribute: str | None) -> None:
+    """A logged torchmetrics `Metric` must be an attribute of the module (or be named by `metric_attribute`), so that
+    its state is found again in checkpoints: Lightning's errors otherwise.
+
+    Raises:
+        MisconfigurationException: the module holds no metric at all, or not this one.
+    """
+    if metric_attribute is not None or not _is_torchmetrics_metric(value):
+        return
+    attributes = module.__dict__.get("_metric_attributes")
+    if attributes is None:  # computed once per module, as Lightning does
+        attributes = {id(m): n for n, m in module.named_modules() if _is_torchmetrics_metric(m)}
+        if not attributes:
+            raise MisconfigurationException(
+                "Could not find the `LightningModule` attribute for the `torchmetrics.Metric` logged."
+                " You can fix this by setting an attribute for the metric in your `LightningModule`."
+            )
+        module.__dict__["_metric_attributes"] = attributes
+    if id(value) not in attributes:
+        raise MisconfigurationException(
+            "Could not find the `LightningModule` attribute for the `torchmetrics.Metric` logged."
+            f" You can fix this by calling `self.log({name}, ..., metric_attribute=name)` where `name` is one"
+            f" of {list(attributes.values())}"
+        )
+
+
+def _is_torchmetrics_metric(obj: Any) -> bool:
+    # By class, so that torchmetrics is imported only by the user who logs its metrics.
+    return any(cls.__name__ == "Metric" and cls.__module__.startswith("torchmetrics") for cls in type(obj).__mro__)

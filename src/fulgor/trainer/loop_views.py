@@ -360,6 +360,14 @@ class FitLoopView:
         return value
 
     @property
+    def restarting(self) -> bool:
+        """Whether this fit resumed from a checkpoint taken inside an epoch and is still in that epoch."""
+        run = self._source()
+        if run is None or run.fn != TrainerFn.FITTING or run.restarted_epoch is None:
+            return False
+        return run.restarted_epoch == run.state.epoch and run.state.status == TrainerStatus.RUNNING
+
+    @property
     def epoch_progress(self) -> Progress:
         """Epochs: ready when `on_train_epoch_start` is about to run, started after it, processed before
         `on_train_epoch_end`, completed after it."""

@@ -14,6 +14,8 @@ from torch.optim import optimizer as optimizer_module
 from fulgor.errors import MisconfigurationException
 from fulgor.module import is_overridden
 from fulgor.rank import rank_zero_warn, warn_once
+from fulgor.strategies.strategy import Strategy
+from fulgor.trainer.batch_hints import dict_batch_hint
 from fulgor.trainer.dispatch import call_hook, call_module, set_fx_name
 
 if TYPE_CHECKING:
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 
 # torch's own optimizers that call `closure` exactly once, before they update (all but LBFGS, which re-evaluates it):
 # for them `optimizer.step(closure)` and `closure(); optimizer.step()` do the same math.
+# The base `Strategy.backward`, taken at import: a strategy that overrides it (or a test that wraps it) is called.
+_STRATEGY_BACKWARD = Strategy.backward
 _CLOSURE_ONCE = frozenset(
     cls
     for name in torch.optim.__all__
@@ -53,7 +57,8 @@ def plain_steps(run: Run) -> PlainSteps:
         zero_grad="on_before_zero_grad" not in hooks and not is_overridden("optimizer_zero_grad", module),
         backward=no_scaler
         and not hooks.keys() & {"on_before_backward", "on_after_backward"}
-        and not is_overridden("backward", module),
+        and not is_overridden("backward", module)
+        and type(run.strategy).backward is _STRATEGY_BACKWARD,
         before_step=no_scaler and "on_before_optimizer_step" not in hooks and not run.clipping,
         optimizer_step=optimizer_step,
         direct_step=optimizer_step and not run.profiling and _steps_after_one_closure_call(run.optimizers),
@@ -70,9 +75,12 @@ def _steps_after_one_closure_call(optimizers: list[Optimizer]) -> bool:
     return own is not None and shared is not None and not own and not shared
 
 
-def train_batch(run: Run, batch: Any, batch_idx: int, stepping: bool) -> Mapping[str, Any] | None:
+def train_batch(run: Run, batch: Any, batch_idx: int, stepping: bool) -> Mapping[str, Any] | list[Any] | None:
     """Run `training_step` and, when `stepping`, the optimizer step around it; return what
-    `on_train_batch_end` receives (``{"loss": loss / accumulate_grad_batches, **extra}``)."""
+    `on_train_batch_end` receives (``{"loss": loss / accumulate_grad_batches, **extra}``; with Lightning 1.x's
+    `optimizer_idx` loop, the list of those of each optimizer)."""
+    if run.optimizer_loop is not None:
+        return run.optimizer_loop.train_batch(batch, batch_idx, stepping)
     if not run.automatic:
         return _manual_batch(run, batch, batch_idx)
     optimizer = run.optimizers[0]
@@ -125,15 +133,21 @@ def _training_step(run: Run, args: tuple[Any, ...], result: list[Any]) -> Tensor
     fx = run.module.__dict__  # `_current_fx_name` is set directly: nn.Module.__setattr__ is slow per step
     previous = fx["_current_fx_name"]
     fx["_current_fx_name"] = "training_step"
-    if run.autocast is None:
-        output = step(*args)
-    else:
-        with run.autocast():
+    try:
+        if run.autocast is None:
             output = step(*args)
+        else:
+            with run.autocast():
+                output = step(*args)
+    except (TypeError, ValueError) as error:  # a dict batch unpacked as a tuple: say so first
+        hinted = dict_batch_hint(error, "training_step", args[0] if args else None)
+        if hinted is None:
+            raise
+        raise hinted from error
     fx["_current_fx_name"] = previous
     if run.legacy is not None:  # 1.x `training_step_end`
         output = run.legacy.after_step("training_step", output)
-    loss, result[1] = _parse_output(output, run.config.accumulate_grad_batches)
+    loss, result[1] = parse_step_output(output, run.config.accumulate_grad_batches)
     return loss
 
 
@@ -154,12 +168,14 @@ def _zero_grad_and_backward(
         if plain.backward:
             loss.backward()  # type: ignore[no-untyped-call]
         else:
-            run_backward(run, loss)
+            run.strategy.backward(loss, optimizer)
     if stepping and not plain.before_step:
-        _before_optimizer_step(run, optimizer, unscale=loss is not None)
+        before_optimizer_step(run, optimizer, unscale=loss is not None)
 
 
-def _parse_output(output: Any, accumulate: int) -> tuple[Tensor | None, dict[str, Any]]:
+def parse_step_output(output: Any, accumulate: int) -> tuple[Tensor | None, dict[str, Any]]:
+    """Split what `training_step` returned (automatic optimization) into the loss, divided by `accumulate`, and the
+    other outputs; `(None, {})` when it returned None (the step is skipped)."""
     if output is None:
         return None, {}
     if isinstance(output, Tensor):
@@ -181,15 +197,19 @@ def _parse_output(output: Any, accumulate: int) -> tuple[Tensor | None, dict[str
     return (loss / accumulate if accumulate != 1 else loss), extra
 
 
-def _before_optimizer_step(run: Run, optimizer: Optimizer, unscale: bool) -> None:
+def before_optimizer_step(run: Run, optimizer: Optimizer, unscale: bool) -> None:
     """Unscale AMP gradients, then `on_before_optimizer_step` and the module's gradient clipping."""
     if unscale:  # a GradScaler cannot unscale gradients no backward produced
         run.precision.unscale_gradients(optimizer)
     call_hook(run, "on_before_optimizer_step", optimizer)
     if run.clipping:
         config = run.config
-        call_module(
-            run, "configure_gradient_clipping", optimizer, config.gradient_clip_val, config.gradient_clip_algorithm
+        call_module(  # by keyword, as Lightning passes them: an override must use these two names
+            run,
+            "configure_gradient_clipping",
+            optimizer,
+            gradient_clip_val=config.gradient_clip_val,
+            gradient_clip_algorithm=config.gradient_clip_algorithm,
         )
 
 
@@ -229,9 +249,12 @@ def step_schedulers(run: Run, interval: str, plateau: bool, batch_idx: int) -> N
     """Step the LR schedulers of `interval` ("step"/"epoch") whose frequency is due (plateau ones separately)."""
     if not run.module.automatic_optimization:
         return
+    loop = run.optimizer_loop
     for config in run.lr_scheduler_configs:
         if config.reduce_on_plateau != plateau or config.interval != interval:
             continue
+        if loop is not None and not loop.steps_scheduler(config):
+            continue  # 1.x: only the schedulers of the optimizers that were active at the last batch
         index = (batch_idx if interval == "step" else run.state.epoch) + 1
         if index % config.frequency:
             continue
@@ -253,4 +276,5 @@ def step_schedulers(run: Run, interval: str, plateau: bool, batch_idx: int) -> N
                     RuntimeWarning,
                 )
                 continue
-        call_module(run, "lr_scheduler_step", config.scheduler, metric)
+        args = (config.scheduler, metric) if loop is None else loop.scheduler_args(config, metric)
+        call_module(run, "lr_scheduler_step", *args)

@@ -4,7 +4,6 @@ ask for) and the loggers (Lightning's default logger rule)."""
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from fulgor.precision import Precision, select_precision, unified_precision
 from fulgor.strategies.cluster_environment import ClusterEnvironment
 from fulgor.strategies.fsdp import FSDPStrategy
 from fulgor.strategies.registry import select_strategy
+from fulgor.strategies.scheduler_environments import SLURMEnvironment
 from fulgor.strategies.strategy import Strategy
 from fulgor.trainer import callback_list
 from fulgor.trainer.config import TrainerConfig
@@ -174,19 +174,16 @@ def build_loggers(logger: Any, config: TrainerConfig) -> list[Logger]:
         # Lightning's rule: TensorBoard when it is installed, else CSV (fulgor skips the tensorboardX notice).
         chosen: Logger
         if tensorboard_available():
-            version = os.environ.get("SLURM_JOB_ID") if _running_under_slurm() else None
-            chosen = TensorBoardLogger(save_dir=config.default_root_dir, version=version)
+            # Lightning's rule: the SLURM job id (an int: `version_<id>`) unless the job is interactive
+            chosen = TensorBoardLogger(save_dir=config.default_root_dir, version=SLURMEnvironment.job_id())
         else:
             chosen = CSVLogger(save_dir=config.default_root_dir)
         loggers: list[Logger] = [chosen]
     elif logger is False:
         loggers = []
     else:
-        loggers = [logger] if isinstance(logger, Logger) else list(logger)
+        # Lightning's rule: an Iterable is a list of loggers, anything else one logger (duck-typed loggers included)
+        loggers = list(logger) if isinstance(logger, Iterable) and not isinstance(logger, Logger) else [logger]
     if config.fast_dev_run:
         return [DummyLogger()] if loggers else []
     return loggers
-
-
-def _running_under_slurm() -> bool:
-    return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")

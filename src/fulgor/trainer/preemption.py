@@ -5,15 +5,17 @@ the loops act on at their next safe point: save the exact state within a time bu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fulgor.callbacks.fault_tolerance import FaultTolerance
 from fulgor.checkpointing import last_save_seconds
@@ -44,6 +46,7 @@ __all__ = [
     "parse_signal",
     "pending_signal",
     "safe_point",
+    "shield_workers",
 ]
 
 
@@ -112,7 +115,9 @@ def install(run: Run) -> Callable[[], None]:
             signal.signal(signum, old if old is not None else signal.SIG_DFL)
         unanswered = STOP.signum if STOP.pending and not STOP.handled else None
         STOP.reset()
-        if unanswered is not None:  # the run ended before a safe point: the signal does what it would have done
+        # The run ended before a safe point: the signal does what it would have done, unless an exception is
+        # propagating (called from a `finally`): re-delivering would kill the process and hide that exception.
+        if unanswered is not None and sys.exc_info()[1] is None:
             signal.raise_signal(unanswered)
 
     return uninstall
@@ -120,6 +125,45 @@ def install(run: Run) -> Callable[[], None]:
 
 def _nothing() -> None:
     STOP.reset()
+
+
+def shield_workers(loader: Any) -> None:
+    """Make the DataLoader's worker processes ignore the stop signals during fit.
+
+    A scheduler signals the whole process group: torch's workers would die of SIGTERM (torch installs a handler there
+    that re-raises it), and the main process would fail with "DataLoader worker ... killed" before its safe point. The
+    workers start with the signals blocked (the main process blocks them while it starts its workers; a signal that
+    comes meanwhile reaches it right after), and ignore them from their `worker_init_fn` on. The workers are ended by
+    the main process when it stops, as after any epoch. The user's `worker_init_fn` still runs.
+    """
+    signals = STOP.options.signals
+    if not signals or getattr(loader, "num_workers", 0) == 0 or threading.current_thread() != threading.main_thread():
+        return
+    user_fn = loader.worker_init_fn
+    if isinstance(user_fn, functools.partial) and user_fn.func is _ignore_in_worker:
+        user_fn = user_fn.keywords["user_fn"]  # a loader prepared by an earlier fit: wrap the user's function once
+    loader.worker_init_fn = functools.partial(_ignore_in_worker, signals=signals, user_fn=user_fn)
+    if "_get_iterator" not in vars(loader):
+        # torch's DataLoader starts its workers in `_get_iterator` (called by `__iter__`): wrapped on this instance.
+        start = loader._get_iterator
+        loader._get_iterator = functools.partial(_start_blocked, start, signals)
+
+
+def _start_blocked(start: Callable[[], Any], signals: tuple[int, ...]) -> Any:
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # inherited by the workers (fork and exec)
+    try:
+        return start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _ignore_in_worker(worker_id: int, *, signals: tuple[int, ...], user_fn: Callable[[int], Any] | None) -> None:
+    # Module level and a partial: picklable for the "spawn"/"forkserver" worker start methods.
+    for signum in signals:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)  # a signal that came while blocked is dropped now
+    if user_fn is not None:
+        user_fn(worker_id)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

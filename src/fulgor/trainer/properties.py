@@ -68,7 +68,7 @@ class TrainerProperties:
     strategy: Strategy
     precision_plugin: Precision
     callbacks: list[Callback]
-    loggers: list[Logger]
+    _loggers: list[Logger]
     profiler: Profiler
     _config: TrainerConfig
     _run: Run | None
@@ -108,6 +108,7 @@ class TrainerProperties:
     use_distributed_sampler = Setting[bool]()
     reload_dataloaders_every_n_epochs = Setting[int]()
     enable_autolog_hparams = Setting[bool]()
+    non_finite = Setting[str]()  # fulgor's non-finite loss guard: "error", "warn" or "off" (trainer/finite_guard.py)
 
     @property
     def default_root_dir(self) -> str:
@@ -222,10 +223,8 @@ class TrainerProperties:
     # ------------------------------------------------------------------ model, devices, processes
     @property
     def lightning_module(self) -> LightningModule:
-        module = self._module
-        if module is None:
-            raise AttributeError("The Trainer has no LightningModule attached yet; call `fit`/`validate`/... first.")
-        return module
+        # None before the first run, as in Lightning (typed as the module, as Lightning's is: hooks always have one)
+        return self._module  # type: ignore[return-value]
 
     @property
     def datamodule(self) -> Any:
@@ -308,6 +307,15 @@ class TrainerProperties:
         self.loggers = [] if logger is None else [logger]
 
     @property
+    def loggers(self) -> list[Logger]:
+        """Every logger of the Trainer (empty without loggers)."""
+        return self._loggers
+
+    @loggers.setter
+    def loggers(self, loggers: list[Logger] | None) -> None:
+        self._loggers = list(loggers) if loggers else []  # `trainer.loggers = None` means none, as in Lightning
+
+    @property
     def log_dir(self) -> str | None:
         """The first logger's directory (or `default_root_dir` without loggers)."""
         if not self.loggers:
@@ -345,30 +353,32 @@ class TrainerProperties:
 
     @property
     def num_training_batches(self) -> int | float:
-        return self._run.num_training_batches if self._run is not None else float("inf")
+        count: int | float = self.state.batch_counts.get("train", float("inf"))  # the last fit's, kept after it
+        return count
 
     @property
     def val_check_batch(self) -> int | float:
         return self._run.val_check_batch if self._run is not None else float("inf")
 
-    def _num_batches(self, stage: RunningStage) -> list[int | float]:
-        return list(self._run.limits.get(stage, [])) if self._run is not None else []
+    def _num_batches(self, loop: str) -> list[int | float]:
+        # Each loop's counts as last computed, kept after its run (`TrainerState.batch_counts`), as Lightning's are.
+        return list(self.state.batch_counts.get(loop, []))
 
     @property
     def num_val_batches(self) -> list[int | float]:
-        return self._num_batches(RunningStage.VALIDATING)
+        return self._num_batches("validate" if self.state.fn == TrainerFn.VALIDATING else "fit_val")
 
     @property
     def num_sanity_val_batches(self) -> list[int | float]:
-        return [min(self.num_sanity_val_steps, n) for n in self.num_val_batches]
+        return [min(self.num_sanity_val_steps, n) for n in self._num_batches("fit_val")]
 
     @property
     def num_test_batches(self) -> list[int | float]:
-        return self._num_batches(RunningStage.TESTING)
+        return self._num_batches("test")
 
     @property
     def num_predict_batches(self) -> list[int | float]:
-        return self._num_batches(RunningStage.PREDICTING)
+        return self._num_batches("predict")
 
     @property
     def train_dataloader(self) -> Any:

@@ -9,13 +9,15 @@ from typing import Any
 from fulgor.callbacks.callback import Callback
 from fulgor.callbacks.model_summary import ModelSummary
 from fulgor.callbacks.tqdm_progress import TQDMProgressBar
+from fulgor.lightning_errors import LightningDeprecationWarning
 from fulgor.rank import rank_zero_warn
 
 __all__ = ["REMOVED_FLAGS", "RemovedArgumentWarning", "translate_removed_args"]
 
 
-class RemovedArgumentWarning(UserWarning):
-    """A removed Lightning 1.x Trainer argument was translated to its 2.x spelling."""
+class RemovedArgumentWarning(LightningDeprecationWarning):
+    """A removed Lightning 1.x Trainer argument was translated to its 2.x spelling (a `LightningDeprecationWarning`,
+    the category 1.9.5 deprecated these arguments with, so filters written for 1.9.5 still apply)."""
 
 
 # The 1.9.5 argparse flags of removed arguments: name -> (annotated types, 1.9.5 default, help). `--gpus 2` and
@@ -68,12 +70,41 @@ def translate_removed_args(kwargs: dict[str, Any]) -> tuple[Init, After]:
     init = {k: v for k, v in kwargs.items() if k not in _RULES}
     after: After = {}
     for name in removed:
-        note = _RULES[name](kwargs[name], init, after)
-        if note:
-            rank_zero_warn(
-                f"`Trainer({name}={kwargs[name]!r})` was removed in Lightning 2.0; {note}", RemovedArgumentWarning
-            )
+        value = kwargs[name]
+        note = _RULES[name](value, init, after)
+        if not note:
+            continue
+        deprecation = _DEPRECATED_IN_1_9.get(name)
+        if deprecation is None:
+            message = f"`Trainer({name}={value!r})` was removed in Lightning 2.0; {note}"
+        else:  # 1.9.5's own deprecation text first, so code matching it still matches
+            message = f"{deprecation.format(value=value)} Lightning 2.0 removed it; {note}"
+        rank_zero_warn(message, RemovedArgumentWarning)
     return init, after
+
+
+# 1.9.5's deprecation message of the arguments it still ran (`{value}` is the value passed).
+_DEPRECATED_IN_1_9 = {
+    "gpus": "Setting `Trainer(gpus={value!r})` is deprecated in v1.7 and will be removed in v2.0."
+    " Please use `Trainer(accelerator='gpu', devices={value!r})` instead.",
+    "num_processes": "Setting `Trainer(num_processes={value})` is deprecated in v1.7 and will be removed in v2.0."
+    " Please use `Trainer(accelerator='cpu', devices={value})` instead.",
+    "tpu_cores": "Setting `Trainer(tpu_cores={value!r})` is deprecated in v1.7 and will be removed in v2.0."
+    " Please use `Trainer(accelerator='tpu', devices={value!r})` instead.",
+    "ipus": "Setting `Trainer(ipus={value})` is deprecated in v1.7 and will be removed in v2.0."
+    " Please use `Trainer(accelerator='ipu', devices={value})` instead.",
+    "auto_select_gpus": "The Trainer argument `auto_select_gpus` has been deprecated in v1.9.0 and will be removed in"
+    " v2.0.0. Please use the function `pytorch_lightning.accelerators.find_usable_cuda_devices` instead.",
+    "resume_from_checkpoint": "Setting `Trainer(resume_from_checkpoint=)` is deprecated in v1.5 and will be removed"
+    " in v2.0. Please pass `Trainer.fit(ckpt_path=)` directly instead.",
+    "amp_backend": "The NVIDIA/apex AMP implementation has been deprecated upstream. Consequently, its integration"
+    " inside PyTorch Lightning has been deprecated in v1.9.0 and will be removed in v2.0.0. The"
+    " `Trainer(amp_backend={value!r})` argument is deprecated. Removing this argument will avoid this message, it will"
+    " select PyTorch's implementation automatically.",
+    "amp_level": "The NVIDIA/apex AMP implementation has been deprecated upstream. Consequently, its integration inside"
+    " PyTorch Lightning has been deprecated in v1.9.0 and will be removed in v2.0.0. The"
+    " `Trainer(amp_level={value!r})` argument is deprecated. Removing this argument will avoid this message.",
+}
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
@@ -109,20 +140,31 @@ def _is_off(value: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------------- 2.0 rules
+def _device_count_flag(name: str, value: Any, accelerator: str, init: Init) -> str:
+    """1.9.5's rule for `gpus=`/`num_processes=`: the count becomes `devices` (a `devices` passed too is ignored,
+    with 1.9.5's warning), and picks the accelerator only when none was chosen ("auto", the default, counts as none;
+    so `gpus=1, accelerator="cpu"` runs on one CPU device, as in 1.9.5)."""
+    devices = init.get("devices", "auto")
+    if devices not in ("auto", None) and devices != value:
+        rank_zero_warn(
+            f"The flag `devices={devices}` will be ignored, instead the device specific number {value} will be used"
+        )
+    init["devices"] = value
+    if init.get("accelerator") in (None, "auto"):
+        init["accelerator"] = accelerator
+    return f"fulgor runs it as `Trainer(accelerator={init['accelerator']!r}, devices={value!r})`."
+
+
 def _gpus(value: Any, init: Init, after: After) -> str:
     if _is_off(value):
         return "no GPU was asked for, so it is ignored (2.x: leave out `accelerator`/`devices`, or pass 'cpu')."
-    _set(init, "accelerator", "gpu", f"gpus={value!r}", neutral=("auto", "gpu", "cuda"))
-    _set(init, "devices", value, f"gpus={value!r}")
-    return f"fulgor runs it as `Trainer(accelerator='gpu', devices={value!r})`."
+    return _device_count_flag("gpus", value, "gpu", init)
 
 
 def _num_processes(value: Any, init: Init, after: After) -> str:
-    if value in (None, 1):
+    if value in (None, 1) and "devices" not in init:
         return "it is ignored (one process is the default)."
-    _set(init, "accelerator", "cpu", f"num_processes={value!r}", neutral=("auto", "cpu"))
-    _set(init, "devices", value, f"num_processes={value!r}")
-    return f"fulgor runs it as `Trainer(accelerator='cpu', devices={value!r})`."
+    return _device_count_flag("num_processes", value, "cpu", init)
 
 
 def _tpu_cores(value: Any, init: Init, after: After) -> str | None:
@@ -173,8 +215,8 @@ def _auto_lr_find(value: Any, init: Init, after: After) -> str | None:
     raise _refuse(
         "auto_lr_find",
         value,
-        "the LR finder moved to `Tuner(trainer).lr_find(model)` / the `LearningRateFinder` callback in 2.x and"
-        " fulgor does not implement it: remove the argument and set the learning rate explicitly.",
+        "the LR finder moved to `Tuner(trainer).lr_find(model)` / the `LearningRateFinder` callback in 2.x (both in"
+        " fulgor, `from fulgor.tuner import Tuner`): remove the argument and call it before `fit`.",
     )
 
 
@@ -185,7 +227,7 @@ def _auto_scale(value: Any, init: Init, after: After) -> str | None:
         "auto_scale_batch_size",
         value,
         "the batch-size finder moved to `Tuner(trainer).scale_batch_size(model)` / the `BatchSizeFinder` callback"
-        " in 2.x and fulgor does not implement it: remove the argument and set the batch size explicitly.",
+        " in 2.x (both in fulgor, `from fulgor.tuner import Tuner`): remove the argument and call it before `fit`.",
     )
 
 

@@ -241,7 +241,8 @@ def _resumed_iterator(run: Run, loader: Any, indices: ResumableIndices | None, p
         return iter(loader)
     record = _record_for(point, run.state.epoch)
     if indices is None or record is None:
-        if consumed:
+        # Lightning's rule: no warning when every batch was consumed or the loader has `state_dict`/`load_state_dict`
+        if 0 < consumed < _length(loader) and not _is_stateful(loader):
             _warn_not_resumable(loader, consumed)
         return iter(loader)
     indices.epoch, indices.iter_start, indices.sampler_start = record["epoch"], record["iter_start"], record["sampler"]
@@ -254,9 +255,17 @@ def _resumed_iterator(run: Run, loader: Any, indices: ResumableIndices | None, p
         indices.replay, indices.skip = False, 0
 
 
+def _length(loader: Any) -> float:
+    try:
+        return len(loader)
+    except TypeError:  # an IterableDataset without `__len__`
+        return float("inf")
+
+
 def _warn_not_resumable(loader: Any, consumed: int) -> None:
-    rank_zero_warn(
-        f"Resuming mid-epoch with a training loader fulgor cannot position ({type(loader).__name__}"
+    rank_zero_warn(  # Lightning's first sentence (code filtering warnings matches it), then what fulgor does
+        "You're resuming from a checkpoint that ended before the epoch ended and your dataloader is not resumable."
+        f" fulgor cannot position this training loader ({type(loader).__name__}"
         f"{' over an IterableDataset' if isinstance(getattr(loader, 'dataset', None), IterableDataset) else ''},"
         " without `state_dict`/`load_state_dict`): it restarts from its beginning and the epoch runs only its remaining"
         f" batches, so the first {consumed} batches are seen again and the last ones are not. Everything else (weights,"
@@ -381,3 +390,5 @@ def restore(run: Run, point: dict[str, Any]) -> None:
     state.total_batch_idx = int(counters["total_batch_idx"])
     state.val_batches_seen = int(counters["val_batches_seen"])
     state.resume_point = dict(point)
+    if int(counters.get("batch_idx", 0)) > 0:  # inside an epoch: the fit loop is "restarting" until it ends
+        run.restarted_epoch = state.epoch

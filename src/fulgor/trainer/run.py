@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from fulgor.trainer.config import TrainerConfig
     from fulgor.trainer.data import DataSource
     from fulgor.trainer.dispatch import Receivers
+    from fulgor.trainer.finite_guard import FiniteGuard
     from fulgor.trainer.legacy_hooks import LegacyHooks
+    from fulgor.trainer.optimizer_idx_loop import OptimizerIdxLoop
     from fulgor.trainer.trainer import Trainer
 
 
@@ -79,11 +81,14 @@ class Run:
     optimizers: list[Optimizer] = field(default_factory=list)
     lr_scheduler_configs: list[LRSchedulerConfig] = field(default_factory=list)
     lightning_optimizers: list[LightningOptimizer] = field(default_factory=list)
+    optimizer_loop: OptimizerIdxLoop | None = None  # Lightning 1.x's `optimizer_idx` loop, when the module uses it
 
     # Checkpoints: the file this run loaded, and its training state waiting for the optimizers.
     ckpt_path: str | None = None
+    restarted_epoch: int | None = None  # the epoch a mid-epoch checkpoint resumed in (`fit_loop.restarting`)
     checkpoint_to_resume: dict[str, Any] | None = None
     predict_view: Any = None  # what prediction writers read (eval_loop.PredictLoopView)
+    finite_guard: FiniteGuard | None = None  # fit's non-finite loss guard (finite_guard.py), None when off
 
     def __post_init__(self) -> None:
         sync = self.strategy.reduce

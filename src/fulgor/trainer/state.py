@@ -3,7 +3,7 @@ Lightning exposes (`TrainerFn`, `RunningStage`, `TrainerStatus`) and fulgor's `L
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -85,6 +85,9 @@ class TrainerState:
     # streams and validation count before the running in-fit validation.
     resume_point: dict[str, Any] | None = None
     pre_validation: tuple[dict[str, Any], int] | None = None
+    # The batch counts of each loop as last computed (`trainer.num_*_batches`), kept after the run as Lightning's
+    # loops keep theirs: "train", "fit_val" (fit's validation), "validate", "test", "predict".
+    batch_counts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:

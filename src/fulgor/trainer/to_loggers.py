@@ -28,8 +28,9 @@ def log_metrics(run: Run, metrics: dict[str, Tensor], step: int, with_epoch: boo
             step = int(logged_step)
         else:
             scalars.setdefault("epoch", run.state.epoch)
-    for logger in loggers:
-        logger.log_metrics(scalars, step=step)
+    for logger in loggers:  # Lightning's keywords, and a `save()` after every row (custom loggers rely on both)
+        logger.log_metrics(metrics=scalars, step=step)
+        logger.save()
 
 
 def should_log_step(run: Run) -> bool:

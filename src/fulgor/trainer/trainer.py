@@ -13,21 +13,21 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
-from torch.overrides import TorchFunctionMode
 
-from fulgor import checkpoint_contents, checkpoint_restore
+from fulgor import checkpoint_contents
 from fulgor.callbacks.callback import Callback
 from fulgor.callbacks.timer import Timer
 from fulgor.datamodule import LightningDataModule
 from fulgor.errors import MisconfigurationException
 from fulgor.loggers.logger import Logger
 from fulgor.module import LightningModule
-from fulgor.profilers import select_profiler
-from fulgor.rank import rank_zero_info, rank_zero_warn
+from fulgor.profilers import Profiler, select_profiler
+from fulgor.rank import rank_zero_info
 from fulgor.strategies import Strategy
-from fulgor.trainer import data, eval_loop, fit_loop, legacy_argparse, lifecycle, parts, preemption
+from fulgor.trainer import call_inputs, data, eval_loop, fit_loop, legacy_argparse, lifecycle, parts, preemption
 from fulgor.trainer.config import TrainerConfig, apply_determinism, build_config, fit_limits
 from fulgor.trainer.flags import apply_barebones, defaults_from_env_vars, refuse_unimplemented
+from fulgor.trainer.init_context import module_init_context
 from fulgor.trainer.log_store import MetricDicts
 from fulgor.trainer.properties import TrainerProperties
 from fulgor.trainer.removed_args import REMOVED_FLAGS
@@ -77,7 +77,7 @@ class Trainer(TrainerProperties):
         benchmark: bool | None = None,
         inference_mode: bool = True,
         use_distributed_sampler: bool = True,
-        profiler: Any = None,
+        profiler: Profiler | str | None = None,
         detect_anomaly: bool = False,
         barebones: bool = False,
         plugins: Any = None,
@@ -86,6 +86,7 @@ class Trainer(TrainerProperties):
         default_root_dir: str | os.PathLike[str] | None = None,
         enable_autolog_hparams: bool = True,
         model_registry: str | None = None,
+        non_finite: str = "error",
     ) -> None:
         flags = dict(locals())
         flags.pop("self")
@@ -143,17 +144,9 @@ class Trainer(TrainerProperties):
             return self._launch(
                 self.fit, model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only
             )
-        train_dataloaders, datamodule = _datamodule_in_place_of_loaders(train_dataloaders, datamodule)
-        if datamodule is not None and (train_dataloaders is not None or val_dataloaders is not None):
-            raise MisconfigurationException(
-                "You cannot pass `train_dataloader` or `val_dataloaders` to `trainer.fit(datamodule=...)`"
-            )
-        _check_module(model, "fit")
-        ckpt_path = self._choose_ckpt_path(TrainerFn.FITTING, ckpt_path, model_provided=True)
-        sources = {
-            "train": data.select_source(model, datamodule, train_dataloaders, "train_dataloader"),
-            "val": data.select_source(model, datamodule, val_dataloaders, "val_dataloader"),
-        }
+        model = call_inputs.module_of(model)
+        datamodule, sources = call_inputs.fit_sources(model, train_dataloaders, val_dataloaders, datamodule)
+        ckpt_path = self._take_ckpt_path(TrainerFn.FITTING, ckpt_path, model_provided=True)
         with self._running(TrainerFn.FITTING, model, datamodule, sources) as run:
             lifecycle.setup(run, ckpt_path, weights_only)
             with torch.autograd.set_detect_anomaly(True) if run.config.detect_anomaly else nullcontext():
@@ -254,12 +247,7 @@ class Trainer(TrainerProperties):
             with trainer.init_module():
                 model = MyModel()
         """
-        strategy_context = getattr(self.strategy, "tensor_init_context", None)
-        if callable(strategy_context):  # a strategy that decides itself (e.g. sharded creation)
-            with strategy_context(empty_init=empty_init):
-                yield
-            return
-        with _SkipInit(enabled=bool(empty_init)), self.strategy.root_device, _dtype_context(self):
+        with module_init_context(self.strategy, empty_init):
             yield
 
     # ------------------------------------------------------------------ runs
@@ -307,88 +295,14 @@ class Trainer(TrainerProperties):
     def _call_inputs(
         self, fn: TrainerFn, model: LightningModule | None, dataloaders: Any, datamodule: Any, ckpt_path: Any
     ) -> tuple[LightningModule, Any, dict[str, data.DataSource], Any]:
-        """validate/test/predict: the model (the last one when None), the datamodule (also when passed in place of the
-        dataloaders), where the stage's data comes from, and the checkpoint to load."""
-        dataloaders, datamodule = _datamodule_in_place_of_loaders(dataloaders, datamodule)
-        if dataloaders is not None and datamodule is not None:
-            raise MisconfigurationException(
-                f"You cannot pass both `trainer.{fn.value}(dataloaders=..., datamodule=...)`"
-            )
-        ckpt_path = self._choose_ckpt_path(fn, ckpt_path, model_provided=model is not None)
-        model = self._model_for(fn, model)
-        prefix = lifecycle.FIRST_STAGE[fn].dataloader_prefix
-        return (
-            model,
-            datamodule,
-            {prefix: data.select_source(model, datamodule, dataloaders, f"{prefix}_dataloader")},
-            ckpt_path,
-        )
+        """validate/test/predict: the model, the datamodule, the stage's data source and the checkpoint to load."""
+        given, datamodule, sources = call_inputs.evaluation_inputs(fn, model, self._module, dataloaders, datamodule)
+        return given, datamodule, sources, self._take_ckpt_path(fn, ckpt_path, model_provided=model is not None)
 
-    def _choose_ckpt_path(self, fn: TrainerFn, ckpt_path: Any, model_provided: bool) -> Any:
-        """A path set with `trainer.ckpt_path = ...` applies unless one is passed; without a model, "best"."""
-        user_path = self._user_ckpt_path
-        if user_path is not None:
-            if ckpt_path:
-                rank_zero_warn(
-                    f"`trainer.ckpt_path = {user_path!r}` was called but then you"
-                    f" passed `trainer.{fn.value}(ckpt_path={ckpt_path!r})`. The latter will be loaded."
-                )
-            else:
-                ckpt_path = user_path
-            self._user_ckpt_path = None
-        if fn == TrainerFn.FITTING:
-            return ckpt_path
-        return checkpoint_restore.select_ckpt_path(fn.value, ckpt_path, model_provided, self._module is not None)
-
-    def _model_for(self, fn: TrainerFn, model: LightningModule | None) -> LightningModule:
-        if model is None:
-            if self._module is None:
-                raise TypeError(
-                    f"`Trainer.{fn.value}()` requires a `LightningModule` when it hasn't been passed in a previous run"
-                )
-            return self._module
-        _check_module(model, fn.value)
-        return model
-
-
-# The dtype "*-true" precisions create weights in; the others keep float32 weights.
-_INIT_DTYPES = {"64-true": torch.float64, "16-true": torch.float16, "bf16-true": torch.bfloat16}
-
-
-@contextmanager
-def _dtype_context(trainer: Trainer) -> Iterator[None]:
-    """The default dtype for tensors created under `init_module`: the precision plugin's `tensor_init_context()`
-    when it has one, else the "*-true" precision's dtype."""
-    plugin_context = getattr(trainer.precision_plugin, "tensor_init_context", None)
-    if callable(plugin_context):
-        with plugin_context():
-            yield
-        return
-    dtype = _INIT_DTYPES.get(trainer.precision)
-    previous = torch.get_default_dtype()
-    if dtype is not None:
-        torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
-class _SkipInit(TorchFunctionMode):
-    """While enabled, `torch.nn.init` functions return their tensor untouched: parameters are allocated but not
-    initialised (cheap when a checkpoint overwrites them next)."""
-
-    def __init__(self, enabled: bool) -> None:
-        super().__init__()
-        self.enabled = enabled
-
-    def __torch_function__(
-        self, func: Callable[..., Any], types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
-    ) -> Any:
-        kwargs = kwargs or {}
-        if self.enabled and getattr(func, "__module__", None) == "torch.nn.init":
-            return kwargs["tensor"] if "tensor" in kwargs else args[0]
-        return func(*args, **kwargs)
+    def _take_ckpt_path(self, fn: TrainerFn, ckpt_path: Any, model_provided: bool) -> Any:
+        """The checkpoint this run loads; a path set with `trainer.ckpt_path = ...` is used up by it."""
+        user_path, self._user_ckpt_path = self._user_ckpt_path, None
+        return call_inputs.choose_ckpt_path(fn, ckpt_path, user_path, model_provided, self._module is not None)
 
 
 @contextmanager
@@ -403,7 +317,7 @@ def tuning_trial(
         state=TrainerState(),
         _config=trainer._config._replace(**settings),
         callbacks=list(callbacks),
-        loggers=[],
+        _loggers=[],
         _metrics=MetricDicts(),
         _run=None,
         _module=None,
@@ -424,15 +338,3 @@ def training_data_of(trainer: Trainer) -> tuple[Any, Any]:
     if isinstance(instance, LightningModule):
         return None, None
     return instance, None
-
-
-def _datamodule_in_place_of_loaders(loaders: Any, datamodule: Any) -> tuple[Any, Any]:
-    """Lightning accepts a LightningDataModule as the second positional argument of fit/validate/test/predict."""
-    if isinstance(loaders, LightningDataModule):
-        return None, loaders
-    return loaders, datamodule
-
-
-def _check_module(model: Any, fn: str) -> None:
-    if not isinstance(model, LightningModule):
-        raise TypeError(f"`Trainer.{fn}()` requires a `LightningModule`, got: {model.__class__.__qualname__}")

@@ -1,0 +1,495 @@
+"""The Fabric class: your own training loop, with devices, precision, distributed processes, checkpoints, loggers and
+callbacks handled by the strategies and precision plugins the Trainer uses (Lightning Fabric's API)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim import Optimizer
+from torch.utils.data import DataLoader
+
+from fulgor.accelerators import Accelerator
+from fulgor.data.conversion import convert_tensors_to_scalars, convert_to_tensors, map_leaves
+from fulgor.data.transfer import move_data_to_device
+from fulgor.errors import PossibleUserWarning
+from fulgor.fabric.checks import accepted_kwargs, check_launch_function
+from fulgor.fabric.connector import build_strategy
+from fulgor.fabric.launching import launch_function, prepare_dataloader, setup_environment
+from fulgor.fabric.wrappers import (
+    FABRIC_BACKWARD,
+    _FabricDataLoader,
+    _FabricModule,
+    _FabricOptimizer,
+    unwrap_objects,
+    wrap_module,
+)
+from fulgor.loggers.logger import Logger
+from fulgor.precision import Precision
+from fulgor.rank import rank_zero_warn
+from fulgor.rank_messages import rank_zero_deprecation
+from fulgor.seed import seed_everything
+from fulgor.strategies.fsdp import FSDPStrategy
+from fulgor.strategies.single_device import SingleDeviceStrategy
+from fulgor.strategies.state_files import StateFilter, check_filter, read_state_file, restore_state, saveable_state
+from fulgor.strategies.strategy import Strategy
+
+__all__ = ["Fabric"]
+
+
+def _do_nothing(*_: Any) -> None:
+    """`launch()` without a function: only the processes are started."""
+
+
+class Fabric:
+    """Accelerate your own PyTorch training loop: devices, precision, DDP, checkpoints, logging.
+
+    Args:
+        accelerator: "cpu", "cuda", "gpu", "mps", "auto" or an `Accelerator`.
+        strategy: "auto", "ddp", "ddp_spawn", "ddp_fork", "fsdp", "single_device" or a `Strategy` instance.
+        devices: how many devices (or which ones, or "auto").
+        num_nodes: how many machines.
+        precision: "32-true" (default), "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true" (or the
+            legacy 64, 32, 16, "bf16").
+        plugins: a precision, checkpoint IO or cluster environment object (or a list).
+        callbacks: objects whose methods `call(name, ...)` runs.
+        loggers: a logger or a list of loggers that `log` and `log_dict` write to.
+    """
+
+    def __init__(
+        self,
+        *,
+        accelerator: str | Accelerator = "auto",
+        strategy: str | Strategy = "auto",
+        devices: list[int] | str | int = "auto",
+        num_nodes: int = 1,
+        precision: str | int | None = None,
+        plugins: Any = None,
+        callbacks: list[Any] | Any | None = None,
+        loggers: Logger | list[Logger] | None = None,
+    ) -> None:
+        self._strategy = build_strategy(accelerator, strategy, devices, num_nodes, precision, plugins)
+        assert self._strategy.accelerator is not None, "build_strategy configures the accelerator"
+        self._accelerator: Accelerator = self._strategy.accelerator
+        callbacks = [] if callbacks is None else callbacks
+        self._callbacks: list[Any] = list(callbacks) if isinstance(callbacks, list) else [callbacks]
+        loggers = [] if loggers is None else loggers
+        self._loggers: list[Logger] = list(loggers) if isinstance(loggers, list) else [loggers]
+        self._models_setup = 0
+        self._launched = False
+        if os.environ.get("LT_CLI_USED") == "1":  # started by `fabric run`: the processes exist already
+            setup_environment(self._strategy)
+            self._launched = True
+
+    # ------------------------------------------------------------------ what Fabric runs on
+    @property
+    def accelerator(self) -> Accelerator:
+        """The accelerator (the hardware kind)."""
+        return self._accelerator
+
+    @property
+    def strategy(self) -> Strategy:
+        """The strategy (devices, processes, collectives, checkpoint IO), shared with the Trainer's classes."""
+        return self._strategy
+
+    @property
+    def _precision(self) -> Precision:
+        return self._strategy.precision_plugin
+
+    @property
+    def device(self) -> torch.device:
+        """The device this process computes on (create tensors there if you need to)."""
+        return self._strategy.root_device
+
+    @property
+    def global_rank(self) -> int:
+        """The index of this process among all processes."""
+        return self._strategy.global_rank
+
+    @property
+    def local_rank(self) -> int:
+        """The index of this process on its machine."""
+        return self._strategy.local_rank
+
+    @property
+    def node_rank(self) -> int:
+        """The index of this machine."""
+        return self._strategy.node_rank
+
+    @property
+    def world_size(self) -> int:
+        """How many processes run."""
+        return self._strategy.world_size
+
+    @property
+    def is_global_zero(self) -> bool:
+        """Whether this is the process of global rank 0."""
+        return self._strategy.is_global_zero
+
+    @property
+    def loggers(self) -> list[Logger]:
+        """The loggers `log` and `log_dict` write to."""
+        return self._loggers
+
+    @property
+    def logger(self) -> Logger:
+        """The first logger."""
+        return self._loggers[0]
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Fabric 1.x's entry point for subclasses (`launch(function)` is the 2.x way); does nothing here."""
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, module: nn.Module, *optimizers: Optimizer, move_to_device: bool = True) -> Any:
+        """Prepare a module and its optimizers: precision conversion, device placement, the strategy's wrapper.
+
+        Returns:
+            The wrapped module when no optimizer is given, else a tuple (module, *optimizers).
+
+        Raises:
+            ValueError: the module or an optimizer was set up already.
+            RuntimeError: several devices and `launch()` was not called.
+        """
+        self._check_launched()
+        if isinstance(module, _FabricModule):
+            raise ValueError("A model should be passed only once to the `setup` method.")
+        if any(isinstance(optimizer, _FabricOptimizer) for optimizer in optimizers):
+            raise ValueError("An optimizer should be passed only once to the `setup` method.")
+        wrapped = wrap_module(module, self._strategy, move_to_device)
+        fabric_optimizers = [_FabricOptimizer(opt, self._strategy, self._callbacks) for opt in optimizers]
+        self._models_setup += 1
+        self.call("on_after_setup", fabric=self, module=wrapped)
+        if not fabric_optimizers:
+            return wrapped
+        return (wrapped, *fabric_optimizers)
+
+    def setup_module(self, module: nn.Module, move_to_device: bool = True) -> _FabricModule:
+        """Prepare a module alone (precision, device, strategy wrapper); set up its optimizers afterwards.
+
+        Raises:
+            ValueError: the module was set up already.
+        """
+        self._check_launched()
+        if isinstance(module, _FabricModule):
+            raise ValueError("A model should be passed only once to the `setup_module` method.")
+        wrapped = wrap_module(module, self._strategy, move_to_device)
+        self._models_setup += 1
+        self.call("on_after_setup", fabric=self, module=wrapped)
+        return wrapped
+
+    def setup_optimizers(self, *optimizers: Optimizer) -> Any:
+        """Wrap optimizers so that `step` goes through the precision; one optimizer in, one out (else a tuple).
+
+        Raises:
+            ValueError: no optimizer, or one that was set up already.
+        """
+        self._check_launched()
+        if not optimizers:
+            raise ValueError("`setup_optimizers` requires at least one optimizer as input.")
+        if any(isinstance(optimizer, _FabricOptimizer) for optimizer in optimizers):
+            raise ValueError("An optimizer should be passed only once to the `setup_optimizers` method.")
+        wrapped = tuple(_FabricOptimizer(opt, self._strategy, self._callbacks) for opt in optimizers)
+        return wrapped[0] if len(wrapped) == 1 else wrapped
+
+    def setup_dataloaders(
+        self, *dataloaders: DataLoader[Any], use_distributed_sampler: bool = True, move_to_device: bool = True
+    ) -> Any:
+        """Wrap dataloaders: a DistributedSampler when running distributed, batches moved to the device.
+
+        Args:
+            *dataloaders: torch DataLoaders.
+            use_distributed_sampler: inject a DistributedSampler (each process reads its share) when distributed.
+            move_to_device: move every batch to `fabric.device`.
+
+        Returns:
+            One wrapped dataloader for one given, else a list.
+
+        Raises:
+            ValueError: none given, or one set up already.
+            TypeError: something other than a torch DataLoader.
+        """
+        self._check_launched()
+        if not dataloaders:
+            raise ValueError("`setup_dataloaders` requires at least one dataloader as input.")
+        if any(isinstance(loader, _FabricDataLoader) for loader in dataloaders):
+            raise ValueError("A dataloader should be passed only once to the `setup_dataloaders` method.")
+        if any(not isinstance(loader, DataLoader) for loader in dataloaders):
+            raise TypeError("Only PyTorch DataLoader are currently supported in `setup_dataloaders`.")
+        wrapped = [
+            _FabricDataLoader(
+                prepare_dataloader(loader, self._strategy, use_distributed_sampler),
+                device=self.device if move_to_device else None,
+            )
+            for loader in dataloaders
+        ]
+        return wrapped[0] if len(wrapped) == 1 else wrapped
+
+    # ------------------------------------------------------------------ the training step
+    def backward(self, tensor: Tensor, *args: Any, model: _FabricModule | None = None, **kwargs: Any) -> None:
+        """`loss.backward()` through the precision (loss scaling for "16-mixed"); `args`/`kwargs` go to backward."""
+        module = model._forward_module if model is not None else None
+        precision = self._precision
+        FABRIC_BACKWARD.active = True
+        try:
+            precision.pre_backward(tensor, module)
+            precision.backward(tensor, module, *args, **kwargs)
+            precision.post_backward(tensor, module)
+        finally:
+            FABRIC_BACKWARD.active = False
+
+    def clip_gradients(
+        self,
+        module: nn.Module,
+        optimizer: Optimizer,
+        clip_val: float | int | None = None,
+        max_norm: float | int | None = None,
+        norm_type: float | int = 2.0,
+        error_if_nonfinite: bool = True,
+    ) -> Tensor | None:
+        """Clip the gradients of the optimizer's parameters by value (`clip_val`) or by total norm (`max_norm`).
+
+        Returns:
+            The total norm before clipping for `max_norm`, else None.
+
+        Raises:
+            ValueError: both or neither of `clip_val` and `max_norm`.
+        """
+        if clip_val is not None and max_norm is not None:
+            raise ValueError(
+                "Only one of `clip_val` or `max_norm` can be set as this specifies the underlying clipping algorithm!"
+            )
+        optimizer = unwrap_objects(optimizer)
+        parameters = list(self._precision.main_params(optimizer))
+        if clip_val is not None:
+            self._precision.unscale_gradients(optimizer)
+            torch.nn.utils.clip_grad_value_(parameters, clip_value=clip_val)
+            return None
+        if max_norm is not None:
+            self._precision.unscale_gradients(optimizer)
+            return torch.nn.utils.clip_grad_norm_(
+                parameters, max_norm=max_norm, norm_type=norm_type, error_if_nonfinite=error_if_nonfinite
+            )
+        raise ValueError("You have to specify either `clip_val` or `max_norm` to do gradient clipping!")
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """The precision's forward context, for operations outside the set-up module's forward."""
+        return self._precision.forward_context()
+
+    def no_backward_sync(self, module: _FabricModule, enabled: bool = True) -> AbstractContextManager[Any]:
+        """Skip DDP's gradient synchronisation in forward and backward while accumulating (no-op on one device).
+
+        Raises:
+            TypeError: the module was not set up by Fabric.
+        """
+        inner = getattr(module, "_orig_mod", module)
+        if not isinstance(inner, _FabricModule):
+            raise TypeError(
+                "You need to set up the model first before you can call `fabric.no_backward_sync()`:"
+                " `model = fabric.setup(model, ...)`"
+            )
+        forward_module = inner._forward_module
+        if isinstance(forward_module, DistributedDataParallel):
+            return forward_module.no_sync() if enabled else nullcontext()
+        if isinstance(self._strategy, FSDPStrategy):
+            return self._strategy.no_backward_sync() if enabled else nullcontext()
+        if not isinstance(self._strategy, SingleDeviceStrategy):
+            rank_zero_warn(
+                f"The `{type(self._strategy).__name__}` does not support skipping the gradient synchronization."
+                " Remove `.no_backward_sync()` from your code or choose a different strategy.",
+                category=PossibleUserWarning,
+            )
+        return nullcontext()
+
+    # ------------------------------------------------------------------ devices and creation
+    def to_device(self, obj: Any) -> Any:
+        """Move a module, a tensor or a collection of tensors to `fabric.device`."""
+        if isinstance(obj, nn.Module):
+            self._accelerator.setup_device(self.device)
+            return obj.to(self.device)
+        return move_data_to_device(obj, self.device)
+
+    def init_tensor(self) -> AbstractContextManager[Any]:
+        """Tensors created inside are on the device, in the precision's dtype."""
+        return self._creation_context(self._precision.tensor_init_context())
+
+    def init_module(self, empty_init: bool | None = None) -> AbstractContextManager[Any]:
+        """Modules built inside are created on the device, in the precision's dtype (`empty_init=True` with FSDP
+        creates them on the meta device, to be materialised by `setup`)."""
+        self._check_launched()
+        if empty_init and not isinstance(self._strategy, SingleDeviceStrategy) and hasattr(self._strategy, "_units"):
+            return self._creation_context(self._precision.module_init_context(), torch.device("meta"))
+        return self._creation_context(self._precision.module_init_context())
+
+    @contextmanager
+    def _creation_context(self, dtype_context: Any, device: torch.device | None = None) -> Iterator[None]:
+        with ExitStack() as stack:
+            stack.enter_context(device or self.device)
+            stack.enter_context(dtype_context)
+            yield
+
+    def sharded_model(self) -> AbstractContextManager[Any]:
+        """Fabric 1.x's context for sharded creation (deprecated): use `init_module`."""
+        rank_zero_deprecation("`Fabric.sharded_model()` is deprecated in favor of `Fabric.init_module()`.")
+        return self.init_module()
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """`print` on local rank 0 only."""
+        if self.local_rank == 0:
+            print(*args, **kwargs)  # noqa: T201 (Fabric.print is print, on one rank)
+
+    # ------------------------------------------------------------------ collectives
+    def barrier(self, name: str | None = None) -> None:
+        """Wait until every process reaches this call."""
+        self._check_launched()
+        self._strategy.barrier(name=name)
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        """Rank `src`'s `obj` (any picklable object) on every process."""
+        self._check_launched()
+        return self._strategy.broadcast(obj, src=src)
+
+    def all_gather(self, data: Any, group: Any | None = None, sync_grads: bool = False) -> Any:
+        """Gather numbers/tensors (in any collection) from every process: each gets a leading `world_size` dim
+        when distributed (unchanged on one process)."""
+        self._check_launched()
+        data = convert_to_tensors(data, self.device)
+        return map_leaves(data, lambda value: self._gather(value, group, sync_grads))
+
+    def _gather(self, value: Any, group: Any, sync_grads: bool) -> Any:
+        if not isinstance(value, Tensor):
+            return value
+        return self._strategy.all_gather(value, group=group, sync_grads=sync_grads)
+
+    def all_reduce(self, data: Any, group: Any | None = None, reduce_op: Any = "mean") -> Any:
+        """Reduce numbers/tensors (in any collection) across processes with "mean" (default), "sum", "max", "min"
+        or a `torch.distributed.ReduceOp`."""
+        self._check_launched()
+        data = convert_to_tensors(data, self.device)
+        return map_leaves(data, lambda value: self._reduce(value, reduce_op))
+
+    def _reduce(self, value: Any, reduce_op: Any) -> Any:
+        return self._strategy.reduce(value, reduce_op) if isinstance(value, Tensor) else value
+
+    @contextmanager
+    def rank_zero_first(self, local: bool = False) -> Generator[None, None, None]:
+        """Run the block on rank 0 first (global, or per machine with `local=True`), then on the others."""
+        rank = self.local_rank if local else self.global_rank
+        if rank > 0:
+            self._strategy.barrier("rank_zero_first")
+        yield
+        if rank == 0:
+            self._strategy.barrier("rank_zero_first")
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: str | Path, state: dict[str, Any], filter: StateFilter | None = None) -> None:
+        """Write `state` (modules and optimizers as their state dicts, other values as they are) to `path`,
+        atomically, from global rank 0; every process must call it.
+
+        Args:
+            path: the file.
+            state: names -> modules, optimizers, objects with `state_dict()`, plain values.
+            filter: names -> `keep(name, value)` selecting entries of that object's state dict.
+
+        Raises:
+            TypeError: `filter` is not a dict of callables.
+            ValueError: `filter` names keys that `state` does not have.
+        """
+        check_filter(state, filter)
+        checkpoint = saveable_state(self._strategy, unwrap_objects(state), filter)
+        if self.is_global_zero:
+            self._strategy.checkpoint_io.save_checkpoint(checkpoint=checkpoint, path=path, storage_options=None)
+        self.barrier()
+
+    def load(
+        self,
+        path: str | Path,
+        state: dict[str, Any] | None = None,
+        strict: bool = True,
+        *,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        """Restore `state`'s objects in place from the checkpoint at `path`; return what was not restored (the whole
+        checkpoint without `state`). Plain values of `state` are replaced by the saved ones.
+
+        Raises:
+            KeyError: with `strict`, a key of `state` that the checkpoint lacks.
+        """
+        checkpoint = read_state_file(self._strategy.checkpoint_io, path, weights_only)
+        unwrapped = unwrap_objects(state) if state is not None else None
+        remainder = restore_state(self._strategy, checkpoint, unwrapped, strict=strict)
+        self.barrier()
+        if state is not None and unwrapped is not None:
+            for key, value in unwrapped.items():
+                if not (isinstance(state[key], (_FabricModule, _FabricOptimizer, _FabricDataLoader))):
+                    state[key] = value
+        return remainder
+
+    def load_raw(
+        self, path: str | Path, obj: nn.Module | Optimizer, strict: bool = True, *, weights_only: bool | None = None
+    ) -> None:
+        """Load a raw state dict file (plain `torch.save(model.state_dict())`) into a module or optimizer."""
+        checkpoint = read_state_file(self._strategy.checkpoint_io, path, weights_only)
+        restore_state(self._strategy, checkpoint, unwrap_objects(obj), strict=strict)
+
+    # ------------------------------------------------------------------ processes
+    def launch(self, function: Callable[..., Any] = _do_nothing, *args: Any, **kwargs: Any) -> Any:
+        """Start the processes and join them (every strategy), then run `function(fabric, *args, **kwargs)`.
+
+        Returns:
+            What the function returned (rank 0's, for `ddp_spawn`/`ddp_fork`).
+
+        Raises:
+            RuntimeError: the script was started by `fabric run` (its processes exist already).
+            TypeError: a function that is not callable or takes no argument, or a spawning strategy without one.
+        """
+        if os.environ.get("LT_CLI_USED") == "1":
+            raise RuntimeError(
+                "This script was launched through the CLI, and processes have already been created. Calling "
+                " `.launch()` again is not allowed."
+            )
+        check_launch_function(function, self._strategy, _do_nothing)
+        self._launched = True
+        return launch_function(self, function, self, *args, **kwargs)
+
+    def _check_launched(self) -> None:
+        if not self._launched and not isinstance(self._strategy, SingleDeviceStrategy):
+            raise RuntimeError(
+                "To use Fabric with more than one device, you must call `.launch()` or use the CLI:"
+                " `fabric run --help`."
+            )
+
+    # ------------------------------------------------------------------ callbacks and logging
+    def call(self, hook_name: str, *args: Any, **kwargs: Any) -> None:
+        """Call `hook_name(*args, **kwargs)` on every callback that has it (keyword arguments its signature does
+        not take are left out)."""
+        for callback in self._callbacks:
+            method = getattr(callback, hook_name, None)
+            if method is None:
+                continue
+            if not callable(method):
+                rank_zero_warn(
+                    f"Skipping the callback `{type(callback).__name__}.{hook_name}` because it is not callable."
+                )
+                continue
+            method(*args, **accepted_kwargs(method, kwargs))
+
+    def log(self, name: str, value: Any, step: int | None = None) -> None:
+        """Log one scalar (a tensor is detached and turned into a number) to every logger."""
+        self.log_dict({name: value}, step=step)
+
+    def log_dict(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log several scalars to every logger."""
+        scalars = convert_tensors_to_scalars(dict(metrics))
+        for logger in self._loggers:
+            logger.log_metrics(metrics=scalars, step=step)
+
+    @staticmethod
+    def seed_everything(seed: int | None = None, workers: bool | None = None, verbose: bool = True) -> int:
+        """Seed Python, NumPy and torch (dataloader workers too, unless `workers=False`); returns the seed."""
+        return seed_everything(seed=seed, workers=True if workers is None else workers, verbose=verbose)
