@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fulgor.compat import _module_exists, _parse
+from fulgor.compat import _is_alias, _module_exists, _parse
 from fulgor.lightning_paths import FABRIC, LIGHTNING, NOT_BUILT, PYTORCH
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,3 +169,10 @@ def test_a_process_started_under_the_aliases_installs_them_when_it_imports_fulgo
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True"]
     assert python("import sys, fulgor; print('fulgor.compat' in sys.modules)") == ["False"]  # not otherwise
+
+
+def test_is_alias_says_which_lightning_modules_the_finder_answers() -> None:
+    assert _is_alias("lightning.pytorch.callbacks.early_stopping")
+    assert _is_alias("pytorch_lightning.utilities._pytree")  # private: answered with stand-ins
+    assert not _is_alias("lightning.pytorch.nosuchmodule")
+    assert not _is_alias("lightning_fabric.cli")  # declared, not built yet (the `fabric run` command)
