@@ -458,11 +458,12 @@ def _short_fit(
         trial.fit(model, train_dataloaders, datamodule=datamodule)
 
 
+# Per evaluation method: the limit flag a trial sets, and the Trainer attribute holding its batch counts.
 _EVAL_LIMITS = {
     "validate": ("limit_val_batches", "num_val_batches"),
     "test": ("limit_test_batches", "num_test_batches"),
+    "predict": ("limit_predict_batches", "num_predict_batches"),
 }
-_EVAL_LIMITS["predict"] = ("limit_predict_batches", "num_predict_batches")
 
 
 def _short_run(trainer: Trainer, model: LightningModule, method: str, steps: int, datamodule: Any) -> None:

@@ -147,3 +147,17 @@ def test_checkpoint_holds_the_average_and_the_current_model(tmp_path: Path) -> N
     assert int(checkpoint["averaging_state"]["n_averaged"]) == 3
     assert checkpoint["callbacks"]["WeightAveraging"] == {"latest_update_step": 3}
     assert set(checkpoint["current_model_state"]) == set(checkpoint["state_dict"])
+
+
+@pytest.mark.parametrize("callback", [StochasticWeightAveraging, EMAWeightAveraging])
+def test_the_average_model_is_copied_without_the_trainer(tmp_path: Path, callback: type) -> None:
+    seen: list[tuple[bool, bool]] = []
+
+    class Watched(callback):  # type: ignore[misc, valid-type]
+        def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            super().setup(trainer, pl_module, stage)
+            copy = getattr(self._average_model, "module", self._average_model)  # AveragedModel (EMA) or a copy
+            seen.append((copy._trainer is None, pl_module.trainer is trainer))
+
+    run(fulgor, tmp_path, Watched(swa_lrs=0.05) if callback is StochasticWeightAveraging else Watched(), max_epochs=1)
+    assert seen == [(True, True)]  # the copy holds no Trainer; the module stays attached

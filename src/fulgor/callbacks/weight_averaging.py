@@ -417,7 +417,7 @@ class EMAWeightAveraging(WeightAveraging):
 def _without_trainer(module: LightningModule) -> Iterator[None]:
     """Detach `module` from its Trainer while it is copied: the averaged copy must not drag a deep copy of the
     Trainer (its run, loaders and datasets) along, nor point at it."""
-    trainer = module._trainer
+    trainer = module.trainer  # attached: this runs in the callback's setup
     module.trainer = None
     try:
         yield
