@@ -4,6 +4,7 @@ test runs in its own temporary directory, so a Trainer without `default_root_dir
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 @pytest.fixture(autouse=True)
 def _run_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _rank_zero_after_each_test() -> Iterator[None]:
+    """A test that plays another rank (launcher variables, a cluster environment) must not silence the rank-zero output
+    of the tests after it: fulgor's `rank_zero_only.rank` (and the oracle's copy, which it sets) go back to 0."""
+    from fulgor import rank
+
+    yield
+    rank.set_global_rank(0)
 
 
 @pytest.fixture(autouse=True)

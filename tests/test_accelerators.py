@@ -318,12 +318,14 @@ def test_parallel_devices_of_each_class(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_setup_device_checks_the_type() -> None:
     CPUAccelerator().setup_device(torch.device("cpu"))
-    with pytest.raises(MisconfigurationException, match=re.escape("Device should be CPU, got cuda:0 instead.")):
-        CPUAccelerator().setup_device(torch.device("cuda", 0))
-    with pytest.raises(MisconfigurationException, match=re.escape("Device should be GPU, got cpu instead")):
-        CUDAAccelerator().setup_device(torch.device("cpu"))
-    with pytest.raises(MisconfigurationException, match=re.escape("Device should be MPS, got cpu instead.")):
-        MPSAccelerator().setup_device(torch.device("cpu"))
+    # Lightning's Trainer raises MisconfigurationException here and Lightning Fabric ValueError: fulgor's is both.
+    for error in (MisconfigurationException, ValueError):
+        with pytest.raises(error, match=re.escape("Device should be CPU, got cuda:0 instead.")):
+            CPUAccelerator().setup_device(torch.device("cuda", 0))
+        with pytest.raises(error, match=re.escape("Device should be CUDA, got cpu instead.")):
+            CUDAAccelerator().setup_device(torch.device("cpu"))
+        with pytest.raises(error, match=re.escape("Device should be MPS, got cpu instead.")):
+            MPSAccelerator().setup_device(torch.device("cpu"))
 
 
 def test_accelerator_is_abstract() -> None:
@@ -663,13 +665,30 @@ def test_oracle_cuda_accelerator_class(monkeypatch: pytest.MonkeyPatch, visible:
 @pytest.mark.oracle
 @pytest.mark.parametrize("device", ["cpu", "cuda:1", "mps"])
 def test_oracle_setup_device_errors(device: str) -> None:
-    lightning = pytest.importorskip("pytorch_lightning.accelerators")
-    for ours, theirs in ((CPUAccelerator, lightning.CPUAccelerator), (MPSAccelerator, lightning.MPSAccelerator)):
-        target = torch.device(device)
-        assert _outcome(ours().setup_device, target) == _outcome(theirs().setup_device, target)
-    if device != "cuda:1":  # a CUDA device would be set as current; the error path is what is compared
-        expected = _outcome(lightning.CUDAAccelerator().setup_device, torch.device(device))
-        assert _outcome(CUDAAccelerator().setup_device, torch.device(device)) == expected
+    trainer_side = pytest.importorskip("pytorch_lightning.accelerators")
+    fabric_side = pytest.importorskip("lightning_fabric.accelerators")
+    ours = {"CPUAccelerator": CPUAccelerator, "MPSAccelerator": MPSAccelerator, "CUDAAccelerator": CUDAAccelerator}
+    for name, accelerator in ours.items():
+        if name == "CUDAAccelerator" and device == "cuda:1":
+            continue  # a CUDA device would be set as current; the error path is what is compared
+        mine = _outcome(accelerator().setup_device, torch.device(device))
+        fabric = _outcome(getattr(fabric_side, name)().setup_device, torch.device(device))
+        trainer = _outcome(getattr(trainer_side, name)().setup_device, torch.device(device))
+        if fabric is None:
+            assert mine is None
+            assert trainer is None
+            continue
+        assert mine[1] == fabric[1]  # Lightning Fabric's words (the Trainer's differ only for CUDA: "GPU")
+        raised = {kind.__name__ for kind in type(accelerator_error(accelerator, device)).__mro__}
+        assert {fabric[0], trainer[0]} <= raised  # ValueError (Fabric) and MisconfigurationException (Trainer)
+
+
+def accelerator_error(accelerator: Any, device: str) -> BaseException:
+    try:
+        accelerator().setup_device(torch.device(device))
+    except Exception as error:
+        return error
+    raise AssertionError(f"{accelerator.__name__}.setup_device({device!r}) did not raise")
 
 
 class TwoCPUProcesses(CPUAccelerator):

@@ -167,7 +167,9 @@ def _constructed(build: Any) -> Any:
             warnings.simplefilter("ignore")
             plugin = build()
     except Exception as error:
-        return (type(error).__name__, str(error))
+        # fulgor's errors that are both Lightning's Trainer type and Fabric's ValueError answer as the Trainer's
+        kind = "MisconfigurationException" if isinstance(error, MisconfigurationException) else type(error).__name__
+        return (kind, str(error))
     scaler = getattr(plugin, "scaler", None)
     return (type(plugin).__name__, plugin.precision, getattr(plugin, "device", None), type(scaler).__name__)
 
@@ -223,7 +225,9 @@ def test_fsdp_precision_behaves_as_its_name() -> None:
     assert mixed.checkpoint_key == "FSDPPrecision"
     with mixed.autocast():
         assert torch.get_autocast_dtype("cpu") == torch.float16
-    assert type(mixed.mixed_precision_config).__name__ == "MixedPrecisionPolicy"
+    config = mixed.mixed_precision_config  # Lightning's FSDP `MixedPrecision`, as its FSDPPrecision returns
+    assert type(config).__name__ == "MixedPrecision"
+    assert (config.param_dtype, config.reduce_dtype, config.buffer_dtype) == (torch.float16,) * 3
     assert select_precision("bf16-mixed", "cpu", sharded=True).precision == "bf16-mixed"
 
 
@@ -621,3 +625,32 @@ def test_oracle_init_contexts(name: str, args: tuple[Any, ...]) -> None:
         dtypes.append((tensor_dtype, module_dtype, torch.get_default_dtype()))
     assert dtypes[1] == dtypes[0]
     assert dtypes[1][2] == torch.float32  # restored on exit
+
+
+def test_a_scaler_with_bf16_mixed_is_refused_as_both_lightning_apis_refuse_it() -> None:
+    for kind in (ValueError, MisconfigurationException):  # Lightning Fabric's type, Lightning's Trainer's type
+        with pytest.raises(kind, match=r"`precision='bf16-mixed'` does not use a scaler, found"):
+            MixedPrecision("bf16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+    assert MixedPrecision("bf16-mixed", "cpu").scaler is None
+
+
+def test_clip_gradients_by_lightnings_names_and_defaults() -> None:
+    layer = nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+
+    def fresh_grads() -> None:
+        for param in layer.parameters():
+            param.grad = torch.full_like(param, 2.0)
+
+    precision = Precision()
+    fresh_grads()
+    precision.clip_gradients(optimizer)  # clip_val defaults to 0: nothing is clipped, as in Lightning
+    assert all(torch.all(p.grad == 2.0) for p in layer.parameters())
+    precision.clip_gradients(optimizer, clip_val=0.5, gradient_clip_algorithm="value")
+    assert all(torch.all(p.grad == 0.5) for p in layer.parameters())
+    fresh_grads()
+    precision.clip_grad_by_norm(optimizer, 1.0)
+    total = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in layer.parameters()]))
+    assert total.item() == pytest.approx(1.0, rel=1e-5)
+    with MixedPrecision("bf16-mixed", "cpu").autocast_context_manager():
+        assert layer(torch.ones(1, 3)).dtype == torch.bfloat16

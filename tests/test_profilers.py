@@ -160,14 +160,32 @@ def test_trainer_simple_profiler_writes_the_report_file(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path / "prof")) == ["fit-perf.txt"]
     text = (tmp_path / "prof" / "fit-perf.txt").read_text()
     assert text.startswith("FIT Profiler Report")
-    assert table_calls(text) == {
+    calls = table_calls(text)
+    assert {name: calls[name] for name in LOOP_ACTIONS} == {
         "run_training_epoch": 2,
         "run_training_batch": 8,
         "[Strategy]SingleDeviceStrategy.training_step": 8,
+        "[Strategy]SingleDeviceStrategy.validation_step": 2 + 2 * 4,  # the sanity check's 2, then 4 per epoch
+        "[_TrainingEpochLoop].train_dataloader_next": 8,
+        "[_EvaluationLoop].val_next": 2 + 2 * 4,
         "[LightningModule]Model.on_train_epoch_end": 2,
     }
+    # Every hook is timed, overridden or not, as Lightning records them (prepare_data only when overridden).
+    assert calls["[LightningModule]Model.on_train_batch_start"] == 8
+    assert "[LightningModule]Model.prepare_data" not in calls
     trainer.validate(Model(), loader())
     assert sorted(os.listdir(tmp_path / "prof")) == ["fit-perf.txt", "validate-perf.txt"]
+
+
+LOOP_ACTIONS = (
+    "run_training_epoch",
+    "run_training_batch",
+    "[Strategy]SingleDeviceStrategy.training_step",
+    "[Strategy]SingleDeviceStrategy.validation_step",
+    "[_TrainingEpochLoop].train_dataloader_next",
+    "[_EvaluationLoop].val_next",
+    "[LightningModule]Model.on_train_epoch_end",
+)
 
 
 def test_callback_hooks_are_timed_under_their_state_key(tmp_path: Path) -> None:
@@ -231,14 +249,23 @@ def test_pytorch_profiler_writes_a_chrome_trace_to_the_log_dir(tmp_path: Path) -
         max_epochs=1, default_root_dir=tmp_path, profiler=profiler, logger=logger, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_train_batches=2,
     )  # fmt: skip
-    trainer.fit(Model(), loader())
-    path = Path(logger.log_dir) / "fit-trace.pt.trace.json"
-    assert profiler.trace_path == str(path)
+    with pytest.warns(UserWarning, match="not enough steps to properly record traces"):
+        trainer.fit(Model(), loader())
+    assert profiler._schedule is None  # 2 training steps < wait 1 + warmup 1 + active 3: recording from then on
+    # The trace is named after the step action that ended the recording, as Lightning's: `<stage>-<filename>-<action>.
+    # <ns>.pt.trace.json`.
+    (path,) = Path(logger.log_dir).glob("*.pt.trace.json")
+    assert re.fullmatch(
+        r"fit-trace-\[Strategy\]SingleDeviceStrategy\.(training|validation)_step\.\d+\.pt\.trace\.json", path.name
+    )
     names = {event.get("name") for event in json.loads(path.read_text())["traceEvents"]}
-    assert {"run_training_batch", "[Strategy]SingleDeviceStrategy.training_step"} <= names
+    assert {"[pl][profile]run_training_batch", "[pl][profile][Strategy]SingleDeviceStrategy.training_step"} <= names
+    assert "[pl][module]torch.nn.modules.linear.Linear: layer" in names  # record_module_names
     assert (Path(logger.log_dir) / "fit-trace.txt").read_text().startswith("FIT Profiler Report")
+    assert profiler.function_events is not None
     recorded = [event.name for event in profiler.function_events]  # torch's events, kept after the run
-    assert recorded.count("[Strategy]SingleDeviceStrategy.training_step") == 2
+    # The first step ran in the schedule's "wait" phase (not recorded), as in Lightning; the override records the rest.
+    assert recorded.count("[pl][profile][Strategy]SingleDeviceStrategy.training_step") == 1
 
 
 def test_profiler_whose_init_failed_is_collected_quietly() -> None:
@@ -275,11 +302,13 @@ def test_custom_profiler_subclass(tmp_path: Path) -> None:
         enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
     trainer.fit(Model(), loader())
-    assert profiler.events == [
-        "+run_training_epoch", "+run_training_batch", "+[Strategy]SingleDeviceStrategy.training_step",
-        "-[Strategy]SingleDeviceStrategy.training_step", "-run_training_batch",
-        "+[LightningModule]Model.on_train_epoch_end", "-[LightningModule]Model.on_train_epoch_end",
-        "-run_training_epoch",
+    loop_events = [event for event in profiler.events if event[1:] in LOOP_ACTIONS]
+    assert loop_events == [
+        "+run_training_epoch", "+[_TrainingEpochLoop].train_dataloader_next",
+        "-[_TrainingEpochLoop].train_dataloader_next", "+run_training_batch",
+        "+[Strategy]SingleDeviceStrategy.training_step", "-[Strategy]SingleDeviceStrategy.training_step",
+        "-run_training_batch", "+[LightningModule]Model.on_train_epoch_end",
+        "-[LightningModule]Model.on_train_epoch_end", "-run_training_epoch",
     ]  # fmt: skip
     with profiler.profile("block") as name:
         assert name == "block"
@@ -299,4 +328,29 @@ def test_a_failed_run_closes_the_profiler(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit(Failing(), loader())
     assert profiler.profiler is None
-    assert profiler._ranges == {}
+    assert profiler._recording_map == {}
+
+
+def test_datamodule_state_is_timed_when_saved_and_restored(tmp_path: Path) -> None:
+    class Data(fulgor.LightningDataModule):
+        def train_dataloader(self) -> DataLoader[Any]:
+            return loader()
+
+        def state_dict(self) -> dict[str, Any]:
+            return {"seen": 1}
+
+    def fit(ckpt_path: str | None) -> SimpleProfiler:
+        profiler = SimpleProfiler()
+        trainer = fulgor.Trainer(
+            max_epochs=1 if ckpt_path is None else 2, default_root_dir=tmp_path, profiler=profiler, logger=False,
+            enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+        trainer.fit(Model(), datamodule=Data(), ckpt_path=ckpt_path)
+        return profiler
+
+    saved = fit(None).recorded_durations
+    assert len(saved["[LightningDataModule]Data.state_dict"]) == 1  # the end-of-epoch checkpoint
+    (ckpt,) = (tmp_path / "checkpoints").glob("*.ckpt")
+    restored = fit(str(ckpt)).recorded_durations
+    assert len(restored["[LightningDataModule]Data.load_state_dict"]) == 1
+    assert len(restored["[Strategy]SingleDeviceStrategy.backward"]) == 4  # the second epoch's 4 batches

@@ -1,6 +1,6 @@
 """The accelerator registry (Lightning's `AcceleratorRegistry` / `ACCELERATOR_REGISTRY`): names -> accelerator classes
-with their init arguments, filled with fulgor's CPU, CUDA and MPS accelerators; `call_register_accelerators` lets the
-accelerator classes of a module register themselves."""
+with their init arguments, filled with fulgor's CPU, CUDA and MPS accelerators (and Lightning's "tpu", refused);
+`call_register_accelerators` lets the accelerator classes of a module register themselves."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from fulgor import unavailable
 from fulgor.accelerators import Accelerator
 from fulgor.errors import MisconfigurationException
 
@@ -86,3 +87,5 @@ def call_register_accelerators(registry: AcceleratorRegistry, base_module: str) 
 
 ACCELERATOR_REGISTRY = AcceleratorRegistry()
 call_register_accelerators(ACCELERATOR_REGISTRY, "fulgor.accelerators")
+# Lightning lists "tpu" too: its entry is the refusing stand-in (not available here; building it says what to use).
+ACCELERATOR_REGISTRY.register("tpu", unavailable.__dict__["XLAAccelerator"], description="XLAAccelerator")

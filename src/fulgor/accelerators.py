@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from fulgor.errors import MisconfigurationException
+from fulgor.errors import ConfigurationValueError, MisconfigurationException
 from fulgor.hardware import (
     find_usable_cuda_devices,
     get_cpu_stats,
@@ -106,9 +106,14 @@ def _register(cls: type[Accelerator], accelerator_registry: Any) -> None:
     accelerator_registry.register(cls.name(), cls, description=cls.__name__)
 
 
+class DeviceTypeError(ConfigurationValueError):
+    """An accelerator was given a device of another kind: Lightning's Trainer raises `MisconfigurationException`
+    there and Lightning Fabric `ValueError`; this is both."""
+
+
 def _check_device_type(device: torch.device, expected: str, label: str) -> None:
     if device.type != expected:
-        raise MisconfigurationException(f"Device should be {label}, got {device} instead.")
+        raise DeviceTypeError(f"Device should be {label}, got {device} instead.")
 
 
 class CPUAccelerator(Accelerator):
@@ -118,7 +123,7 @@ class CPUAccelerator(Accelerator):
         """Check that `device` is a CPU.
 
         Raises:
-            MisconfigurationException: it is not.
+            DeviceTypeError: it is not.
         """
         _check_device_type(device, "cpu", "CPU")
 
@@ -173,10 +178,9 @@ class CUDAAccelerator(Accelerator):
         """Make `device` the current CUDA device (after Lightning's Tensor Cores note, once per process).
 
         Raises:
-            MisconfigurationException: `device` is not a CUDA device.
+            DeviceTypeError: `device` is not a CUDA device.
         """
-        if device.type != "cuda":
-            raise MisconfigurationException(f"Device should be GPU, got {device} instead")
+        _check_device_type(device, "cuda", "CUDA")
         _note_matmul_precision(device)
         torch.cuda.set_device(device)
 
@@ -235,7 +239,7 @@ class MPSAccelerator(Accelerator):
         """Check that `device` is the MPS device.
 
         Raises:
-            MisconfigurationException: it is not.
+            DeviceTypeError: it is not.
         """
         _check_device_type(device, "mps", "MPS")
 

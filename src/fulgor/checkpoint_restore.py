@@ -22,8 +22,10 @@ from fulgor.checkpointing import (
 )
 from fulgor.errors import MisconfigurationException
 from fulgor.module import is_overridden
+from fulgor.profiler_base import profile_section
 from fulgor.rank import rank_zero_info, rank_zero_warn
 from fulgor.trainer import resume
+from fulgor.trainer.loop_progress import stale_counts
 from fulgor.trainer.state import TrainerFn
 
 if TYPE_CHECKING:
@@ -170,15 +172,19 @@ def restore_before_setup(run: Run, ckpt_path: Any, weights_only: bool | None) ->
         return None
     path, checkpoint = _load_verified(run, ckpt_path, path, weights_only)
     run.ckpt_path = path
+    # The load hooks get Lightning's keys only; fulgor's resume record goes on to `restore_training_state`.
+    record = checkpoint.pop(resume.RESUME_KEY, None)
     module = run.module
     _call_module_hook(module, "on_load_checkpoint", checkpoint)
     load_weights(module, checkpoint, path, module.strict_loading)
     datamodule = run.datamodule
     if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
-        datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
+        action = f"[LightningDataModule]{type(datamodule).__name__}.load_state_dict"  # a profiler's name for it
+        with profile_section(run.trainer.profiler if run.profiling else None, action):
+            datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
     _restore_callbacks(run, checkpoint)
     if run.fn == TrainerFn.FITTING:
-        return checkpoint
+        return checkpoint if record is None else {**checkpoint, resume.RESUME_KEY: record}
     rank_zero_info(f"Loaded model weights from the checkpoint at {path}")
     return None
 
@@ -221,7 +227,7 @@ def _fulgor_files(run: Run) -> bool:
 def _load(run: Run, path: str, weights_only: bool | None) -> dict[str, Any]:
     """The checkpoint through the strategy's checkpoint IO (a user's plugin reads its own files); files of fulgor's
     own plugin are checked against their CRC-32s first and give fulgor's resume record too."""
-    if not _fulgor_files(run):
+    if not _fulgor_files(run) or os.path.isdir(path):  # a folder: a sharded (FSDP) checkpoint, read by the strategy
         return run.strategy.load_checkpoint(path, weights_only=weights_only)
     if not fs.exists(path) and not os.path.lexists(path):
         raise FileNotFoundError(f"Checkpoint file not found: {path}")
@@ -364,11 +370,16 @@ def restore_training_state(run: Run, checkpoint: dict[str, Any]) -> None:
 def _restore_counters(run: Run, checkpoint: dict[str, Any]) -> None:
     state = run.state
     point = checkpoint.get(resume.RESUME_KEY)
+    fit = checkpoint.get("loops", {}).get("fit_loop")
+    bump = _note_stale_counts(run, fit) if fit is not None else 0
+    if fit is not None:  # the stateful training loaders' states (Lightning's), loaded once the loader exists
+        run.loader_states = fit.get("state_dict", {}).get("combined_loader")
     if isinstance(point, dict) and point.get("format") == 1:
+        counters = point["counters"]
+        point = {**point, "counters": {**counters, "batches_that_stepped": counters["batches_that_stepped"] + bump}}
         resume.restore(run, point)  # exact: the epoch in progress continues where it stopped
         _check_max_epochs(run)
         return
-    fit = checkpoint.get("loops", {}).get("fit_loop")
     if fit is None:  # very old checkpoints: only the top-level counters
         state.epoch, state.global_step = int(checkpoint.get("epoch", 0)), int(checkpoint.get("global_step", 0))
         return
@@ -376,10 +387,24 @@ def _restore_counters(run: Run, checkpoint: dict[str, Any]) -> None:
     optim = fit["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]["step"]["total"]["completed"]
     manual = fit["epoch_loop.manual_optimization.optim_step_progress"]["total"]["completed"]
     state.global_step = int(optim if run.module.automatic_optimization else manual)
-    state.batches_that_stepped = int(fit["epoch_loop.state_dict"].get("_batches_that_stepped", state.global_step))
+    stepped = int(fit["epoch_loop.state_dict"].get("_batches_that_stepped", state.global_step))
+    state.batches_that_stepped = stepped + bump
     state.total_batch_idx = int(fit["epoch_loop.batch_progress"]["total"]["processed"])
     state.val_batches_seen = int(fit["epoch_loop.val_loop.batch_progress"]["total"]["completed"])
     _check_max_epochs(run)
+
+
+def _note_stale_counts(run: Run, fit: dict[str, Any]) -> int:
+    """Keep what Lightning keeps of an `on_exception` checkpoint's interrupted batch in the totals it reports after
+    the resume (`TrainerState.stale_counts`); return 1 where Lightning also counts that batch's logging step (it
+    was a batch that steps the optimizer), else 0."""
+    epochs = fit["epoch_progress"]["current"]
+    stale = run.state.stale_counts = stale_counts(fit, int(epochs["completed"]))
+    if not stale.get("batch_ready"):
+        return 0
+    batches = fit["epoch_loop.batch_progress"]
+    accumulate = int(run.config.accumulate_grad_batches)
+    return int(batches["current"]["ready"] % accumulate == 0 or bool(batches["is_last_batch"]))
 
 
 def _check_max_epochs(run: Run) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "remove_stale_temporaries",
     "verify_integrity",
     "load_checkpoint_file",
+    "load_sharded_metadata",
 ]
 
 _SAFE_TYPES: list[Any] = [argparse.Namespace, AttributeDict, pathlib.PosixPath, pathlib.WindowsPath,
@@ -338,6 +339,16 @@ def load_checkpoint_file(path: Any, map_location: Any = None, weights_only: bool
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"Checkpoint file {path!r} is empty (0 bytes): it was not written completely.")
     return _load(path, map_location, weights_only, name=repr(path))
+
+
+def load_sharded_metadata(path: Any, weights_only: bool | None = None) -> dict[str, Any]:
+    """The `meta.pt` of a sharded (FSDP) checkpoint folder: the checkpoint's keys except the weights and optimizer
+    states, read on the CPU as safely as `load_checkpoint_file` reads a file (it has no `state_dict` of its own)."""
+    name = repr(os.fspath(path))
+    if weights_only is False:
+        loaded: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+        return loaded
+    return _safe_load(path, "cpu", name)  # type: ignore[no-any-return]
 
 
 def _download(path: str) -> Any:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from fulgor import compat, demo, plot, verify_resume
+from fulgor import compat, demo, fabric_cli, plot, verify_resume
 from fulgor.describe import intercept_runs
 
 QUICK_EPOCHS = 3
@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         "verify-resume",
         help="kill a short training of SCRIPT at random steps, resume it, and check the final weights are identical",
         add_help=False,  # its own options are parsed by fulgor.verify_resume
+    )
+    commands.add_parser(
+        "fabric",
+        help="Lightning Fabric's command: `fulgor fabric run SCRIPT --devices=2 ...`, `fulgor fabric consolidate`",
+        add_help=False,  # its own options are parsed by fulgor.fabric_cli
     )
     plot.add_parser(commands)
     return parser
@@ -96,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["verify-resume"]:
         return verify_resume.main(argv[1:])
+    if argv[:1] == ["fabric"]:
+        return fabric_cli.main(argv[1:], prog_name="fulgor fabric")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "plot":

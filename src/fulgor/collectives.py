@@ -201,9 +201,12 @@ class TorchCollective(Collective):
         dist.gather_object(obj, object_gather_list, dst, group=self.group)
         return object_gather_list
 
-    def scatter_object_list(self, output_list: list[Any], input_list: list[Any], src: int = 0) -> list[Any]:
-        dist.scatter_object_list(output_list, input_list, src, group=self.group)
-        return output_list
+    def scatter_object_list(
+        self, scatter_object_output_list: list[Any], scatter_object_input_list: list[Any], src: int = 0
+    ) -> list[Any]:
+        # The argument names are torch.distributed's (and Lightning's), so calls by keyword carry over.
+        dist.scatter_object_list(scatter_object_output_list, scatter_object_input_list, src, group=self.group)
+        return scatter_object_output_list
 
     def barrier(self, device_ids: list[int] | None = None) -> None:
         if self.group is not dist.GroupMember.NON_GROUP_MEMBER:  # a process outside the group has nothing to wait for

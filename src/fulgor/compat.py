@@ -17,6 +17,7 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
+from fulgor.lightning_errors import apply_import_settings
 from fulgor.lightning_internals import internal_stand_in
 from fulgor.lightning_paths import FABRIC, LIGHTNING, LIGHTNING_VERSION, NOT_BUILT, PYTORCH, Sources
 from fulgor.rank import sync_lightning_utilities
@@ -40,6 +41,7 @@ _TABLES: dict[str, dict[str, Sources]] = {
 _LIGHTNING_TOP = "lightning"  # `import lightning as L`: L.Trainer, L.LightningModule, ..., L.pytorch, L.fabric
 _CLAIMED_ROOTS = ("pytorch_lightning", "lightning_fabric", _LIGHTNING_TOP)
 _SEE = "see docs/compatibility.md for what it offers instead"
+_PACKAGES = frozenset((*_TABLES, _LIGHTNING_TOP))  # importing one of these applies Lightning's import-time settings
 
 
 def alias_sources(fullname: str) -> Sources | None:
@@ -140,15 +142,72 @@ class _AliasModule(types.ModuleType):
                 waiting = waiting or (NOT_BUILT.get(module) if names is not None else None)
             elif _offers(found, attr, fulgor_name, listed=names is not None):
                 value = getattr(found, fulgor_name)
-                setattr(self, attr, value)  # later lookups skip this method
+                self.__dict__[attr] = value  # later lookups skip this method
                 return value
         if attr.startswith("_") or not self.__fulgor_sources__:  # a Lightning internal (or a name of a private
             # module): a flag's bool, or a stand-in that raises when used
             value = internal_stand_in(sub)
-            setattr(self, attr, value)
+            self.__dict__[attr] = value
             return value
         reason = f"fulgor does not provide `{sub}`" + (f" yet: it waits for {waiting}" if waiting else "")
         raise AttributeError(f"module {self.__name__!r} has no attribute {attr!r}: {reason} ({_SEE})")
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        """Setting a public name (`mock.patch("lightning.pytorch.<module>.<name>")`, `monkeypatch.setattr`) also sets it
+        in the fulgor modules that hold it (the one answering this alias and the one defining the object), so fulgor's
+        code sees the patch as Lightning's would; they get their values back when the alias gets the original back or
+        loses the name."""
+        super().__setattr__(attr, value)
+        if isinstance(value, types.ModuleType):
+            return
+        originals: dict[str, list[tuple[types.ModuleType, str, Any]]] = self.__dict__.setdefault(
+            "__fulgor_originals__", {}
+        )
+        if attr not in originals:
+            homes = self._fulgor_homes(attr)
+            if not homes:
+                return
+            originals[attr] = [(module, name, getattr(module, name)) for module, name in homes]
+        saved = originals[attr]
+        for module, name, _ in saved:
+            setattr(module, name, value)
+        if value is saved[0][2]:
+            del originals[attr]
+
+    def __delattr__(self, attr: str) -> None:
+        super().__delattr__(attr)
+        for module, name, original in self.__dict__.get("__fulgor_originals__", {}).pop(attr, []):
+            setattr(module, name, original)
+
+    def _fulgor_homes(self, attr: str) -> list[tuple[types.ModuleType, str]]:
+        """Where fulgor holds the object behind the public Lightning name `attr`: the module answering this alias and,
+        when another fulgor module defines it (and calls it from there), that module."""
+        home = self._fulgor_home(attr)
+        if home is None:
+            return []
+        value = getattr(*home)
+        defined_in = sys.modules.get(str(getattr(value, "__module__", "")))
+        own_name = getattr(value, "__name__", None)
+        if (
+            defined_in is not None
+            and defined_in is not home[0]
+            and defined_in.__name__.startswith("fulgor.")
+            and isinstance(own_name, str)
+            and getattr(defined_in, own_name, None) is value
+        ):
+            return [home, (defined_in, own_name)]
+        return [home]
+
+    def _fulgor_home(self, attr: str) -> tuple[types.ModuleType, str] | None:
+        """The fulgor module and name behind the public Lightning name `attr`, if a source of this alias offers it."""
+        if attr.startswith("_") or "__fulgor_sources__" not in self.__dict__:
+            return None
+        for module, names in self._sources():
+            fulgor_name = attr if names is None else names.get(attr)
+            found = _import_source(module) if fulgor_name is not None else None
+            if found is not None and fulgor_name is not None and _offers(found, attr, fulgor_name, names is not None):
+                return found, fulgor_name
+        return None
 
     def _dunder(self, attr: str) -> Any:
         if attr == "__version__":
@@ -183,7 +242,10 @@ class _AliasLoader(importlib.abc.Loader):
         return _AliasModule(spec.name, () if sources is None else sources)  # () for a private module: stand-ins
 
     def exec_module(self, module: types.ModuleType) -> None:
-        """Nothing to run: the alias reads its names from fulgor on demand."""
+        """Nothing to run: the alias reads its names from fulgor on demand. Importing (or reloading) a Lightning
+        package applies Lightning's import-time settings again (`POSSIBLE_USER_WARNINGS`, NVML-based CUDA checks)."""
+        if module.__name__ in _PACKAGES:
+            apply_import_settings()
 
 
 class LightningAliasFinder(importlib.abc.MetaPathFinder):

@@ -63,3 +63,13 @@ class GradClipAlgorithmType(LightningEnum):
 
     VALUE = "value"
     NORM = "norm"
+
+    @staticmethod
+    def supported_type(val: str) -> bool:
+        """Whether `val` names a clipping algorithm."""
+        return val in GradClipAlgorithmType.supported_types()
+
+    @staticmethod
+    def supported_types() -> list[str]:
+        """The algorithm names, in Lightning's order: ["value", "norm"]."""
+        return [member.value for member in GradClipAlgorithmType]

@@ -9,3 +9,8 @@ class MisconfigurationException(Exception):
 
 class PossibleUserWarning(UserWarning):
     """A warning about something that is probably, but not certainly, a mistake."""
+
+
+class ConfigurationValueError(MisconfigurationException, ValueError):
+    """A misconfiguration that Lightning's Trainer reports as `MisconfigurationException` and Lightning Fabric as
+    `ValueError` (fulgor's classes serve both): catching either works."""

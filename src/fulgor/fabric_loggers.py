@@ -1,6 +1,6 @@
 """Fabric's CSVLogger and TensorBoardLogger (`lightning_fabric.loggers`): fulgor's loggers with Fabric's arguments
-(`root_dir` instead of `save_dir`, no `log_graph`). One difference: `logger.root_dir` is `<root_dir>/<name>`, as
-for the Trainer's loggers (Fabric returns the folder given; `logger.save_dir` is that folder here)."""
+and meanings: `root_dir` is the folder given (the Trainer's loggers answer `<save_dir>/<name>`), and the TensorBoard
+logger's `log_graph(model, input_array)` always draws the graph (there is no `log_graph` flag)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
+from torch.nn import Module
+
 from fulgor.loggers.csv_logs import CSVLogger as _TrainerCSVLogger
 from fulgor.loggers.tensorboard import TensorBoardLogger as _TrainerTensorBoardLogger
+from fulgor.rank import rank_zero_only
 
 __all__ = ["CSVLogger", "TensorBoardLogger"]
 
@@ -47,6 +50,11 @@ class CSVLogger(_TrainerCSVLogger):
         """
         raise NotImplementedError("The `CSVLogger` does not yet support logging hyperparameters.")
 
+    @property
+    def root_dir(self) -> str:
+        """The folder given as `root_dir`, holding the experiments (`log_dir` is `root_dir/name/version_<N>`)."""
+        return self.save_dir
+
 
 class TensorBoardLogger(_TrainerTensorBoardLogger):
     """TensorBoard event files under `<root_dir>/<name>/version_<N>` (Fabric's TensorBoard logger).
@@ -80,3 +88,14 @@ class TensorBoardLogger(_TrainerTensorBoardLogger):
             sub_dir=sub_dir,
             **kwargs,
         )
+
+    @property
+    def root_dir(self) -> str:
+        """The folder given as `root_dir`, as given (`log_dir` expands `~` and `$VARS` in it)."""
+        return self.save_dir
+
+    def log_graph(self, model: Module, input_array: Any = None) -> None:
+        """Trace `model` (a Fabric-wrapped module: the module inside) with `input_array`, default its
+        `example_input_array`, and write the graph; warn instead when there is no usable input. Rank 0 only."""
+        if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
+            self._write_graph(model, input_array)

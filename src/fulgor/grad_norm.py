@@ -26,7 +26,7 @@ def grad_norm(module: nn.Module, norm_type: float | int | str, group_separator: 
     """
     p = float(norm_type)
     if p <= 0:
-        raise ValueError(f"grad_norm(norm_type={norm_type!r}): the norm order must be > 0 or 'inf'.")
+        raise ValueError(f"`norm_type` must be a positive number or 'inf' (infinity norm). Got {norm_type}")
     group = f"grad_{p}_norm"
     norms = {
         f"{group}{group_separator}{name}": torch.linalg.vector_norm(param.grad.detach(), ord=p)

@@ -4,7 +4,7 @@ loops call, all no-ops), `DataHooks` (shared by LightningModule and LightningDat
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -120,6 +120,34 @@ class ModelHooks:
 
     def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
         """Called before `optimizer.step()`, after unscaling and before clipping."""
+
+    def on_validation_model_zero_grad(self) -> None:
+        """Called before validation inside fit; releases the gradients."""
+        cast(torch.nn.Module, self).zero_grad()
+
+    def on_validation_model_eval(self) -> None:
+        """Called when validation starts; puts the model in eval mode."""
+        self._trainer_model().eval()
+
+    def on_validation_model_train(self) -> None:
+        """Called when validation ends (only if overridden; else each submodule's mode is restored)."""
+        self._trainer_model().train()
+
+    def on_test_model_eval(self) -> None:
+        """Called when testing starts; puts the model in eval mode."""
+        self._trainer_model().eval()
+
+    def on_test_model_train(self) -> None:
+        """Called when testing ends (only if overridden; else each submodule's mode is restored)."""
+        self._trainer_model().train()
+
+    def on_predict_model_eval(self) -> None:
+        """Called when predicting starts; puts the model in eval mode."""
+        self._trainer_model().eval()
+
+    def _trainer_model(self) -> torch.nn.Module:
+        model = cast(Any, self).trainer.model  # a LightningModule's Trainer: the model it runs (maybe wrapped)
+        return cast(torch.nn.Module, self if model is None else model)
 
 
 class DataHooks:

@@ -123,7 +123,7 @@ def save_hyperparameters(
     elif dataclasses.is_dataclass(obj):
         init_args = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
     else:
-        init_args = collect_init_args(obj, frame)
+        init_args = own_init_args(obj, frame)
 
     ignored = _ignored_names(ignore)
     init_args = {k: v for k, v in init_args.items() if k not in ignored}
@@ -142,7 +142,7 @@ def save_hyperparameters(
     obj._hparams_initial = copy.deepcopy(stored)
 
 
-def collect_init_args(obj: Any, frame: types.FrameType | None) -> dict[str, Any]:
+def own_init_args(obj: Any, frame: types.FrameType | None) -> dict[str, Any]:
     """Arguments of the ``__init__`` calls of ``obj`` running at ``frame`` and outward (parent first, child wins).
 
     Frames before the first ``__init__`` of ``obj`` are skipped (``save_hyperparameters`` may be called from a helper);

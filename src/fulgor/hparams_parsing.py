@@ -1,5 +1,6 @@
 """The init-argument and pickling helpers of Lightning's `utilities.parsing`: `get_init_args` (the arguments of a
-running `__init__`), `parse_class_init_keys`, `is_picklable` and `clean_namespace` (drop what cannot be pickled)."""
+running `__init__`), `collect_init_args` (those of a chain of `super().__init__` calls), `parse_class_init_keys`,
+`is_picklable` and `clean_namespace` (drop what cannot be pickled)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from fulgor.rank import rank_zero_warn
 
-__all__ = ["clean_namespace", "get_init_args", "is_picklable", "parse_class_init_keys"]
+__all__ = ["clean_namespace", "collect_init_args", "get_init_args", "is_picklable", "parse_class_init_keys"]
 
 
 def is_picklable(obj: object) -> bool:
@@ -63,3 +64,39 @@ def get_init_args(frame: types.FrameType) -> dict[str, Any]:
         collected.update(collected.get(kwargs_name, {}))
     excluded = {self_name, args_name, kwargs_name, "__class__", "frame", "frame_args"}
     return {name: value for name, value in collected.items() if name not in excluded}
+
+
+def collect_init_args(
+    frame: types.FrameType,
+    path_args: list[dict[str, Any]],
+    inside: bool = False,
+    classes: tuple[type, ...] = (),
+) -> list[dict[str, Any]]:
+    """The arguments of the chain of `__init__` calls running at `frame` and outward (`super().__init__` from a child
+    class), one dict per call, innermost (the most general class) first, appended to `path_args`.
+
+    Frames before the chain are skipped; the walk stops at the first frame after it that is not such an `__init__`
+    (one whose code uses `super()`/`__class__`), and never looks at the outermost frame (the module level).
+
+    Args:
+        frame: where to start, e.g. `inspect.currentframe()`.
+        path_args: the list to append to (returned).
+        inside: True when `frame` is already inside the chain (a frame that does not belong ends the walk).
+        classes: if given, only `__init__` calls on instances of these classes belong to the chain.
+    """
+    current: types.FrameType | None = frame
+    while current is not None and isinstance(current.f_back, types.FrameType):
+        local_vars = current.f_locals
+        if "__class__" in local_vars and (not classes or isinstance(_init_self(current), classes)):
+            path_args.append(get_init_args(current))
+            inside = True
+        elif inside:
+            break
+        current = current.f_back
+    return path_args
+
+
+def _init_self(frame: types.FrameType) -> Any:
+    """The object whose `__init__` runs in `frame` (its first argument), or None."""
+    code = frame.f_code
+    return frame.f_locals.get(code.co_varnames[0]) if code.co_argcount else None

@@ -18,9 +18,7 @@ Sources = tuple[str, ...]
 
 # fulgor modules the table names that are not written yet -> what will provide them. The paths and names they back
 # answer as soon as the module exists; until then an import says which work it waits for.
-NOT_BUILT: dict[str, str] = {
-    "fulgor.fabric_cli": "the `fabric run` command (issue 15, with Fabric)",
-}
+NOT_BUILT: dict[str, str] = {}
 
 _INTERNAL = "fulgor.lightning_internals"  # Lightning's loop classes: stand-ins that raise when used
 _U = "fulgor.unavailable"  # refused features: importable classes whose use says what fulgor offers instead
@@ -98,7 +96,7 @@ PYTORCH: dict[str, Sources] = {
     "core.lightning": ("fulgor.module",),  # 1.x path
     "core.mixins": ("fulgor.hparams_mixin",),
     "core.mixins.hparams_mixin": ("fulgor.hparams_mixin", "fulgor.hparams:AttributeDict,save_hyperparameters"),
-    "core.module": ("fulgor.module",),
+    "core.module": ("fulgor.module", "fulgor.module_fabric:_TrainerFabricShim=TrainerFabricShim"),
     "core.optimizer": ("fulgor.optimizer", "fulgor.loop_names:do_nothing_closure"),
     "core.saving": ("fulgor.hparams", "fulgor.hparams_tags"),
     # demos
@@ -304,10 +302,14 @@ FABRIC: dict[str, Sources] = {
     "accelerators.registry": ("fulgor.accelerator_registry",),
     "accelerators.xla": (f"{_U}:XLAAccelerator",),
     # Fabric itself (issue 15)
-    "cli": ("fulgor.fabric_cli",),
+    "cli": (
+        "fulgor.fabric_cli",
+        "fulgor.fabric_cli:_run=run_command,_consolidate=consolidate_command,_main=fabric_command,"
+        "_get_supported_strategies=supported_strategies",
+    ),
     "connector": ("fulgor.trainer.parts",),
     "fabric": ("fulgor.fabric",),
-    "wrappers": ("fulgor.fabric.wrappers",),
+    "wrappers": ("fulgor.fabric.wrappers", "fulgor.fabric.wrappers:_unwrap_objects=unwrap_objects"),
     # loggers
     "loggers": ("fulgor.fabric_loggers", "fulgor.loggers.logger:Logger"),
     "loggers.csv_logs": ("fulgor.fabric_loggers:CSVLogger",),
@@ -351,13 +353,13 @@ FABRIC: dict[str, Sources] = {
         "fulgor.strategies.fsdp",
         "fulgor.strategies.parallel",
         "fulgor.strategies.strategy_registry",
-        "fulgor.strategies.strategy_registry:STRATEGY_REGISTRY=StrategyRegistry",
-        f"{_U}:DataParallelStrategy,DeepSpeedStrategy,ModelParallelStrategy,SingleDeviceXLAStrategy,XLAStrategy,"
-        "XLAFSDPStrategy",
+        "fulgor.strategies.strategy_registry:STRATEGY_REGISTRY=FABRIC_STRATEGY_REGISTRY",
+        "fulgor.strategies.dp",
+        f"{_U}:DeepSpeedStrategy,ModelParallelStrategy,SingleDeviceXLAStrategy,XLAStrategy,XLAFSDPStrategy",
     ),
     "strategies.ddp": ("fulgor.strategies.ddp", "fulgor.strategies.registry:_DDP_FORK_ALIASES=FORK_STRATEGY_NAMES"),
     "strategies.deepspeed": (f"{_U}:DeepSpeedStrategy",),
-    "strategies.dp": (f"{_U}:DataParallelStrategy",),
+    "strategies.dp": ("fulgor.strategies.dp",),
     "strategies.fsdp": ("fulgor.strategies.fsdp",),
     "strategies.launchers": _LAUNCHERS,
     "strategies.launchers.launcher": ("fulgor.strategies.launcher",),
@@ -387,7 +389,10 @@ FABRIC: dict[str, Sources] = {
     "utilities.cloud_io": ("fulgor.fs", _CLOUD_IO),
     "utilities.consolidate_checkpoint": ("fulgor.checkpointing",),
     "utilities.data": ("fulgor.data.sizes", "fulgor.hparams:AttributeDict"),
-    "utilities.device_dtype_mixin": ("fulgor.device_dtype",),
+    "utilities.device_dtype_mixin": (
+        "fulgor.device_dtype",
+        "fulgor.device_dtype:_DeviceDtypeModuleMixin=DeviceDtypeModuleMixin",
+    ),
     "utilities.device_parser": ("fulgor.accelerators",),
     "utilities.distributed": (
         "fulgor.shared_filesystem",

@@ -4,6 +4,7 @@ handles a step needs (trainer, device, optimizers, freeze/unfreeze). Hook order 
 from __future__ import annotations
 
 import builtins
+import weakref
 from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -15,8 +16,10 @@ from typing_extensions import Self
 from fulgor.checkpoint_loading import class_only, load_module_from_checkpoint
 from fulgor.device_dtype import DeviceDtypeModuleMixin
 from fulgor.errors import MisconfigurationException
+from fulgor.gradient_clipping import clip_algorithm, clip_value
 from fulgor.hook_defaults import STEP_OUTPUT, CheckpointHooks, DataHooks, ModelHooks
 from fulgor.hparams_mixin import HyperparametersMixin
+from fulgor.module_fabric import TrainerFabricShim, clip_through_fabric, log_through_fabric
 from fulgor.rank import rank_zero_warn
 from fulgor.torchscript import to_torchscript
 from fulgor.trainer.log_store import LogOptions, check_loggable, check_metric_attribute
@@ -50,6 +53,8 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._trainer: Trainer | None = None
+        self._fabric: Any = None  # set by `Fabric.setup`: the module then logs, steps and clips through Fabric
+        self._fabric_optimizers: list[Any] = []
         self._run: Run | None = None  # the trainer's current (or last) run: `self.log` writes to its store
         self._current_fx_name: str | None = None
         self._automatic_optimization = True
@@ -61,14 +66,34 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
     # ------------------------------------------------------------------ properties
     @property
     def trainer(self) -> Trainer:
-        """The Trainer running this module (RuntimeError when it is not attached to one)."""
+        """The Trainer running this module (RuntimeError when it is not attached to one); under Fabric, an object
+        that answers from the Fabric object."""
+        if self._fabric is not None:
+            return cast("Trainer", TrainerFabricShim(self._fabric))
         if self._trainer is None and not self._jit_is_scripting:
             raise RuntimeError(f"{self.__class__.__qualname__} is not attached to a `Trainer`.")
         return self._trainer  # type: ignore[return-value]
 
     @trainer.setter
     def trainer(self, trainer: Trainer | None) -> None:
+        for child in self.children():  # an ensemble's inner LightningModules see the same Trainer
+            if isinstance(child, LightningModule):
+                child.trainer = trainer
         self._trainer = trainer
+
+    @property
+    def fabric(self) -> Any:
+        """The Fabric object running this module (None unless `fabric.setup` was given it)."""
+        return self._fabric
+
+    @fabric.setter
+    def fabric(self, fabric: Any) -> None:
+        for child in self.children():
+            if isinstance(child, LightningModule):
+                child.fabric = fabric
+        if fabric is not None and not isinstance(fabric, weakref.ProxyTypes):
+            fabric = weakref.proxy(fabric)  # the module must not keep Fabric (and its processes) alive
+        self._fabric = fabric
 
     @property
     def example_input_array(self) -> Any:
@@ -124,18 +149,29 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
 
     @property
     def logger(self) -> Logger | None:
-        """The trainer's first logger, if any."""
+        """The trainer's first logger, if any (Fabric's first logger under Fabric)."""
+        if self._fabric is not None:
+            return cast("Logger", self._fabric.logger)
         return self._trainer.logger if self._trainer is not None else None
 
     @property
     def loggers(self) -> list[Logger]:
-        """All the trainer's loggers."""
+        """All the trainer's loggers (Fabric's under Fabric)."""
+        if self._fabric is not None:
+            return cast("list[Logger]", self._fabric.loggers)
         return self._trainer.loggers if self._trainer is not None else []
 
     # ------------------------------------------------------------------ logging
     def print(self, *args: Any, **kwargs: Any) -> None:
-        """`print` only on global rank 0 (so DDP jobs do not print the same line N times)."""
-        if self._trainer is None or self._trainer.is_global_zero:
+        """`print` only on global rank 0 (so DDP jobs do not print the same line N times), through the progress bar
+        when one is shown (so the line does not break it)."""
+        trainer = self._trainer
+        if trainer is not None and not trainer.is_global_zero:
+            return
+        bar = getattr(trainer, "progress_bar_callback", None)
+        if bar is not None and bar.is_enabled:
+            bar.print(*args, **kwargs)
+        else:
             print(*args, **kwargs)  # noqa: T201
 
     def log(
@@ -161,6 +197,9 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
         the epoch follow Lightning's rules: see the logging page of the user guide. The value is stored on its
         device; nothing is synchronised with the host until a logger or the progress bar needs it.
         """
+        if self._fabric is not None:
+            log_through_fabric(self._fabric, {name: value}, logger)
+            return
         check_loggable(name, value)
         trainer = self._trainer
         if trainer is None:
@@ -215,6 +254,9 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
         rank_zero_only: bool = False,
     ) -> None:
         """Log each key/value of `dictionary` with `self.log` and the same options."""
+        if self._fabric is not None:
+            log_through_fabric(self._fabric, dictionary, logger)
+            return
         items = dictionary.items()  # a Mapping or a torchmetrics MetricCollection
         for name, value in items:
             self.log(
@@ -272,11 +314,13 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
 
     # ------------------------------------------------------------------ optimization
     def optimizers(self, use_pl_optimizer: bool = True) -> Any:
-        """The optimizer(s) from `configure_optimizers`: one object, or a list when there are several."""
-        trainer = self.trainer
-        run = self._run
-        wrapped = run.lightning_optimizers if run is not None else []
-        opts: list[Any] = list(wrapped if use_pl_optimizer else trainer.optimizers)
+        """The optimizer(s) from `configure_optimizers` (under Fabric, those set up with the module): one object, or a
+        list when there are several."""
+        if self._fabric is not None:
+            opts: list[Any] = self._fabric_optimizers
+        else:
+            wrapped = self._run.lightning_optimizers if self._run is not None else []
+            opts = list(wrapped if use_pl_optimizer else self.trainer.optimizers)
         return opts[0] if len(opts) == 1 else opts
 
     def lr_schedulers(self) -> Any:
@@ -289,6 +333,9 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
 
     def manual_backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         """Use instead of `loss.backward()` in manual optimization (applies precision scaling and the hooks)."""
+        if self._fabric is not None:
+            self._fabric.backward(loss, *args, **kwargs)
+            return
         if self.automatic_optimization:
             raise MisconfigurationException(
                 "to use manual_backward, please disable automatic optimization:"
@@ -299,7 +346,10 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
         self._run.strategy.backward(loss, None, *args, **kwargs)
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
-        """Compute gradients; by default ``loss.backward()``."""
+        """Compute gradients; by default ``loss.backward()`` (`fabric.backward(loss)` under Fabric)."""
+        if self._fabric is not None:
+            self._fabric.backward(loss, *args, **kwargs)
+            return
         loss.backward(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     def toggle_optimizer(self, optimizer: Optimizer | LightningOptimizer) -> None:
@@ -346,11 +396,14 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
         """Clip the gradients of `optimizer`'s parameters by norm (default) or by value.
 
         The values default to the Trainer's `gradient_clip_val`/`gradient_clip_algorithm` (norm); passing values that
-        contradict the Trainer's is an error.
+        contradict the Trainer's is an error. Under Fabric: `fabric.clip_gradients` with the given value.
         """
+        if self._fabric is not None:
+            clip_through_fabric(self._fabric, self, optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
         trainer = self.trainer
-        clip_val = _clip_value(trainer.gradient_clip_val, gradient_clip_val)
-        algorithm = _clip_algorithm(trainer.gradient_clip_algorithm, gradient_clip_algorithm)
+        clip_val = clip_value(trainer.gradient_clip_val, gradient_clip_val)
+        algorithm = clip_algorithm(trainer.gradient_clip_algorithm, gradient_clip_algorithm)
         trainer.precision_plugin.clip_gradients(optimizer, clip_val, algorithm)
 
     def configure_gradient_clipping(
@@ -405,35 +458,6 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
             param.requires_grad = True
         return self.train()
 
-    # ------------------------------------------------------------------ model mode around evaluation
-    def on_validation_model_zero_grad(self) -> None:
-        """Called before validation inside fit; releases the gradients."""
-        self.zero_grad()
-
-    def on_validation_model_eval(self) -> None:
-        """Called when validation starts; puts the model in eval mode."""
-        self._trainer_model().eval()
-
-    def on_validation_model_train(self) -> None:
-        """Called when validation ends (only if overridden; else each submodule's mode is restored)."""
-        self._trainer_model().train()
-
-    def on_test_model_eval(self) -> None:
-        """Called when testing starts; puts the model in eval mode."""
-        self._trainer_model().eval()
-
-    def on_test_model_train(self) -> None:
-        """Called when testing ends (only if overridden; else each submodule's mode is restored)."""
-        self._trainer_model().train()
-
-    def on_predict_model_eval(self) -> None:
-        """Called when predicting starts; puts the model in eval mode."""
-        self._trainer_model().eval()
-
-    def _trainer_model(self) -> nn.Module:
-        model = self.trainer.model
-        return self if model is None else model
-
     # ------------------------------------------------------------------ checkpoints
     @class_only
     def load_from_checkpoint(
@@ -451,37 +475,6 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
             cast(Any, cls), checkpoint_path, map_location, hparams_file, strict, weights_only, **kwargs
         )
         return module
-
-
-def _clip_value(trainer_value: builtins.float | None, value: builtins.float | None) -> builtins.float:
-    if value is None:
-        return trainer_value or 0.0
-    if trainer_value is not None and trainer_value != value:
-        raise MisconfigurationException(
-            f"You have set `Trainer(gradient_clip_val={trainer_value!r})`"
-            f" and have passed `clip_gradients(gradient_clip_val={value!r})`."
-            " Please use only one of them."
-        )
-    if not isinstance(value, (int, builtins.float)):
-        raise TypeError(f"`gradient_clip_val` should be an int or a float. Got {value}.")
-    return value
-
-
-def _clip_algorithm(trainer_value: str | None, value: str | None) -> str:
-    if value is None:
-        return trainer_value or "norm"
-    value = value.lower()
-    if trainer_value is not None and trainer_value != value:
-        raise MisconfigurationException(
-            f"You have set `Trainer(gradient_clip_algorithm={trainer_value!r})`"
-            f" and have passed `clip_gradients(gradient_clip_algorithm={value!r})"
-            " Please use only one of them."
-        )
-    if value not in ("norm", "value"):
-        raise MisconfigurationException(
-            f"`gradient_clip_algorithm` {value} is invalid. Allowed algorithms: ['value', 'norm']."
-        )
-    return value
 
 
 def is_overridden(name: str, obj: Any, parent: type = LightningModule) -> bool:

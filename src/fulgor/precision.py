@@ -6,9 +6,7 @@ accepted values are in `precision_flags`).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal
 
@@ -16,7 +14,9 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from fulgor.errors import MisconfigurationException
+from fulgor.data.conversion import cast_floats
+from fulgor.errors import ConfigurationValueError, MisconfigurationException
+from fulgor.fsdp_precision_config import mixed_precision_config, sharded_scaler
 from fulgor.precision_flags import ALLOWED_PRECISIONS, normalize_precision, unified_precision
 from fulgor.rank import rank_zero_info
 
@@ -150,7 +150,7 @@ class Precision:
 
     def convert_input(self, data: Any) -> Any:
         """Cast floating-point tensors inside nested lists/tuples/dicts/dataclasses to the dtype ("*-true" only)."""
-        return data if self._dtype is None else _cast_floats(data, self._dtype)
+        return data if self._dtype is None else cast_floats(data, self._dtype)
 
     # ------------------------------------------------------------------ Fabric's side of the precision API
     @property
@@ -201,16 +201,25 @@ class Precision:
     def check_gradient_clipping(self, optimizer: Optimizer, clip_val: float) -> None:
         """Raise if gradients of `optimizer` cannot be clipped at this precision (call before clipping)."""
 
-    def clip_gradients(self, optimizer: Optimizer, clip_val: int | float, algorithm: str = "norm") -> None:
+    def clip_gradients(
+        self, optimizer: Optimizer, clip_val: int | float = 0.0, gradient_clip_algorithm: str = "norm"
+    ) -> None:
         """Clip the gradients of `optimizer`'s parameters to `clip_val` by norm or by value (nothing when <= 0)."""
         self.check_gradient_clipping(optimizer, clip_val)
         if clip_val <= 0:
             return
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        if algorithm == "value":
-            torch.nn.utils.clip_grad_value_(params, clip_val)
+        if str(getattr(gradient_clip_algorithm, "value", gradient_clip_algorithm)) == "value":
+            self.clip_grad_by_value(optimizer, clip_val)
         else:
-            torch.nn.utils.clip_grad_norm_(params, clip_val)
+            self.clip_grad_by_norm(optimizer, clip_val)
+
+    def clip_grad_by_value(self, optimizer: Optimizer, clip_val: int | float) -> None:
+        """Clip every gradient of `optimizer`'s parameters to [-clip_val, clip_val]."""
+        torch.nn.utils.clip_grad_value_(list(self.main_params(optimizer)), clip_val)
+
+    def clip_grad_by_norm(self, optimizer: Optimizer, clip_val: int | float) -> None:
+        """Scale the gradients of `optimizer`'s parameters so that their total norm is at most `clip_val`."""
+        torch.nn.utils.clip_grad_norm_(list(self.main_params(optimizer)), clip_val)
 
     def optimizer_step(
         self,
@@ -256,7 +265,7 @@ class DoublePrecision(Precision):
 
     def convert_output(self, data: Any) -> Any:
         """Floating tensors back to the default dtype (Fabric's module wrapper returns float32 outputs)."""
-        return _cast_floats(data, torch.get_default_dtype())
+        return cast_floats(data, torch.get_default_dtype())
 
     def convert_module(self, module: nn.Module) -> nn.Module:
         """`module.double()`: floating parameters and buffers to float64; complex ones stay complex (as Lightning)."""
@@ -284,7 +293,7 @@ class HalfPrecision(Precision):
 
     def convert_output(self, data: Any) -> Any:
         """Floating tensors back to the default dtype (Fabric's module wrapper returns float32 outputs)."""
-        return _cast_floats(data, torch.get_default_dtype())
+        return cast_floats(data, torch.get_default_dtype())
 
 
 class _AutocastPrecision(Precision):
@@ -308,9 +317,13 @@ class _AutocastPrecision(Precision):
             return super().autocast()
         return torch.autocast(self.device, dtype=self.autocast_dtype, cache_enabled=False)
 
+    def autocast_context_manager(self) -> contextlib.AbstractContextManager[Any]:
+        """Lightning's name for `autocast()`."""
+        return self.autocast()
+
     def convert_output(self, data: Any) -> Any:
         """Floating tensors back to the default dtype (Fabric's module wrapper returns float32 outputs)."""
-        return _cast_floats(data, torch.get_default_dtype())
+        return cast_floats(data, torch.get_default_dtype())
 
     def scale_loss(self, loss: Tensor) -> Tensor:
         """Multiply the loss by the current scale (fp16), so that backward produces scaled gradients."""
@@ -399,7 +412,7 @@ class MixedPrecision(_AutocastPrecision):
                 " Precision must be '16-mixed' or 'bf16-mixed'."
             )
         if scaler is not None and precision == "bf16-mixed":
-            raise MisconfigurationException(f"`precision='bf16-mixed'` does not use a scaler, found {scaler}.")
+            raise ConfigurationValueError(f"`precision='bf16-mixed'` does not use a scaler, found {scaler}.")
         super().__init__()
         self.precision = precision
         self.device = device
@@ -412,7 +425,7 @@ class MixedPrecision(_AutocastPrecision):
 
     def convert_forward_input(self, data: Any) -> Any:
         """Floating arguments of a Fabric-wrapped forward in the autocast dtype (Lightning Fabric's rule)."""
-        return _cast_floats(self.convert_input(data), self.autocast_dtype or torch.get_default_dtype())
+        return cast_floats(self.convert_input(data), self.autocast_dtype or torch.get_default_dtype())
 
 
 _FSDP_PRECISIONS = ("32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed")
@@ -424,7 +437,7 @@ class FSDPPrecision(_AutocastPrecision):
 
     Args:
         precision: "32-true", "16-true", "bf16-true", "16-mixed" or "bf16-mixed".
-        scaler: the GradScaler for "16-mixed" (default: a new one).
+        scaler: the GradScaler for "16-mixed" (default: a new `ShardedGradScaler`).
         device: the device type for `torch.autocast` (fulgor runs FSDP on CPU too); default "cuda" when CUDA is
             available, else "cpu".
 
@@ -452,32 +465,25 @@ class FSDPPrecision(_AutocastPrecision):
         if precision.endswith("mixed"):
             self.autocast_dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
             self.amp_message = _amp_message(precision)
-        self.scaler = torch.amp.GradScaler(self.device) if scaler is None and precision == "16-mixed" else scaler
+        self.scaler = sharded_scaler(self.device) if scaler is None and precision == "16-mixed" else scaler
 
     @property
     def mixed_precision_config(self) -> Any:
-        """The dtypes as torch's FSDP2 `MixedPrecisionPolicy` (parameters, gradient reduction)."""
-        from torch.distributed.fsdp import MixedPrecisionPolicy
+        """torch's FSDP `MixedPrecision` in the precision's dtype, as in Lightning (warns for "*-true"). fulgor's FSDP
+        strategy applies it only when passed as `FSDPStrategy(mixed_precision=...)`; see docs/distributed.md."""
+        return mixed_precision_config(self.precision)
 
-        dtype = {"16": torch.float16, "bf16": torch.bfloat16}.get(self.precision.split("-")[0], torch.float32)
-        return MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=dtype)
+    def backward(self, tensor: Tensor, model: nn.Module | None, *args: Any, **kwargs: Any) -> None:
+        """Fabric's `backward(tensor, model, *args)`: `tensor.backward(*args)` on the scaled tensor; Lightning's
+        Trainer form `backward(tensor, model, optimizer, *args)` calls `model.backward(scaled, *args)` instead."""
+        trainer_form = args and (args[0] is None or isinstance(args[0], Optimizer))
+        if trainer_form and callable(getattr(model, "backward", None)):
+            model.backward(self.scale_loss(tensor), *args[1:], **kwargs)  # type: ignore[union-attr,operator]
+            return
+        super().backward(tensor, model, *args, **kwargs)
 
-
-def _cast_floats(data: Any, dtype: torch.dtype) -> Any:
-    """`data` with every floating-point tensor cast to `dtype`; containers are rebuilt with their own type."""
-    if isinstance(data, Tensor):
-        return data.to(dtype) if data.is_floating_point() else data
-    if isinstance(data, Mapping):
-        items = {key: _cast_floats(value, dtype) for key, value in data.items()}
-        mapping_type: Any = type(data)
-        if isinstance(data, defaultdict):
-            return mapping_type(data.default_factory, items)
-        return mapping_type(items)
-    if isinstance(data, tuple) and hasattr(data, "_fields"):  # namedtuple
-        return type(data)(*(_cast_floats(value, dtype) for value in data))
-    if isinstance(data, (list, tuple)):
-        return type(data)(_cast_floats(value, dtype) for value in data)
-    if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        changes = {f.name: _cast_floats(getattr(data, f.name), dtype) for f in dataclasses.fields(data) if f.init}
-        return dataclasses.replace(data, **changes)
-    return data
+    def optimizer_step(self, optimizer: Optimizer, *args: Any, **kwargs: Any) -> Any:
+        """Step (through the scaler for "16-mixed"). Accepts Fabric's `(optimizer, **kwargs)`, fulgor's `(optimizer,
+        closure)` and Lightning's Trainer form `(optimizer, model, closure, **kwargs)`."""
+        closure = args[-1] if args else kwargs.pop("closure", None)
+        return super().optimizer_step(optimizer, closure, **kwargs)

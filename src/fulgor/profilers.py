@@ -1,21 +1,19 @@
-"""Profilers for `Trainer(profiler=...)`: the `Profiler` base (Lightning's interface and report files), and the
-simple (wall-clock table), advanced (cProfile per action) and pytorch (torch.profiler chrome trace) profilers."""
+"""Profilers for `Trainer(profiler=...)`: the simple (wall-clock table) and advanced (cProfile per action) profilers
+and the `profiler=` values; Lightning's `profilers` names (the base and the PyTorch profiler are sibling modules)."""
 
 from __future__ import annotations
 
 import io
 import math
 import os
-import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from fulgor.errors import MisconfigurationException
-from fulgor.rank import log
+from fulgor.profiler_base import PassThroughProfiler, Profiler, is_active
+from fulgor.torch_profiler import PyTorchProfiler
 
 __all__ = [
     "AdvancedProfiler",
@@ -23,120 +21,9 @@ __all__ = [
     "Profiler",
     "PyTorchProfiler",
     "SimpleProfiler",
+    "is_active",
     "select_profiler",
 ]
-
-
-class Profiler:
-    """Base class for profilers: subclass it and implement `start`/`stop` (and `summary` for a report).
-
-    Args:
-        dirpath: Directory for the report file. When None but ``filename`` is set, the trainer's log dir is used.
-        filename: When set, the report is appended to ``<dirpath>/<stage>-<filename>.txt`` instead of logged.
-    """
-
-    def __init__(self, dirpath: str | Path | None = None, filename: str | None = None) -> None:
-        self.dirpath = dirpath
-        self.filename = filename
-        self._output_file: TextIO | None = None
-        self._write_stream: Callable[[str], Any] | None = None
-        self._local_rank: int | None = None
-        self._stage: str | None = None
-
-    def start(self, action_name: str) -> None:
-        """Start recording `action_name`."""
-        raise NotImplementedError
-
-    def stop(self, action_name: str) -> None:
-        """Stop recording `action_name` (started by `start`)."""
-        raise NotImplementedError
-
-    def summary(self) -> str:
-        """The report text (empty for profilers that write their own files)."""
-        return ""
-
-    @contextmanager
-    def profile(self, action_name: str) -> Iterator[str]:
-        """Record the code inside the `with` block as `action_name`."""
-        try:
-            self.start(action_name)
-            yield action_name
-        finally:
-            self.stop(action_name)
-
-    def setup(self, stage: str, local_rank: int | None = None, log_dir: str | None = None) -> None:
-        """Called by the Trainer when a run starts: the stage names the report file; `log_dir` is the default dir."""
-        self._stage = str(stage)
-        self._local_rank = local_rank
-        self.dirpath = self.dirpath or log_dir
-
-    def teardown(self, stage: str | None) -> None:
-        """Close the report file (called after `describe`)."""
-        self._write_stream = None
-        if self._output_file is not None:
-            self._output_file.close()
-            self._output_file = None
-
-    def describe(self) -> None:
-        """Write the summary (to the report file or the `fulgor` log) at the end of a run, then tear down."""
-        self._prepare_streams()
-        summary = self.summary()
-        if summary and self._write_stream is not None:
-            self._write_stream(summary)
-        if self._output_file is not None:
-            self._output_file.flush()
-        self.teardown(stage=self._stage)
-
-    @property
-    def local_rank(self) -> int:
-        """The process's local rank (0 outside distributed runs)."""
-        return 0 if self._local_rank is None else self._local_rank
-
-    def _prepare_filename(self, action_name: str | None = None, extension: str = ".txt") -> str:
-        """`<stage>-<filename>[-<rank>][-<action>]<ext>`, with characters unsafe in paths replaced by `_`."""
-        parts = [p for p in (self._stage, self.filename) if p]
-        if self._local_rank is not None:
-            parts.append(str(self._local_rank))
-        if action_name is not None:
-            parts.append(action_name)
-        base = re.sub(r"_+", "_", re.sub(r"[\\/:*?\"<>|\n\r\t]", "_", "-".join(parts))).strip()
-        return (base or "profile") + extension
-
-    def _prepare_streams(self) -> None:
-        if self._write_stream is not None:
-            return
-        if self.filename and self.dirpath:
-            os.makedirs(self.dirpath, exist_ok=True)
-            self._output_file = open(os.path.join(self.dirpath, self._prepare_filename()), "a")  # noqa: SIM115
-            self._write_stream = self._output_file.write
-        else:
-            self._write_stream = self._log_info
-
-    def _log_info(self, text: str) -> None:
-        if self._local_rank in (None, 0):
-            log.info(text)
-
-    def _stats_to_str(self, stats: dict[str, str]) -> str:
-        stage = f"{self._stage.upper()} " if self._stage is not None else ""
-        lines = [stage + "Profiler Report"]
-        for action, value in stats.items():
-            rank = f" rank: {self._local_rank}" if self._local_rank is not None else ""
-            lines += [f"Profile stats for: {action}{rank}", value]
-        return os.linesep.join(lines)
-
-    def __del__(self) -> None:
-        if hasattr(self, "_stage"):  # not when __init__ failed part-way
-            self.teardown(stage=self._stage)
-
-
-class PassThroughProfiler(Profiler):
-    """The default: records nothing (the Trainer does not even call it per hook)."""
-
-    def start(self, action_name: str) -> None:
-        """Do nothing."""
-
-    def stop(self, action_name: str) -> None:
-        """Do nothing."""
 
 
 class SimpleProfiler(Profiler):
@@ -264,84 +151,11 @@ class AdvancedProfiler(Profiler):
         super().teardown(stage=stage)
         self.profiled_actions.clear()
 
-
-class PyTorchProfiler(Profiler):
-    """Records the run with `torch.profiler` and writes a chrome trace (``<stage>-<filename>.pt.trace.json``,
-    openable in chrome://tracing or Perfetto) to `dirpath` (default: the trainer's log dir); `summary` is the
-    key-averages table.
-
-    Args:
-        dirpath: See `Profiler`.
-        filename: Trace/report base name (without it, the stage alone: ``fit.pt.trace.json``).
-        export_to_chrome: Write the chrome trace at the end of the run.
-        row_limit: Rows of the key-averages table in the summary.
-        sort_by_key: Column the table is sorted by.
-        profiler_kwargs: Passed to `torch.profiler.profile` (e.g. ``record_shapes=True``).
-    """
-
-    def __init__(
-        self,
-        dirpath: str | Path | None = None,
-        filename: str | None = None,
-        export_to_chrome: bool = True,
-        row_limit: int = 20,
-        sort_by_key: str = "cpu_time_total",
-        **profiler_kwargs: Any,
-    ) -> None:
-        super().__init__(dirpath=dirpath, filename=filename)
-        self._export_to_chrome = export_to_chrome
-        self._row_limit = row_limit
-        self._sort_by_key = sort_by_key
-        self._profiler_kwargs = profiler_kwargs
-        self.profiler: Any = None
-        self._ranges: dict[str, Any] = {}
-        self.trace_path: str | None = None
-        self.function_events: Any = None  # torch's recorded events, once the recording has stopped
-
-    def start(self, action_name: str) -> None:
-        """Start torch.profiler on the first action, then mark `action_name` as a labelled range in the trace."""
-        import torch
-
-        if self.profiler is None:
-            self.profiler = torch.profiler.profile(**self._profiler_kwargs)
-            self.profiler.__enter__()
-        record: Any = torch.profiler.record_function(action_name)
-        record.__enter__()
-        self._ranges[action_name] = record
-
-    def stop(self, action_name: str) -> None:
-        """Close the labelled range of `action_name`."""
-        record = self._ranges.pop(action_name, None)
-        if record is None:
-            raise ValueError(f"Attempting to stop recording an action ({action_name}) which was never started.")
-        record.__exit__(None, None, None)
-
-    def summary(self) -> str:
-        """Stop recording, write the chrome trace, and return torch's key-averages table."""
-        if self.profiler is None:
-            return ""
-        profiler, self.profiler = self.profiler, None
-        for record in self._ranges.values():
-            record.__exit__(None, None, None)
-        self._ranges.clear()
-        profiler.__exit__(None, None, None)
-        self.function_events = profiler.events()
-        if self._export_to_chrome and self.dirpath:
-            os.makedirs(self.dirpath, exist_ok=True)
-            self.trace_path = os.path.join(self.dirpath, self._prepare_filename(extension=".pt.trace.json"))
-            profiler.export_chrome_trace(self.trace_path)
-        table = profiler.key_averages().table(sort_by=self._sort_by_key, row_limit=self._row_limit)
-        return self._stats_to_str({"records": table})
-
-    def teardown(self, stage: str | None) -> None:
-        """Close the report file and stop a recording left running (a run that failed before `describe`)."""
-        super().teardown(stage=stage)
-        if getattr(self, "profiler", None) is not None:
-            for record in self._ranges.values():
-                record.__exit__(None, None, None)
-            self._ranges.clear()
-            self.profiler.__exit__(None, None, None)
-            self.profiler = None
+    def __getstate__(self) -> dict[str, Any]:
+        # cProfile objects cannot be pickled: a copy (a deep-copied module that references the Trainer) starts empty.
+        state = dict(self.__dict__)
+        state.update(profiled_actions={}, _output_file=None, _write_stream=None)
+        return state
 
 
 _PROFILERS: dict[str, type[Profiler]] = {
@@ -372,8 +186,3 @@ def select_profiler(value: Profiler | str | bool | None) -> Profiler:
             f"`Trainer(profiler={value!r})` is invalid: pass 'simple', 'advanced', 'pytorch', a `Profiler` or None."
         )
     return value
-
-
-def is_active(profiler: Profiler) -> bool:
-    """Whether the Trainer must time its hooks and loops through `profiler` (decided once per run)."""
-    return not isinstance(profiler, PassThroughProfiler)

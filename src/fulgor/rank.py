@@ -43,16 +43,24 @@ warnings.formatwarning = _format_warning
 _LIGHTNING_UTILITIES_RANK_ZERO = "lightning_utilities.core.rank_zero"
 
 
-def _rank_from_env() -> int:
-    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "JSM_NAMESPACE_RANK"):
+def rank_from_environment() -> int | None:
+    """The rank a launcher gave this process through its variables, read as Lightning reads them: `RANK`, then
+    `LOCAL_RANK` (SLURM may set `SLURM_PROCID` in a job whose processes it did not start), then `SLURM_PROCID`, then
+    `JSM_NAMESPACE_RANK` (LSF); None when none is set."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
         value = os.environ.get(key)
         if value is not None:
             return int(value)
-    return 0
+    return None
+
+
+def _rank_from_env() -> int:
+    return rank_from_environment() or 0
 
 
 class _RankZeroOnly:
-    """`@rank_zero_only` and `rank_zero_only.rank`, the process's global rank.
+    """`@rank_zero_only` and `rank_zero_only.rank`, the process's global rank: at import, the rank the launcher's
+    variables give (`rank_from_environment`, 0 when none is set), until the strategy sets it.
 
     Setting `rank_zero_only.rank` (the strategy does, and Lightning-style code may) also sets lightning_utilities'
     `rank_zero_only.rank` when that package is loaded, so code logging through either decorator agrees on rank 0.

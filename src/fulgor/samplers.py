@@ -23,6 +23,12 @@ class _SamplerIndices(Dataset[Any]):
     def refresh(self) -> None:
         self._indices = list(self._sampler)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Pass the epoch on to the wrapped sampler when it takes one (a shuffling sampler reseeds from it)."""
+        set_epoch = getattr(self._sampler, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
+
     def __getitem__(self, position: int) -> Any:
         if self._indices is None:
             self.refresh()
@@ -51,6 +57,12 @@ class DistributedSamplerWrapper(DistributedSampler[Any]):
         indices: _SamplerIndices = self.dataset  # type: ignore[assignment]
         indices.refresh()
         return (indices[position] for position in super().__iter__())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch of this wrapper and of the wrapped sampler, when that sampler has a `set_epoch`."""
+        super().set_epoch(epoch)
+        indices: _SamplerIndices = self.dataset  # type: ignore[assignment]
+        indices.set_epoch(epoch)
 
 
 class UnrepeatedDistributedSampler(DistributedSampler[Any]):

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from fulgor.rank import log, rank_zero_only, rank_zero_warn
+from fulgor.rank import log, rank_from_environment, rank_zero_only, rank_zero_warn
 
 __all__ = ["isolate_rng", "pl_worker_init_function", "reset_seed", "seed_everything"]
 
@@ -26,15 +26,6 @@ def _numpy() -> Any:
     except ImportError:
         return None
     return numpy
-
-
-def _env_rank() -> int | None:
-    """The process rank from the environment, or None when not launched as part of a job (no "[rank: N]" prefix)."""
-    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
-        value = os.environ.get(key)
-        if value is not None:
-            return int(value)
-    return None
 
 
 def seed_everything(seed: int | None = None, workers: bool = False, verbose: bool = True) -> int:
@@ -72,7 +63,7 @@ def seed_everything(seed: int | None = None, workers: bool = False, verbose: boo
         raise ValueError(f"{seed} is not in bounds, numpy accepts from {min_seed_value} to {max_seed_value}")
 
     if verbose:
-        rank = _env_rank()
+        rank = rank_from_environment()
         log.info(f"Seed set to {seed}" if rank is None else f"[rank: {rank}] Seed set to {seed}")
 
     os.environ["PL_GLOBAL_SEED"] = str(seed)

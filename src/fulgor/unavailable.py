@@ -60,9 +60,6 @@ REFUSED: dict[str, Refusal] = {
     "ModelParallelStrategy": Refusal(
         "tensor parallelism through DTensor device meshes", f"{_FSDP}, which shards parameters, gradients and states"
     ),
-    "DataParallelStrategy": Refusal(
-        "`torch.nn.DataParallel` in one process (Lightning's Trainer dropped it in 2.0)", "`strategy='ddp'`"
-    ),
     # serving checks
     "ServableModule": Refusal(_SERVE, _EXPORT),
     "ServableModuleValidator": Refusal(_SERVE, _EXPORT),

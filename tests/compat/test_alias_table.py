@@ -175,4 +175,4 @@ def test_is_alias_says_which_lightning_modules_the_finder_answers() -> None:
     assert _is_alias("lightning.pytorch.callbacks.early_stopping")
     assert _is_alias("pytorch_lightning.utilities._pytree")  # private: answered with stand-ins
     assert not _is_alias("lightning.pytorch.nosuchmodule")
-    assert not _is_alias("lightning_fabric.cli")  # declared, not built yet (the `fabric run` command)
+    assert _is_alias("lightning_fabric.cli")  # the `fabric run` command

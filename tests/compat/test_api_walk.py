@@ -21,30 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 TARGET = 0.95  # per package, modules and names counted separately
 
 # What does not resolve, and why. A module entry covers its names; names are "module:Name".
-_RICH = (
-    "RichProgressBar's rich column/progress classes: fulgor's bar builds its columns in `configure_columns` from rich's"
-    " own (override that method to change the layout)"
-)
 UNRESOLVED: dict[str, str] = {
-    **{
-        f"pytorch_lightning.callbacks.progress.rich_progress:{name}": _RICH
-        for name in (
-            "BatchesProcessedColumn",
-            "CustomBarColumn",
-            "CustomInfiniteTask",
-            "CustomProgress",
-            "CustomTimeColumn",
-            "MetricsTextColumn",
-            "ProcessingSpeedColumn",
-        )
-    },
     "pytorch_lightning.overrides.distributed:prepare_for_backward": (
         "DDP reducer internals (`reducer.prepare_for_backward`): fulgor's DDPStrategy drives DDP's backward itself"
     ),
     "pytorch_lightning.profilers.pytorch:ScheduleWrapper": (
-        "PyTorchProfiler internals: fulgor's PyTorchProfiler passes `schedule=` to torch.profiler directly"
+        "PyTorchProfiler internals: fulgor wraps the schedule per step kind in its own class"
     ),
-    "lightning_fabric.cli": "the `fabric run` command: issue 15",
 }
 
 # Expected from work in progress elsewhere (not failures either way; printed while missing).

@@ -27,8 +27,6 @@ MESSAGES = {
     " `transformer_engine` package (FP8 layers). Use `precision='bf16-mixed'` or `'16-mixed'` instead.",
     "LitLogger": "fulgor does not provide `LitLogger`: it needs the `litlogger` package and a Lightning AI account."
     " Use CSVLogger, TensorBoardLogger, MLFlowLogger or WandbLogger instead.",
-    "DataParallelStrategy": "fulgor does not provide `DataParallelStrategy`: it needs `torch.nn.DataParallel` in one"
-    " process (Lightning's Trainer dropped it in 2.0). Use `strategy='ddp'` instead.",
 }
 
 
@@ -75,7 +73,6 @@ def test_refused_names_import_under_every_lightning_path(tmp_path: Path) -> None
         "import fulgor.compat as c; c.install()\n"
         "from pytorch_lightning.strategies import DeepSpeedStrategy, XLAStrategy\n"
         "from lightning.pytorch.strategies.deepspeed import DeepSpeedStrategy as D2\n"
-        "from lightning_fabric.strategies.dp import DataParallelStrategy\n"
         "from lightning.pytorch.plugins import BitsandbytesPrecision, TransformerEnginePrecision, XLAPrecision\n"
         "from pytorch_lightning.accelerators import XLAAccelerator\n"
         "from pytorch_lightning.loggers import LitLogger\n"

@@ -338,7 +338,8 @@ def test_methods_running_the_model_past_the_strategy_wrapper_are_refused() -> No
     assert wrapped.constant() == 100
     with pytest.raises(RuntimeError, match=r"You are calling the method `Net.run_layer\(\)` from outside the model"):
         wrapped.run_layer()
-    assert not hasattr(wrapped, "training_step")  # step methods are routed only where the module has them
+    with pytest.raises(AttributeError, match="has no attribute 'training_step'"):  # routed (as Lightning), then missing
+        wrapped.training_step()
     plain = _FabricModule(net, fabric.strategy)
     assert plain.run_layer().shape == (1, 2)  # not wrapped by a strategy: nothing to bypass
 

@@ -420,7 +420,7 @@ class SkipsNoneBatches(Tiny):
 def test_a_loader_yielding_none_is_named_but_legitimate_skips_still_run(tmp_path: Path) -> None:
     loader = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4, collate_fn=lambda items: None)
     trainer = fulgor.Trainer(default_root_dir=str(tmp_path), max_epochs=1, **QUIET)
-    with pytest.warns(PossibleUserWarning, match=r"training dataloader yielded `None` in epoch 0.*collate_fn"):
+    with pytest.warns(PossibleUserWarning, match=r"train_dataloader yielded None.*In epoch 0.*collate_fn"):
         trainer.fit(SkipsNoneBatches(), loader)
     assert trainer.state.status == "finished"  # a warning, not an error: the module skips such batches
 

@@ -69,14 +69,14 @@ def _strategy(rank: int, world_size: int, port: int, timeout: float = 30.0) -> D
 
 def _collectives(rank: int, port: int, queue: Any) -> None:
     strategy = _strategy(rank, 2, port)
-    strategy._init_process_group()
+    strategy.setup_distributed()
     value = torch.tensor([1.0 + rank, 10.0 * rank])
     results = {
-        "mean": strategy.reduce(value.clone(), "mean").tolist(),
-        "sum": strategy.reduce(value.clone(), "sum").tolist(),
-        "max": strategy.reduce(value.clone(), "max").tolist(),
-        "min": strategy.reduce(value.clone(), "min").tolist(),
-        "int_mean": strategy.reduce(torch.tensor(rank), "mean").tolist(),
+        "mean": strategy.reduce(value.clone(), reduce_op="mean").tolist(),
+        "sum": strategy.reduce(value.clone(), reduce_op="sum").tolist(),
+        "max": strategy.reduce(value.clone(), reduce_op="max").tolist(),
+        "min": strategy.reduce(value.clone(), reduce_op="min").tolist(),
+        "int_mean": strategy.reduce(torch.tensor(rank), reduce_op="mean").tolist(),
         "gather": strategy.all_gather(torch.tensor([rank, rank * 2])).tolist(),
         "gather_nested": {k: v.tolist() for k, v in strategy.all_gather({"a": torch.tensor(rank)}).items()},
         "broadcast": strategy.broadcast({"from": rank}),
@@ -128,7 +128,7 @@ def test_collectives_across_two_ranks() -> None:
 
 def _late_barrier(rank: int, port: int, queue: Any) -> None:
     strategy = _strategy(rank, 2, port, timeout=2.0)
-    strategy._init_process_group()
+    strategy.setup_distributed()
     if rank == 1:
         time.sleep(6)  # misses rank 0's barrier deadline
         queue.put((rank, "late"))
@@ -168,7 +168,7 @@ def world_of_one(monkeypatch: pytest.MonkeyPatch) -> DDPStrategy:
     for key in ("MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(key, raising=False)
     strategy = _strategy(0, 1, find_free_network_port())
-    strategy._init_process_group()
+    strategy.setup_distributed()
     yield strategy
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -43,12 +43,14 @@ def test_sharding_strategy_accepts_names_and_torchs_enum() -> None:
     )
 
 
-def test_sharded_state_dict_is_refused_with_the_fix() -> None:
-    with pytest.raises(MisconfigurationException) as info:
-        FSDPStrategy(state_dict_type="sharded")
+def test_unknown_state_dict_type_is_refused_with_the_fix() -> None:
+    assert FSDPStrategy(state_dict_type="sharded").state_dict_type == "sharded"
+    assert FSDPStrategy().state_dict_type == "full"  # the Trainer's default (Fabric's `save` shards by default)
+    with pytest.raises(ValueError) as info:
+        FSDPStrategy(state_dict_type="local")
     assert str(info.value) == (
-        "`FSDPStrategy(state_dict_type='sharded')` is not supported by fulgor: checkpoints hold the full state dict."
-        " Use `state_dict_type='full'`."
+        "`FSDPStrategy(state_dict_type='local')` is invalid: use 'full' (one file with the gathered state) or"
+        " 'sharded' (a folder with one shard file per rank)."
     )
 
 

@@ -88,9 +88,11 @@ def test_wrapping_the_base_method_sees_each_automatic_backward(tmp_path: Path) -
     assert wrapped.call_count == 2
 
 
-def test_backward_outside_a_run_says_where_it_belongs() -> None:
-    with pytest.raises(RuntimeError, match=r"`Strategy.backward` runs inside a Trainer run"):
-        SingleDeviceStrategy("cpu").backward(torch.tensor(1.0, requires_grad=True), None)
+def test_backward_outside_a_run_is_lightning_fabrics_form() -> None:
+    # Outside a Trainer run `backward(tensor, module, *args)` is Fabric's call: the precision's backward, no hooks.
+    weight = torch.tensor(2.0, requires_grad=True)
+    assert SingleDeviceStrategy("cpu").backward(weight * 3, None) is None
+    assert weight.grad == 3
 
 
 def test_init_module_creates_tensors_under_the_strategys_context(tmp_path: Path) -> None:

@@ -137,7 +137,7 @@ def _record_eval(lib: ModuleType, fn: str) -> list[Any]:
 
         setattr(Recorder, hook, record)
 
-    class Model(boring_classes(lib).BoringModel):  # type: ignore[misc,name-defined]
+    class Model(boring_classes(lib).BoringModel):  # type: ignore[misc]
         def validation_step(self, batch: Any, batch_idx: int) -> Any:
             records.append(("step", _counts(self.trainer.validate_loop.batch_progress.current)))
             return super().validation_step(batch, batch_idx)
@@ -211,7 +211,13 @@ def test_loop_views_exist_before_any_run_and_limits_are_settable() -> None:
     fit.min_epochs = 2
     fit.epoch_loop.max_steps = 20
     assert (trainer.max_epochs, trainer.min_epochs, trainer.max_steps) == (5, 2, 20)
-    assert fit.state_dict() == {}
+    state = fit.state_dict()  # Lightning's layout, every count 0 (as its loop objects give before a fit)
+    assert state["epoch_progress"]["total"] == {"ready": 0, "started": 0, "processed": 0, "completed": 0}
+    assert state["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]["step"]["total"] == {
+        "ready": 0,
+        "completed": 0,
+    }
+    assert len(state) == 11
 
 
 def test_fit_loop_done_and_state_dict_after_fit(tmp_path: Path) -> None:
@@ -261,3 +267,13 @@ def test_fit_loop_restarting_is_true_only_in_the_epoch_a_mid_epoch_checkpoint_re
     assert first.seen == [(0, False), (1, False)]  # a fresh fit never restarts
     fit(resumed, ckpt_path=str(tmp_path / "epoch=0-step=3.ckpt"))
     assert resumed.seen == [(0, True), (1, False)]
+
+
+@pytest.mark.oracle
+def test_fresh_trainers_fit_loop_state_dict_is_lightnings_zero_layout() -> None:
+    pl = pytest.importorskip("pytorch_lightning")
+    flags: dict[str, Any] = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+    ours = fulgor.Trainer(**flags).fit_loop.state_dict()
+    theirs = pl.Trainer(**flags).fit_loop.state_dict()
+    assert ours == theirs
+    assert ours["epoch_progress"]["current"] == {"ready": 0, "started": 0, "processed": 0, "completed": 0}

@@ -167,7 +167,7 @@ class EarlyStopping(Callback):
                     category=RuntimeWarning,
                 )
         if reason and self.verbose:
-            self._log_info(trainer, reason)
+            self._log_info(trainer, reason, self.log_rank_zero_only)
 
     def _evaluate_stopping_criteria(self, current: Tensor) -> tuple[bool, str | None]:
         """The decision of one check: (stop?, message). Threshold stops leave `best_score`/`wait_count` alone."""
@@ -214,9 +214,11 @@ class EarlyStopping(Callback):
             f" New best score: {current.item():.3f}"
         )
 
-    def _log_info(self, trainer: Trainer, message: str) -> None:
-        rank = trainer.global_rank if trainer.world_size > 1 else None
+    @staticmethod
+    def _log_info(trainer: Trainer | None, message: str, log_rank_zero_only: bool) -> None:
+        # A static method with Lightning's signature: user subclasses call it with the trainer (or None).
+        rank = trainer.global_rank if trainer is not None and trainer.world_size > 1 else None
         if rank is not None:
             message = f"[rank: {rank}] {message}"
-        if rank is None or not self.log_rank_zero_only or rank == 0:
+        if rank is None or not log_rank_zero_only or rank == 0:
             log.info(message)

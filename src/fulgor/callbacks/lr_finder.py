@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fulgor.callbacks.callback import Callback
-from fulgor.tuner import Tuner, fit_training_data
+from fulgor.lr_finding import LR_MODES, check_lr_mode, find_lr
+from fulgor.tuner import fit_training_data
 
 if TYPE_CHECKING:
+    from fulgor.lr_finding import _LRFinder
     from fulgor.module import LightningModule
     from fulgor.trainer.trainer import Trainer
-    from fulgor.tuner import _LRFinder
 
 
 class LearningRateFinder(Callback):
@@ -28,7 +29,8 @@ class LearningRateFinder(Callback):
     """
 
     order: ClassVar[int] = -1
-    SUPPORTED_MODES = ("linear", "exponential")
+    SUPPORTED_MODES = LR_MODES
+    _tunes: ClassVar[str] = "lr"  # what `Tuner` recognises a configured finder by
 
     def __init__(
         self,
@@ -41,8 +43,7 @@ class LearningRateFinder(Callback):
         attr_name: str = "",
     ) -> None:
         mode = mode.lower()
-        if mode not in self.SUPPORTED_MODES:
-            raise ValueError(f"`mode` should be either of {self.SUPPORTED_MODES}, got {mode!r}.")
+        check_lr_mode(mode)
         self._kwargs: dict[str, Any] = {
             "min_lr": min_lr, "max_lr": max_lr, "num_training": num_training_steps, "mode": mode,
             "early_stop_threshold": early_stop_threshold, "update_attr": update_attr, "attr_name": attr_name,
@@ -52,8 +53,7 @@ class LearningRateFinder(Callback):
     def lr_find(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Run the search on a tuning copy of `trainer`; apply the suggestion to `trainer`'s optimizers."""
         loaders, datamodule = fit_training_data(trainer)
-        self.optimal_lr = Tuner(trainer).lr_find(pl_module, train_dataloaders=loaders, datamodule=datamodule,
-                                                 **self._kwargs)  # fmt: skip
+        self.optimal_lr = find_lr(trainer, pl_module, loaders, datamodule, **self._kwargs)
         lr = self.optimal_lr.suggestion() if self.optimal_lr is not None and self._kwargs["update_attr"] else None
         if lr is not None:
             for optimizer in trainer.optimizers:

@@ -119,14 +119,20 @@ class StagedProgressBar(ProgressBar):
 
     # ---- sanity check and training ----
 
+    def _start_stage(self, trainer: Trainer, pl_module: LightningModule, stage: Stage) -> None:
+        """Open the display of `stage`; a bar whose hooks are called directly (without `setup`) uses this trainer."""
+        if self._trainer is None:
+            self._trainer, self._pl_module = trainer, pl_module
+        self._open(stage)
+
     def on_sanity_check_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._open("sanity")
+        self._start_stage(trainer, pl_module, "sanity")
 
     def on_sanity_check_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._close("sanity")
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._open("train")
+        self._start_stage(trainer, pl_module, "train")
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start_epoch(self.total_train_batches)
@@ -151,7 +157,7 @@ class StagedProgressBar(ProgressBar):
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:  # the sanity check's display was opened by `on_sanity_check_start`
-            self._open("validation")
+            self._start_stage(trainer, pl_module, "validation")
 
     def on_validation_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
@@ -183,7 +189,7 @@ class StagedProgressBar(ProgressBar):
     # ---- test and predict ----
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._open("test")
+        self._start_stage(trainer, pl_module, "test")
 
     def on_test_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
@@ -208,7 +214,7 @@ class StagedProgressBar(ProgressBar):
         self.reset_dataloader_idx_tracker()
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._open("predict")
+        self._start_stage(trainer, pl_module, "predict")
 
     def on_predict_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fulgor.callbacks.model_summary import ModelSummary
-from fulgor.callbacks.rich_progress import _rich
+from fulgor.callbacks.rich_columns import rich_classes
 from fulgor.summary import get_human_readable_count, summarize
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class RichModelSummary(ModelSummary):
     """
 
     def __init__(self, max_depth: int = 1, **summarize_kwargs: Any) -> None:
-        _rich()  # fail now, with the install hint
+        rich_classes()  # fail now, with the install hint
         super().__init__(max_depth, **summarize_kwargs)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -50,7 +50,7 @@ class RichModelSummary(ModelSummary):
         """Print ``summary`` on ``console`` (default: rich's global console): the layer table, then the totals."""
         from rich.table import Table
 
-        console = console if console is not None else _rich().get_console()
+        console = console if console is not None else rich_classes().get_console()
         columns = summary._columns()  # (header, cells) pairs, leftover-parameters row included
         table = Table(header_style=header_style)
         for header, _ in columns:

@@ -3,22 +3,19 @@ speed, and the metrics on the training bar). rich is imported when the bar start
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
-from datetime import timedelta
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
 from fulgor.callbacks.progress_stages import Stage, StagedProgressBar
+from fulgor.callbacks.rich_columns import RICH_CLASSES, rich_classes
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, Task, TaskID
     from rich.style import Style
-    from rich.text import Text
 
     from fulgor.module import LightningModule
     from fulgor.trainer.trainer import Trainer
@@ -65,65 +62,37 @@ class RichProgressBarTheme:
     metrics_format: str = ".3f"
 
 
-@functools.cache
-def _rich() -> SimpleNamespace:
-    """Import rich once, on first use, and define the one custom column type (text computed from the task)."""
-    try:
-        from rich import get_console
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn
-        from rich.text import Text
-    except ModuleNotFoundError as err:
-        raise ModuleNotFoundError(
-            "`RichProgressBar` and `RichModelSummary` need `rich`. Install it with `pip install rich`."
-        ) from err
-
-    class FnColumn(ProgressColumn):
-        def __init__(self, render: Any, style: Any) -> None:
-            super().__init__()
-            self._render, self._style = render, style
-
-        def render(self, task: Task) -> Text:
-            return Text(self._render(task), style=self._style)
-
-    return SimpleNamespace(
-        get_console=get_console,
-        Console=Console,
-        Progress=Progress,
-        BarColumn=BarColumn,
-        TextColumn=TextColumn,
-        FnColumn=FnColumn,
-    )
+_rich = rich_classes  # the name this module's earlier versions (and fulgor's tests) use
 
 
-def _batches(task: Task) -> str:
-    return f"{int(task.completed)}/{'--' if task.total is None else int(task.total)}"
+def _offered(name: str) -> Any:
+    """This module's class `name`: one set on the module (a user's `mock.patch` of it) or the one built from rich."""
+    value = globals().get(name)
+    return value if value is not None else getattr(rich_classes(), name)
 
 
-def _times(task: Task) -> str:
-    elapsed = task.finished_time if task.finished else task.elapsed
-    remaining = task.time_remaining
-
-    def fmt(seconds: float | None) -> str:
-        return "-:--:--" if seconds is None or not math.isfinite(seconds) else str(timedelta(seconds=int(seconds)))
-
-    return f"{fmt(elapsed)} • {fmt(remaining)}"
-
-
-def _speed(task: Task) -> str:
-    return f"{task.speed:>.2f}it/s" if task.speed is not None else "0.00it/s"
+def __getattr__(name: str) -> Any:
+    """Lightning's rich classes of this module (`CustomProgress`, `MetricsTextColumn`, ...), built on first access;
+    absent, as in Lightning, where rich is not installed."""
+    if name in RICH_CLASSES:
+        try:
+            return getattr(rich_classes(), name)
+        except ModuleNotFoundError:
+            pass
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class RichProgressBar(StagedProgressBar):
     """Progress bars drawn with `rich <https://github.com/Textualize/rich>`_ (``pip install rich``).
 
     One live display holds the bars: "Epoch N/M" (with ``v_num`` and the ``prog_bar=True`` metrics), "Validation",
-    "Sanity Checking", "Testing", "Predicting". Redraws happen at most ``refresh_rate`` times per second (rich's own
-    default rate), and counts and metrics are handed to rich only when a redraw happens. When the console is not a
-    terminal, the final state is printed once when the stage ends.
+    "Sanity Checking", "Testing", "Predicting". Redraws happen at most ``refresh_rate`` times per second, and counts
+    and metrics are handed to rich only when a redraw happens. When the console is not a terminal, nothing is redrawn:
+    the final state is printed once when the stage ends.
 
     Args:
-        refresh_rate: redraws per second; 0 disables the bar.
+        refresh_rate: redraws per second; 0 disables the bar. The default is 10 (rich's own), not Lightning's 100:
+            a redraw builds rich tables (~1 ms), see docs/performance.md.
         leave: keep each finished epoch's bar on screen.
         theme: the styles of the parts.
         console_kwargs: arguments for a dedicated ``rich.console.Console`` (``file``, ``width``, ``record``...);
@@ -141,15 +110,17 @@ class RichProgressBar(StagedProgressBar):
         theme: RichProgressBarTheme | None = None,
         console_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        _rich()  # fail now, with the install hint, rather than when training starts
+        rich_classes()  # fail now, with the install hint, rather than when training starts
         super().__init__(refresh_rate, leave, rate_meaning="redraws per second, 0 disables")
         self.theme = theme if theme is not None else RichProgressBarTheme()
         self._console_kwargs = console_kwargs or {}
         self._console: Console | None = None
         self.progress: Progress | None = None
         self._stopped = False
+        self._live = False  # whether the console redraws in place (a terminal or Jupyter), known once it starts
         self._pending: dict[TaskID, int] = {}  # batch counts not yet handed to rich
-        self._metrics: dict[str, Any] = {}
+        self._metrics: dict[str, Any] = {}  # the last `get_metrics`, shown by the display's MetricsTextColumn
+        self._metric_component: Any = None
         self.train_progress_bar_id: TaskID | None = None
         self.val_sanity_progress_bar_id: TaskID | None = None
         self.val_progress_bar_id: TaskID | None = None
@@ -158,7 +129,7 @@ class RichProgressBar(StagedProgressBar):
 
     def __getstate__(self) -> dict[str, Any]:
         # The live display and console hold locks and threads; they are recreated when a stage starts.
-        return {**self.__dict__, "progress": None, "_console": None}
+        return {**self.__dict__, "progress": None, "_console": None, "_metric_component": None}
 
     @property
     def console(self) -> Console | None:
@@ -203,46 +174,42 @@ class RichProgressBar(StagedProgressBar):
     # ---- the display ----
 
     def configure_columns(self, trainer: Trainer) -> list[Any]:
-        """The columns before the metrics; override to change the layout."""
-        rich, theme = _rich(), self.theme
+        """The columns before the metrics (Lightning's: description, `CustomBarColumn`, `BatchesProcessedColumn`,
+        `CustomTimeColumn`, `ProcessingSpeedColumn`); override to change the layout."""
+        theme = self.theme
         return [
-            rich.TextColumn("[progress.description]{task.description}"),
-            rich.BarColumn(
+            rich_classes().TextColumn("[progress.description]{task.description}"),
+            _offered("CustomBarColumn")(
                 complete_style=theme.progress_bar,
                 finished_style=theme.progress_bar_finished,
                 pulse_style=theme.progress_bar_pulse,
             ),
-            rich.FnColumn(_batches, theme.batch_progress),
-            rich.FnColumn(_times, theme.time),
-            rich.FnColumn(_speed, theme.processing_speed),
+            _offered("BatchesProcessedColumn")(style=theme.batch_progress),
+            _offered("CustomTimeColumn")(style=theme.time),
+            _offered("ProcessingSpeedColumn")(style=theme.processing_speed),
         ]
 
     def _init_progress(self, trainer: Trainer) -> None:
         if not self.is_enabled or (self.progress is not None and not self._stopped):
             return
-        rich = _rich()
+        rich, theme = rich_classes(), self.theme
         if self._console is None:  # one console for the bar's life, so a recording console keeps every epoch
             self._console = rich.Console(**self._console_kwargs) if self._console_kwargs else rich.get_console()
-        columns = [*self.configure_columns(trainer), rich.FnColumn(self._metrics_text, self.theme.metrics)]
+        metrics = _offered("MetricsTextColumn")(
+            trainer, theme.metrics, theme.metrics_text_delimiter, theme.metrics_format
+        )
+        metrics._bar = self  # the bar whose training task gets the metrics (Lightning asks the trainer for it)
+        metrics.update(self._metrics)  # a new display (`leave`) keeps showing the metrics already read
+        self._metric_component = metrics
         # Refreshing is driven from the hooks (throttled), not by rich's background thread.
-        self.progress = rich.Progress(*columns, auto_refresh=False, console=self._console)
+        self.progress = _offered("CustomProgress")(
+            *self.configure_columns(trainer), metrics, auto_refresh=False, console=self._console
+        )
+        console = self._console
+        self._live = console.is_jupyter or (console.is_terminal and not console.is_dumb_terminal)
         self._reset_ids()
         self.progress.start()
         self._stopped = False
-
-    def _metrics_text(self, task: Task) -> str:
-        trainer = self.trainer
-        if trainer.state.fn != "fit" or trainer.sanity_checking or task.id != self.train_progress_bar_id:
-            return ""
-        return self.theme.metrics_text_delimiter.join(f"{k}: {self._format(v)}" for k, v in self._metrics.items())
-
-    def _format(self, value: Any) -> str:
-        if isinstance(value, str):
-            return value
-        try:
-            return f"{value:{self.theme.metrics_format}}"
-        except (TypeError, ValueError):
-            return str(value)
 
     def _stop_progress(self) -> None:
         if self.progress is not None and not self._stopped:
@@ -274,8 +241,7 @@ class RichProgressBar(StagedProgressBar):
         for task_id, completed in self._pending.items():
             self.progress.update(task_id, completed=completed, visible=True)
         self._pending.clear()
-        console = self.progress.console
-        if console.is_jupyter or (console.is_terminal and not console.is_dumb_terminal):
+        if self._live:
             self.progress.refresh()  # elsewhere rich prints only the final state, at stop: skip building it
 
     def _get_train_description(self, current_epoch: int) -> str:
@@ -325,13 +291,19 @@ class RichProgressBar(StagedProgressBar):
             return False
         self._pending[task_id] = n  # handed to rich by the next redraw
         last = n == self.progress._tasks[task_id].total
-        return not self._stopped and self._redraw_due(_LIVE, last, 1.0 / self._refresh_rate)
+        if self._stopped:
+            return False
+        if not self._live:  # nothing is drawn in place (a log file): only the last batch updates the final state
+            return last
+        return self._redraw_due(_LIVE, last, 1.0 / self._refresh_rate)
 
     def _update_metrics(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Shown by the next redraw; after validation too (no `_redraw_live`), as Lightning's rich bar does.
         if self.is_enabled:
             metrics = self.get_metrics(trainer, pl_module)
             self._metrics = {k: v.item() if isinstance(v, Tensor) else v for k, v in metrics.items()}
+            if self._metric_component is not None:
+                self._metric_component.update(self._metrics)
 
     def _draw(self, stage: Stage) -> None:
         self._refresh()  # one display for every stage
@@ -354,13 +326,6 @@ class RichProgressBar(StagedProgressBar):
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self._stop_progress()
-
-    def print(self, *args: Any, **kwargs: Any) -> None:
-        """Print above the live display without breaking it."""
-        if self._console is not None:
-            self._console.print(*args, **kwargs)
-        else:
-            super().print(*args, **kwargs)
 
 
 def _known(total: int | float) -> int | float | None:

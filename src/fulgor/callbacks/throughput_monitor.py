@@ -73,7 +73,7 @@ class ThroughputMonitor(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.available_flops = get_available_flops(trainer.strategy.root_device, compute_dtype(trainer.precision))
         fn = TrainerFn(stage)
-        if fn == TrainerFn.FITTING:  # fit validates too
+        if fn == TrainerFn.FITTING and trainer.enable_validation:  # fit validates too, unless validation is off
             self._throughputs[RunningStage.VALIDATING] = self._new_throughput(trainer)
         self._throughputs[_FIRST_STAGE[fn]] = self._new_throughput(trainer)
 
@@ -232,5 +232,5 @@ def _log_metrics(trainer: Trainer, metrics: dict[str, Any], step: int | None) ->
         metrics.setdefault("epoch", trainer.current_epoch)
         step = trainer.state.batches_that_stepped
     for logger in trainer.loggers:
-        logger.log_metrics(metrics, step=step)
+        logger.log_metrics(metrics=metrics, step=step)  # by keyword, as Lightning's Trainer calls it
         logger.save()

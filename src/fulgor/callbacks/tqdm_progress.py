@@ -236,10 +236,10 @@ class TQDMProgressBar(StagedProgressBar):
         bar: Tqdm | None = getattr(self, _SLOTS[stage])
         if bar is None or bar.disable:
             return False
-        bar.n = n
         last = n == bar.total
         if n % self._refresh_rate and not last:
             return False
+        bar.n = n  # the count moves every `refresh_rate` batches (and on the last), as Lightning's bar's
         if self._live:
             return self._redraw_due(id(bar), last, self.min_redraw_interval_s)
         # A log gets a line per interval; the line of a finished epoch or dataloader is written when it ends.
@@ -278,10 +278,9 @@ class TQDMProgressBar(StagedProgressBar):
         return bar
 
     def _restart(self, bar: Tqdm, total: int | float | None, desc: str) -> None:
-        bar.total = _finite_or_none(total)
+        bar.reset(total=_finite_or_none(total))
         bar.initial = 0
         bar.set_description(desc, refresh=False)
-        bar.reset()
         self._restart_clock(id(bar))  # log lines are timed from the start of the bar's epoch/dataloader
 
     def _write_line(self, bar: Tqdm) -> None:
@@ -302,11 +301,10 @@ class TQDMProgressBar(StagedProgressBar):
         text = sep.join(map(str, args))
         bars = (self._train_progress_bar, self._val_progress_bar, self._test_progress_bar, self._predict_progress_bar)
         active = next((bar for bar in bars if bar is not None and not bar.disable), None)
-        if active is None or not self._live:
-            end = kwargs.get("end", "\n")
-            self._out.write(text + end)
+        if active is None:
+            print(text, **kwargs)  # noqa: T201
             return
-        active.write(text, file=self._out, **kwargs)
+        active.write(text, **kwargs)  # tqdm clears the live bars, writes the line, and redraws them
 
 
 def _resolve_refresh_rate(refresh_rate: int) -> int:

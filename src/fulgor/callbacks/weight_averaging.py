@@ -312,17 +312,15 @@ class WeightAveraging(Callback):
             self._latest_update_epoch = epoch
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        assert self._average_model is not None
-        for average, current in self._pairs(pl_module):
-            current.data.copy_(average.data)
+        self._copy_average_to_current(pl_module)
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._average_model is not None:
-            self._swap(pl_module)
+            self._swap_models(pl_module)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._average_model is not None:
-            self._swap(pl_module)
+            self._swap_models(pl_module)
 
     def state_dict(self) -> dict[str, Any]:
         return {"latest_update_step": self._latest_update_step}
@@ -369,11 +367,16 @@ class WeightAveraging(Callback):
         current = itertools.chain(pl_module.parameters(), pl_module.buffers())
         return zip(average, current)
 
-    def _swap(self, pl_module: LightningModule) -> None:
+    # `_swap_models` and `_copy_average_to_current` keep Lightning's names: subclasses override them to observe swaps.
+    def _swap_models(self, pl_module: LightningModule) -> None:
         for average, current in self._pairs(pl_module):
             saved = average.data.clone()
             average.data.copy_(current.data)
             current.data.copy_(saved)
+
+    def _copy_average_to_current(self, pl_module: LightningModule) -> None:
+        for average, current in self._pairs(pl_module):
+            current.data.copy_(average.data)
 
 
 class EMAWeightAveraging(WeightAveraging):

@@ -1,20 +1,33 @@
-"""The checks Fabric's methods make before acting (the launch function, a model spread over several devices) and the
-keyword filtering of `Fabric.call`, so that each callback gets only the arguments its method accepts."""
+"""The checks Fabric's methods make before acting (the launch function, an overridden `run`, a model spread over
+several devices), the context of `no_backward_sync`, and `Fabric.call`'s dispatch, where each callback gets only the
+keyword arguments its method accepts."""
 
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from fulgor.errors import PossibleUserWarning
 from fulgor.fabric.launching import spawns
 from fulgor.rank import rank_zero_warn
+from fulgor.strategies.fsdp import FSDPStrategy
+from fulgor.strategies.single_device import SingleDeviceStrategy
 from fulgor.strategies.strategy import Strategy
 
-__all__ = ["accepted_kwargs", "check_launch_function", "warn_mixed_devices"]
+__all__ = [
+    "accepted_kwargs",
+    "backward_sync_context",
+    "call_hooks",
+    "check_launch_function",
+    "check_run_override",
+    "warn_mixed_devices",
+]
 
 
 def check_launch_function(function: Any, strategy: Strategy, nothing: Callable[..., Any]) -> None:
@@ -47,6 +60,22 @@ def check_launch_function(function: Any, strategy: Strategy, nothing: Callable[.
         )
 
 
+def check_run_override(fabric: Any, base: type) -> bool:
+    """Whether `fabric`'s class overrides `base.run` (Fabric 1.x style).
+
+    Raises:
+        TypeError: it does, and the script was started by `fabric run` (which creates the processes itself, while an
+            overridden `run` launches them).
+    """
+    overridden = getattr(type(fabric), "run", None) is not getattr(base, "run", None)
+    if overridden and os.environ.get("LT_CLI_USED") == "1":
+        raise TypeError(
+            "Overriding `Fabric.run()` and launching from the CLI is not allowed. Run the script normally,"
+            " or change your code to directly call `fabric = Fabric(...); fabric.setup(...)` etc."
+        )
+    return overridden
+
+
 def warn_mixed_devices(module: nn.Module) -> None:
     """Warn that `setup(move_to_device=True)` moves a model whose parameters are on several devices."""
     devices = {param.device for param in module.parameters()}
@@ -68,3 +97,32 @@ def accepted_kwargs(method: Callable[..., Any], kwargs: dict[str, Any]) -> dict[
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return kwargs
     return {key: value for key, value in kwargs.items() if key in parameters}
+
+
+def backward_sync_context(strategy: Strategy, forward_module: nn.Module, enabled: bool) -> AbstractContextManager[Any]:
+    """The context of `Fabric.no_backward_sync`: DDP's `no_sync`, FSDP's own, a no-op on one device (or when not
+    `enabled`); a warning for a strategy that cannot skip the synchronisation."""
+    if isinstance(forward_module, DistributedDataParallel):
+        return forward_module.no_sync() if enabled else nullcontext()
+    if isinstance(strategy, FSDPStrategy):
+        return strategy.no_backward_sync() if enabled else nullcontext()
+    if not isinstance(strategy, SingleDeviceStrategy):
+        rank_zero_warn(
+            f"The `{strategy.__class__.__name__}` does not support skipping the gradient synchronization."
+            " Remove `.no_backward_sync()` from your code or choose a different strategy.",
+            category=PossibleUserWarning,
+        )
+    return nullcontext()
+
+
+def call_hooks(callbacks: list[Any], hook_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """`Fabric.call`: `hook_name(*args, **kwargs)` on every callback that has it, each method getting only the keyword
+    arguments it accepts; a non-callable attribute of that name is skipped with a warning."""
+    for callback in callbacks:
+        method = getattr(callback, hook_name, None)
+        if method is None:
+            continue
+        if not callable(method):
+            rank_zero_warn(f"Skipping the callback `{type(callback).__name__}.{hook_name}` because it is not callable.")
+            continue
+        method(*args, **accepted_kwargs(method, kwargs))

@@ -9,11 +9,12 @@ from typing import Any
 from fulgor import accelerators
 from fulgor.errors import MisconfigurationException
 from fulgor.precision import FSDPPrecision, Precision, select_precision
-from fulgor.precision_flags import normalize_precision
+from fulgor.precision_flags import normalize_precision, unified_precision
 from fulgor.rank import rank_zero_warn
 from fulgor.strategies.fsdp import FSDPStrategy
 from fulgor.strategies.registry import select_strategy
 from fulgor.strategies.strategy import Strategy
+from fulgor.strategies.strategy_registry import FABRIC_STRATEGY_REGISTRY
 from fulgor.trainer.parts import Plugins, sort_plugins
 
 __all__ = ["build_strategy"]
@@ -41,7 +42,15 @@ def build_strategy(
     chosen_accelerator = accelerators.resolve_accelerator(accelerator)
     label = chosen_accelerator.name() if isinstance(accelerator, str) else type(chosen_accelerator).__qualname__
     parallel = accelerators.parallel_devices(chosen_accelerator, devices, label)
-    chosen = strategy if isinstance(strategy, Strategy) else select_strategy(strategy, parallel, num_nodes)
+    if isinstance(strategy, str) and strategy.lower() == "dp" and parallel[0].type == "cpu":
+        # DataParallel has nothing to split over on the CPU: Lightning Fabric runs DDP instead, and says so.
+        rank_zero_warn(f"{strategy!r} is not supported on CPUs, hence setting `strategy='ddp'`.")
+        strategy = "ddp"
+    chosen = (
+        strategy
+        if isinstance(strategy, Strategy)
+        else select_strategy(strategy, parallel, num_nodes, FABRIC_STRATEGY_REGISTRY, owner="Fabric")
+    )
     if found.checkpoint_io is not None:
         chosen.checkpoint_io = found.checkpoint_io
     if found.cluster_environment is not None and hasattr(chosen, "cluster_environment"):
@@ -53,7 +62,9 @@ def build_strategy(
 
 def _precision(flag: Any, strategy: Strategy) -> Precision:
     device = strategy.root_device.type
-    if flag is not None and str(flag) in ("16-mixed", "16") and device == "cpu":
+    if flag is not None and type(flag) in (int, str):
+        flag = unified_precision(flag)  # a legacy value (16, "bf16") warns that it is discouraged, as Lightning's
+    if flag == "16-mixed" and device == "cpu":
         # Checked here to word the warning for Fabric (the Trainer's rule says the same for `Trainer(...)`).
         rank_zero_warn(
             "You passed `Fabric(accelerator='cpu', precision='16-mixed')` but AMP with fp16 is not supported on CPU."

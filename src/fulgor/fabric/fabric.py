@@ -4,40 +4,39 @@ callbacks handled by the strategies and precision plugins the Trainer uses (Ligh
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from collections.abc import Callable, Generator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
 from fulgor.accelerators import Accelerator
 from fulgor.data.conversion import convert_tensors_to_scalars, convert_to_tensors, map_leaves
 from fulgor.data.transfer import move_data_to_device
-from fulgor.errors import PossibleUserWarning
-from fulgor.fabric.checks import accepted_kwargs, check_launch_function
-from fulgor.fabric.connector import build_strategy
-from fulgor.fabric.launching import launch_function, prepare_dataloader, setup_environment
-from fulgor.fabric.wrappers import (
-    FABRIC_BACKWARD,
-    _FabricDataLoader,
-    _FabricModule,
-    _FabricOptimizer,
-    unwrap_objects,
-    wrap_module,
+from fulgor.fabric.checks import (
+    backward_sync_context,
+    call_hooks,
+    check_launch_function,
+    check_run_override,
+    warn_mixed_devices,
 )
+from fulgor.fabric.connector import build_strategy
+from fulgor.fabric.launching import launch_function, patient_barrier, prepare_dataloader
+from fulgor.fabric.wrappers import FABRIC_BACKWARD, _FabricDataLoader, _FabricModule, _FabricOptimizer, unwrap_objects
+from fulgor.fabric_cli import cli_flags
 from fulgor.loggers.logger import Logger
 from fulgor.precision import Precision
-from fulgor.rank import rank_zero_warn
 from fulgor.rank_messages import rank_zero_deprecation
 from fulgor.seed import seed_everything
-from fulgor.strategies.fsdp import FSDPStrategy
+from fulgor.strategies.dp import DataParallelStrategy
 from fulgor.strategies.single_device import SingleDeviceStrategy
-from fulgor.strategies.state_files import StateFilter, check_filter, read_state_file, restore_state, saveable_state
+from fulgor.strategies.state_files import StateFilter, check_filter
 from fulgor.strategies.strategy import Strategy
 
 __all__ = ["Fabric"]
@@ -74,6 +73,10 @@ class Fabric:
         callbacks: list[Any] | Any | None = None,
         loggers: Logger | list[Logger] | None = None,
     ) -> None:
+        # `fabric run --devices=2 ...` passes its flags through LT_* environment variables
+        accelerator, strategy, devices, num_nodes, precision = cli_flags(
+            accelerator, strategy, devices, num_nodes, precision
+        )
         self._strategy = build_strategy(accelerator, strategy, devices, num_nodes, precision, plugins)
         assert self._strategy.accelerator is not None, "build_strategy configures the accelerator"
         self._accelerator: Accelerator = self._strategy.accelerator
@@ -83,11 +86,12 @@ class Fabric:
         self._loggers: list[Logger] = list(loggers) if isinstance(loggers, list) else [loggers]
         self._models_setup = 0
         self._launched = False
+        if check_run_override(self, Fabric):  # Fabric 1.x style: `run()` launches the processes, then runs
+            self.run = partial(self._launch_and_run, self.run)  # type: ignore[method-assign]
         if os.environ.get("LT_CLI_USED") == "1":  # started by `fabric run`: the processes exist already
-            setup_environment(self._strategy)
+            self._strategy.setup_environment()
             self._launched = True
 
-    # ------------------------------------------------------------------ what Fabric runs on
     @property
     def accelerator(self) -> Accelerator:
         """The accelerator (the hardware kind)."""
@@ -143,14 +147,23 @@ class Fabric:
         return self._loggers[0]
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
-        """Fabric 1.x's entry point for subclasses (`launch(function)` is the 2.x way); does nothing here."""
+        """Fabric 1.x's entry point for subclasses (`launch(function)` is the 2.x way); does nothing here. A subclass's
+        `run` is called through the strategy's launcher (in every process) and may not be used with `fabric run`."""
+
+    def _launch_and_run(self, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self._launched = True
+        return launch_function(self._strategy, run, *args, **kwargs)
 
     # ------------------------------------------------------------------ setup
-    def setup(self, module: nn.Module, *optimizers: Optimizer, move_to_device: bool = True) -> Any:
-        """Prepare a module and its optimizers: precision conversion, device placement, the strategy's wrapper.
+    def setup(
+        self, module: nn.Module, *optimizers: Optimizer, scheduler: Any = None, move_to_device: bool = True
+    ) -> Any:
+        """Prepare a module and its optimizers: precision conversion, device placement, then the strategy's
+        `setup_module_and_optimizers` (or `setup_module` without optimizers), which may wrap them (DDP).
 
         Returns:
-            The wrapped module when no optimizer is given, else a tuple (module, *optimizers).
+            The wrapped module when no optimizer is given, else a tuple (module, *optimizers), with `scheduler`
+            last when one was given.
 
         Raises:
             ValueError: the module or an optimizer was set up already.
@@ -161,16 +174,14 @@ class Fabric:
             raise ValueError("A model should be passed only once to the `setup` method.")
         if any(isinstance(optimizer, _FabricOptimizer) for optimizer in optimizers):
             raise ValueError("An optimizer should be passed only once to the `setup` method.")
-        wrapped = wrap_module(module, self._strategy, move_to_device)
-        fabric_optimizers = [_FabricOptimizer(opt, self._strategy, self._callbacks) for opt in optimizers]
-        self._models_setup += 1
-        self.call("on_after_setup", fabric=self, module=wrapped)
+        wrapped, fabric_optimizers, scheduler = self._set_up(module, optimizers, scheduler, move_to_device)
+        self.call("on_after_setup", fabric=self, module=wrapped)  # `setup` only, as Lightning (not `setup_module`)
         if not fabric_optimizers:
             return wrapped
-        return (wrapped, *fabric_optimizers)
+        return (wrapped, *fabric_optimizers, scheduler) if scheduler is not None else (wrapped, *fabric_optimizers)
 
     def setup_module(self, module: nn.Module, move_to_device: bool = True) -> _FabricModule:
-        """Prepare a module alone (precision, device, strategy wrapper); set up its optimizers afterwards.
+        """Prepare a module alone (precision, device, the strategy's `setup_module`); set up its optimizers after.
 
         Raises:
             ValueError: the module was set up already.
@@ -178,13 +189,36 @@ class Fabric:
         self._check_launched()
         if isinstance(module, _FabricModule):
             raise ValueError("A model should be passed only once to the `setup_module` method.")
-        wrapped = wrap_module(module, self._strategy, move_to_device)
+        return self._set_up(module, (), None, move_to_device)[0]
+
+    def _set_up(
+        self, module: nn.Module, optimizers: tuple[Optimizer, ...], scheduler: Any, move_to_device: bool
+    ) -> tuple[_FabricModule, list[_FabricOptimizer], Any]:
+        module = self._precision.convert_module(module)
+        if move_to_device:
+            warn_mixed_devices(module)
+            self.to_device(module)
+        if optimizers:
+            strategy_setup = self._strategy.setup_module_and_optimizers(module, list(optimizers), scheduler)
+            forward_module, set_up, scheduler = strategy_setup
+        else:
+            forward_module, set_up = self._strategy.setup_module(module), []
+        wrapped = _FabricModule(forward_module, self._strategy, original_module=module)
+        if move_to_device:
+            wrapped.to(self.device)  # the wrapper's `device` follows the module's
+        fabric_optimizers = [_FabricOptimizer(opt, self._strategy, self._callbacks) for opt in set_up]
+        lightning_module: Any = module
+        if hasattr(lightning_module, "_fabric"):  # it logs, steps and clips through this Fabric; `call` runs its hooks
+            lightning_module._fabric = self
+            if optimizers:
+                lightning_module._fabric_optimizers = fabric_optimizers
+            self._callbacks += [] if module in self._callbacks else [module]
         self._models_setup += 1
-        self.call("on_after_setup", fabric=self, module=wrapped)
-        return wrapped
+        return wrapped, fabric_optimizers, scheduler
 
     def setup_optimizers(self, *optimizers: Optimizer) -> Any:
-        """Wrap optimizers so that `step` goes through the precision; one optimizer in, one out (else a tuple).
+        """Wrap optimizers (after the strategy's `setup_optimizer`) so that `step` goes through the strategy and its
+        precision; one optimizer in, one out (else a tuple).
 
         Raises:
             ValueError: no optimizer, or one that was set up already.
@@ -194,18 +228,16 @@ class Fabric:
             raise ValueError("`setup_optimizers` requires at least one optimizer as input.")
         if any(isinstance(optimizer, _FabricOptimizer) for optimizer in optimizers):
             raise ValueError("An optimizer should be passed only once to the `setup_optimizers` method.")
-        wrapped = tuple(_FabricOptimizer(opt, self._strategy, self._callbacks) for opt in optimizers)
+        wrapped = tuple(
+            _FabricOptimizer(self._strategy.setup_optimizer(opt), self._strategy, self._callbacks) for opt in optimizers
+        )
         return wrapped[0] if len(wrapped) == 1 else wrapped
 
     def setup_dataloaders(
         self, *dataloaders: DataLoader[Any], use_distributed_sampler: bool = True, move_to_device: bool = True
     ) -> Any:
-        """Wrap dataloaders: a DistributedSampler when running distributed, batches moved to the device.
-
-        Args:
-            *dataloaders: torch DataLoaders.
-            use_distributed_sampler: inject a DistributedSampler (each process reads its share) when distributed.
-            move_to_device: move every batch to `fabric.device`.
+        """Wrap dataloaders: a DistributedSampler when distributed (unless `use_distributed_sampler=False`), the
+        strategy's `process_dataloader`, batches moved to `fabric.device` (unless `move_to_device=False`).
 
         Returns:
             One wrapped dataloader for one given, else a list.
@@ -223,23 +255,22 @@ class Fabric:
             raise TypeError("Only PyTorch DataLoader are currently supported in `setup_dataloaders`.")
         wrapped = [
             _FabricDataLoader(
-                prepare_dataloader(loader, self._strategy, use_distributed_sampler),
+                self._strategy.process_dataloader(prepare_dataloader(loader, self._strategy, use_distributed_sampler)),
                 device=self.device if move_to_device else None,
             )
             for loader in dataloaders
         ]
         return wrapped[0] if len(wrapped) == 1 else wrapped
 
-    # ------------------------------------------------------------------ the training step
     def backward(self, tensor: Tensor, *args: Any, model: _FabricModule | None = None, **kwargs: Any) -> None:
-        """`loss.backward()` through the precision (loss scaling for "16-mixed"); `args`/`kwargs` go to backward."""
+        """`loss.backward()` through the strategy's `backward(tensor, module, *args, **kwargs)` and so the precision
+        (loss scaling for "16-mixed"); `args`/`kwargs` go to `Tensor.backward`; `model` is the set-up module the
+        strategy's backward receives (None by default)."""
         module = model._forward_module if model is not None else None
-        precision = self._precision
+        module = getattr(module, "_orig_mod", module)  # a compiled module: the strategy sees what it wrapped
         FABRIC_BACKWARD.active = True
         try:
-            precision.pre_backward(tensor, module)
-            precision.backward(tensor, module, *args, **kwargs)
-            precision.post_backward(tensor, module)
+            self._strategy.backward(tensor, module, *args, **kwargs)
         finally:
             FABRIC_BACKWARD.active = False
 
@@ -252,7 +283,8 @@ class Fabric:
         norm_type: float | int = 2.0,
         error_if_nonfinite: bool = True,
     ) -> Tensor | None:
-        """Clip the gradients of the optimizer's parameters by value (`clip_val`) or by total norm (`max_norm`).
+        """Clip the gradients of the optimizer's parameters by value (`clip_val`) or by total norm (`max_norm`), through
+        the strategy's `clip_gradients_value` / `clip_gradients_norm`.
 
         Returns:
             The total norm before clipping for `max_norm`, else None.
@@ -264,16 +296,16 @@ class Fabric:
             raise ValueError(
                 "Only one of `clip_val` or `max_norm` can be set as this specifies the underlying clipping algorithm!"
             )
-        optimizer = unwrap_objects(optimizer)
-        parameters = list(self._precision.main_params(optimizer))
         if clip_val is not None:
-            self._precision.unscale_gradients(optimizer)
-            torch.nn.utils.clip_grad_value_(parameters, clip_value=clip_val)
+            self._strategy.clip_gradients_value(unwrap_objects(module), unwrap_objects(optimizer), clip_val=clip_val)
             return None
         if max_norm is not None:
-            self._precision.unscale_gradients(optimizer)
-            return torch.nn.utils.clip_grad_norm_(
-                parameters, max_norm=max_norm, norm_type=norm_type, error_if_nonfinite=error_if_nonfinite
+            return self._strategy.clip_gradients_norm(
+                unwrap_objects(module),
+                unwrap_objects(optimizer),
+                max_norm=max_norm,
+                norm_type=norm_type,
+                error_if_nonfinite=error_if_nonfinite,
             )
         raise ValueError("You have to specify either `clip_val` or `max_norm` to do gradient clipping!")
 
@@ -293,45 +325,28 @@ class Fabric:
                 "You need to set up the model first before you can call `fabric.no_backward_sync()`:"
                 " `model = fabric.setup(model, ...)`"
             )
-        forward_module = inner._forward_module
-        if isinstance(forward_module, DistributedDataParallel):
-            return forward_module.no_sync() if enabled else nullcontext()
-        if isinstance(self._strategy, FSDPStrategy):
-            return self._strategy.no_backward_sync() if enabled else nullcontext()
-        if not isinstance(self._strategy, SingleDeviceStrategy):
-            rank_zero_warn(
-                f"The `{type(self._strategy).__name__}` does not support skipping the gradient synchronization."
-                " Remove `.no_backward_sync()` from your code or choose a different strategy.",
-                category=PossibleUserWarning,
-            )
-        return nullcontext()
+        return backward_sync_context(self._strategy, inner._forward_module, enabled)
 
-    # ------------------------------------------------------------------ devices and creation
     def to_device(self, obj: Any) -> Any:
-        """Move a module, a tensor or a collection of tensors to `fabric.device`."""
+        """Move a module (in place, through the strategy's `module_to_device`), a tensor or a collection of tensors to
+        `fabric.device`."""
         if isinstance(obj, nn.Module):
             self._accelerator.setup_device(self.device)
-            return obj.to(self.device)
+            self._strategy.module_to_device(obj)
+            return obj
         return move_data_to_device(obj, self.device)
 
     def init_tensor(self) -> AbstractContextManager[Any]:
-        """Tensors created inside are on the device, in the precision's dtype."""
-        return self._creation_context(self._precision.tensor_init_context())
+        """Tensors created inside are on the device, in the precision's dtype (the strategy's
+        `tensor_init_context`)."""
+        return self._strategy.tensor_init_context()
 
     def init_module(self, empty_init: bool | None = None) -> AbstractContextManager[Any]:
-        """Modules built inside are created on the device, in the precision's dtype (`empty_init=True` with FSDP
-        creates them on the meta device, to be materialised by `setup`)."""
+        """Modules built inside are created on the device, in the precision's dtype (the strategy's
+        `module_init_context`); `empty_init=True` skips the weight initialisation a checkpoint overwrites (a sharding
+        strategy creates them on the meta device, to be materialised by `setup`)."""
         self._check_launched()
-        if empty_init and not isinstance(self._strategy, SingleDeviceStrategy) and hasattr(self._strategy, "_units"):
-            return self._creation_context(self._precision.module_init_context(), torch.device("meta"))
-        return self._creation_context(self._precision.module_init_context())
-
-    @contextmanager
-    def _creation_context(self, dtype_context: Any, device: torch.device | None = None) -> Iterator[None]:
-        with ExitStack() as stack:
-            stack.enter_context(device or self.device)
-            stack.enter_context(dtype_context)
-            yield
+        return self._strategy.module_init_context(empty_init=empty_init)
 
     def sharded_model(self) -> AbstractContextManager[Any]:
         """Fabric 1.x's context for sharded creation (deprecated): use `init_module`."""
@@ -358,6 +373,7 @@ class Fabric:
         """Gather numbers/tensors (in any collection) from every process: each gets a leading `world_size` dim
         when distributed (unchanged on one process)."""
         self._check_launched()
+        group = group if group is not None else dist.group.WORLD
         data = convert_to_tensors(data, self.device)
         return map_leaves(data, lambda value: self._gather(value, group, sync_grads))
 
@@ -367,43 +383,42 @@ class Fabric:
         return self._strategy.all_gather(value, group=group, sync_grads=sync_grads)
 
     def all_reduce(self, data: Any, group: Any | None = None, reduce_op: Any = "mean") -> Any:
-        """Reduce numbers/tensors (in any collection) across processes with "mean" (default), "sum", "max", "min"
-        or a `torch.distributed.ReduceOp`."""
+        """Reduce numbers/tensors (in any collection) across the processes of `group` (default: all) with "mean"
+        (default), "sum", "max", "min" or a `torch.distributed.ReduceOp`: the strategy's `all_reduce`, per tensor."""
         self._check_launched()
+        group = group if group is not None else dist.group.WORLD
         data = convert_to_tensors(data, self.device)
-        return map_leaves(data, lambda value: self._reduce(value, reduce_op))
+        return map_leaves(data, lambda value: self._reduce(value, group, reduce_op))
 
-    def _reduce(self, value: Any, reduce_op: Any) -> Any:
-        return self._strategy.reduce(value, reduce_op) if isinstance(value, Tensor) else value
+    def _reduce(self, value: Any, group: Any, reduce_op: Any) -> Any:
+        if not isinstance(value, Tensor):
+            return value
+        return self._strategy.all_reduce(value, group=group, reduce_op=reduce_op)
 
     @contextmanager
     def rank_zero_first(self, local: bool = False) -> Generator[None, None, None]:
-        """Run the block on rank 0 first (global, or per machine with `local=True`), then on the others."""
+        """Run the block on rank 0 first (global, or per machine with `local=True`), then on the others; every
+        process leaves together. The wait has no practical timeout (rank 0 may download a dataset meanwhile)."""
         rank = self.local_rank if local else self.global_rank
-        if rank > 0:
-            self._strategy.barrier("rank_zero_first")
-        yield
-        if rank == 0:
-            self._strategy.barrier("rank_zero_first")
+        with patient_barrier() as barrier:
+            if rank > 0:
+                barrier()
+            yield
+            if rank == 0:
+                barrier()
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | Path, state: dict[str, Any], filter: StateFilter | None = None) -> None:
-        """Write `state` (modules and optimizers as their state dicts, other values as they are) to `path`,
-        atomically, from global rank 0; every process must call it.
-
-        Args:
-            path: the file.
-            state: names -> modules, optimizers, objects with `state_dict()`, plain values.
-            filter: names -> `keep(name, value)` selecting entries of that object's state dict.
+        """Write `state` (names -> modules, optimizers, objects with `state_dict()`, plain values; each object as its
+        state dict, of which `filter[name](key, value)` keeps the accepted entries) to `path` through the strategy's
+        `save_checkpoint` (atomically, from global rank 0 by default); every process must call it.
 
         Raises:
             TypeError: `filter` is not a dict of callables.
             ValueError: `filter` names keys that `state` does not have.
         """
         check_filter(state, filter)
-        checkpoint = saveable_state(self._strategy, unwrap_objects(state), filter)
-        if self.is_global_zero:
-            self._strategy.checkpoint_io.save_checkpoint(checkpoint=checkpoint, path=path, storage_options=None)
+        self._strategy.save_checkpoint(path=path, state=unwrap_objects(state), filter=filter)
         self.barrier()
 
     def load(
@@ -414,15 +429,15 @@ class Fabric:
         *,
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
-        """Restore `state`'s objects in place from the checkpoint at `path`; return what was not restored (the whole
-        checkpoint without `state`). Plain values of `state` are replaced by the saved ones.
+        """Restore `state`'s objects in place from the checkpoint at `path` (the strategy's `load_checkpoint`); return
+        what was not restored (the whole checkpoint without `state`). Plain values of `state` are replaced by the
+        saved ones.
 
         Raises:
             KeyError: with `strict`, a key of `state` that the checkpoint lacks.
         """
-        checkpoint = read_state_file(self._strategy.checkpoint_io, path, weights_only)
         unwrapped = unwrap_objects(state) if state is not None else None
-        remainder = restore_state(self._strategy, checkpoint, unwrapped, strict=strict)
+        remainder = self._strategy.load_checkpoint(path=path, state=unwrapped, strict=strict, weights_only=weights_only)
         self.barrier()
         if state is not None and unwrapped is not None:
             for key, value in unwrapped.items():
@@ -433,13 +448,13 @@ class Fabric:
     def load_raw(
         self, path: str | Path, obj: nn.Module | Optimizer, strict: bool = True, *, weights_only: bool | None = None
     ) -> None:
-        """Load a raw state dict file (plain `torch.save(model.state_dict())`) into a module or optimizer."""
-        checkpoint = read_state_file(self._strategy.checkpoint_io, path, weights_only)
-        restore_state(self._strategy, checkpoint, unwrap_objects(obj), strict=strict)
+        """Load a raw state dict file (plain `torch.save(model.state_dict())`) into a module or optimizer (the
+        strategy's `load_checkpoint` with the object as `state`)."""
+        self._strategy.load_checkpoint(path=path, state=unwrap_objects(obj), strict=strict, weights_only=weights_only)
 
-    # ------------------------------------------------------------------ processes
     def launch(self, function: Callable[..., Any] = _do_nothing, *args: Any, **kwargs: Any) -> Any:
-        """Start the processes and join them (every strategy), then run `function(fabric, *args, **kwargs)`.
+        """Start the processes (the strategy's `launcher.launch`, when it has a launcher) and join them (the strategy's
+        `setup_environment`, in each process), then run `function(fabric, *args, **kwargs)`.
 
         Returns:
             What the function returned (rank 0's, for `ddp_spawn`/`ddp_fork`).
@@ -455,29 +470,19 @@ class Fabric:
             )
         check_launch_function(function, self._strategy, _do_nothing)
         self._launched = True
-        return launch_function(self, function, self, *args, **kwargs)
+        return launch_function(self._strategy, function, self, *args, **kwargs)
 
-    def _check_launched(self) -> None:
-        if not self._launched and not isinstance(self._strategy, SingleDeviceStrategy):
+    def _check_launched(self) -> None:  # one process drives all devices of SingleDevice/DataParallel: no launch
+        if not self._launched and not isinstance(self._strategy, (SingleDeviceStrategy, DataParallelStrategy)):
             raise RuntimeError(
                 "To use Fabric with more than one device, you must call `.launch()` or use the CLI:"
                 " `fabric run --help`."
             )
 
-    # ------------------------------------------------------------------ callbacks and logging
     def call(self, hook_name: str, *args: Any, **kwargs: Any) -> None:
         """Call `hook_name(*args, **kwargs)` on every callback that has it (keyword arguments its signature does
         not take are left out)."""
-        for callback in self._callbacks:
-            method = getattr(callback, hook_name, None)
-            if method is None:
-                continue
-            if not callable(method):
-                rank_zero_warn(
-                    f"Skipping the callback `{type(callback).__name__}.{hook_name}` because it is not callable."
-                )
-                continue
-            method(*args, **accepted_kwargs(method, kwargs))
+        call_hooks(self._callbacks, hook_name, args, kwargs)
 
     def log(self, name: str, value: Any, step: int | None = None) -> None:
         """Log one scalar (a tensor is detached and turned into a number) to every logger."""

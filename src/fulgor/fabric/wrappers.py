@@ -10,18 +10,17 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
+from torch.nn.parallel import DataParallel, DistributedDataParallel
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
 from fulgor.data.conversion import map_leaves
 from fulgor.data.transfer import move_data_to_device
 from fulgor.device_dtype import DeviceDtypeModuleMixin
-from fulgor.fabric.checks import warn_mixed_devices
 from fulgor.precision import Precision
 from fulgor.strategies.ddp import _StepRouter
-from fulgor.strategies.single_device import SingleDeviceStrategy
 from fulgor.strategies.strategy import Strategy
+from fulgor.type_aliases import Optimizable
 
 __all__ = [
     "FABRIC_BACKWARD",
@@ -31,7 +30,6 @@ __all__ = [
     "is_wrapped",
     "requires_fabric_backward",
     "unwrap_objects",
-    "wrap_module",
 ]
 
 # The LightningModule step methods that go through the strategy's wrapper by default (as `mark_forward_method`).
@@ -65,18 +63,24 @@ def _refuse_plain_backward(grad: Tensor) -> Tensor:
     return grad
 
 
+def _changes_forward_context(precision: Precision) -> bool:
+    """Whether the precision's forward context does anything (autocast, a default dtype, an override)."""
+    return precision.changes_compute or type(precision).forward_context is not Precision.forward_context
+
+
 def _routes_by_name(forward_module: nn.Module) -> bool:
     """fulgor's DDP and FSDP wrap a router whose forward takes the method name first (see strategies/ddp.py)."""
     return isinstance(forward_module, (DistributedDataParallel, _StepRouter))
 
 
 class _FabricOptimizer:
-    """An optimizer whose `step` goes through the precision (loss-scaler step for "16-mixed"); every other attribute
-    is the wrapped optimizer's, and `isinstance(wrapped, type(optimizer))` holds.
+    """An optimizer whose `step` goes through the strategy (`strategy.optimizer_step`: the precision's loss-scaler
+    step for "16-mixed") and whose `state_dict` is the strategy's (`strategy.get_optimizer_state`); every other
+    attribute is the wrapped optimizer's, and `isinstance(wrapped, type(optimizer))` holds.
 
     Args:
         optimizer: the torch optimizer.
-        strategy: the strategy whose precision steps it.
+        strategy: the strategy that steps it.
         callbacks: objects whose `on_after_optimizer_step(strategy=..., optimizer=...)` runs after each step.
     """
 
@@ -84,6 +88,10 @@ class _FabricOptimizer:
         self._optimizer = optimizer
         self._strategy = strategy
         self._callbacks = callbacks or []
+        # What `step` steps: the optimizer, or a strategy's model that steps itself (an engine with `step`, as
+        # DeepSpeed's). Fixed once set up, so the structural isinstance check does not run every step.
+        model = getattr(strategy, "model", None)
+        self._step_target: Any = model if isinstance(model, Optimizable) else optimizer
         # A class per optimizer type, so that isinstance checks against the torch optimizer class still pass.
         kind = optimizer.__class__  # not type(): a Mock(spec=SGD) reports SGD here
         self.__class__ = type("Fabric" + kind.__name__, (type(self), kind), {})
@@ -97,20 +105,25 @@ class _FabricOptimizer:
         return self._optimizer
 
     def state_dict(self) -> dict[str, Any]:
-        """The wrapped optimizer's state dict."""
-        return self._optimizer.state_dict()
+        """The optimizer's state as the strategy collects it (`strategy.get_optimizer_state`)."""
+        state: dict[str, Any] = self._strategy.get_optimizer_state(self._optimizer)
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load into the wrapped optimizer."""
         self._optimizer.load_state_dict(state_dict)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Step the optimizer through the precision; returns what `optimizer.step` returned."""
-        output = self._strategy.precision_plugin.optimizer_step(self._optimizer, closure)
+        """Step through the strategy (`strategy.optimizer_step`); returns what `optimizer.step` returned."""
+        target = self._step_target
+        strategy = self._strategy
+        output = (
+            strategy.optimizer_step(target) if closure is None else strategy.optimizer_step(target, closure=closure)
+        )
         for callback in self._callbacks:
             hook = getattr(callback, "on_after_optimizer_step", None)
             if callable(hook):
-                hook(strategy=self._strategy, optimizer=self._optimizer)
+                hook(strategy=strategy, optimizer=target)
         return output
 
     def __getattr__(self, item: str) -> Any:
@@ -135,10 +148,16 @@ class _FabricModule(DeviceDtypeModuleMixin):
         self._original_module = forward_module if original_module is None else original_module
         self._strategy = strategy
         self._forward_methods = set(_STEP_METHODS)
-        # Fixed once set up (the precision does not change), so forward does not recompute them every call.
-        precision = strategy.precision_plugin
+        # Fixed once set up (Fabric never swaps a strategy's precision), so forward does not look them up every call.
+        precision = strategy.precision
+        self._fabric_precision = precision
         self._converts = isinstance(precision, Precision) and precision.converts_forward
         self._guards_backward = isinstance(precision, Precision) and requires_fabric_backward(precision)
+        self._forward_takes_name = _routes_by_name(forward_module)
+        # "32-true" autocasts nothing: its forward context is not entered (as the Trainer's loop skips it).
+        self._enters_context = not isinstance(precision, Precision) or _changes_forward_context(precision)
+        # Nothing to convert, no context, a wrapper called with forward's own arguments: forward is just that call.
+        self._plain_forward = not (self._converts or self._enters_context or self._forward_takes_name)
         self._fabric_module_initialized = True
 
     @property
@@ -148,25 +167,64 @@ class _FabricModule(DeviceDtypeModuleMixin):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The module's forward under the precision (inputs converted, outputs back in the default dtype)."""
+        # Per-step path: plain reads from __dict__ (a submodule read would go through __getattr__ twice).
+        state = self.__dict__
+        if state["_plain_forward"]:
+            return state["_modules"]["_forward_module"](*args, **kwargs)
         return self._call_through("forward", args, kwargs)
 
     def _call_through(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        precision = self._strategy.precision_plugin
-        if self._converts:
+        state = self.__dict__
+        precision = state["_fabric_precision"]
+        converts = state["_converts"]
+        if converts:
             args, kwargs = precision.convert_forward_input((args, kwargs))
-        with precision.forward_context():
-            if _routes_by_name(self._forward_module):
-                output = self._forward_module(name, *args, **kwargs)
-            elif name == "forward":
-                output = self._forward_module(*args, **kwargs)
-            else:
-                output = getattr(self._original_module, name)(*args, **kwargs)
-        if not self._converts:
+        if state["_enters_context"]:
+            with precision.forward_context():
+                output = self._dispatch(name, args, kwargs)
+        else:
+            output = self._dispatch(name, args, kwargs)
+        if not converts:
             return output
         output = precision.convert_output(output)
-        if self._guards_backward:
+        if state["_guards_backward"]:
             map_leaves(output, _guard_backward)
         return output
+
+    def _dispatch(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        forward_module = self.__dict__["_modules"]["_forward_module"]
+        if self.__dict__["_forward_takes_name"]:
+            return forward_module(name, *args, **kwargs)
+        if name == "forward":
+            return forward_module(*args, **kwargs)
+        return self._call_method_through_wrapper(forward_module, name, args, kwargs)
+
+    def _call_method_through_wrapper(
+        self, forward_module: nn.Module, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Call the original module's `name` through a strategy wrapper that only knows `forward` (so its hooks run):
+        for this one call the original's forward is that method, and it is restored before the method runs."""
+        original = self._original_module
+        if isinstance(forward_module, DataParallel):  # its replicas copy the patched forward: call the method directly
+            return getattr(original, name)(*args, **kwargs)
+        state = original.__dict__
+        had_own, own = "forward" in state, state.get("forward")
+
+        def restore() -> None:
+            if had_own:
+                state["forward"] = own
+            else:
+                state.pop("forward", None)
+
+        def call_method_once(*inner_args: Any, **inner_kwargs: Any) -> Any:
+            restore()  # the method may call the module itself: that must run the real forward
+            return getattr(original, name)(*inner_args, **inner_kwargs)  # a missing method raises, naming it
+
+        state["forward"] = call_method_once
+        try:
+            return forward_module(*args, **kwargs)
+        finally:
+            restore()
 
     def state_dict(self, *args: Any, **kwargs: Any) -> Any:
         """The original module's state dict (no wrapper prefix)."""
@@ -197,13 +255,8 @@ class _FabricModule(DeviceDtypeModuleMixin):
         self._forward_methods.add(name)
 
     def __getattr__(self, item: str) -> Any:
-        if (
-            item != "_forward_methods"
-            and item in self._forward_methods
-            and self._is_wrapped_by_strategy()
-            and hasattr(self.__dict__["_modules"]["_original_module"], item)
-        ):
-            return lambda *args, **kwargs: self._call_through(item, args, kwargs)
+        if item in self.__dict__.get("_forward_methods", ()) and self._is_wrapped_by_strategy():
+            return self._redirected(item)
         try:
             return super().__getattr__(item)
         except AttributeError:
@@ -211,6 +264,14 @@ class _FabricModule(DeviceDtypeModuleMixin):
         if inspect.ismethod(value) and self._is_wrapped_by_strategy():
             return self._refusing_model_calls(value, item)
         return value
+
+    def _redirected(self, name: str) -> Callable[..., Any]:
+        """A forward method (`training_step`, ...) as a function that calls it through the strategy's wrapper."""
+
+        def call_forward_module(*args: Any, **kwargs: Any) -> Any:
+            return self._call_through(name, args, kwargs)
+
+        return call_forward_module
 
     def _refusing_model_calls(self, method: Callable[..., Any], name: str) -> Callable[..., Any]:
         """`method`, raising when it runs the model (or a submodule) past the strategy's wrapper: DDP would miss
@@ -296,28 +357,23 @@ class _FabricDataLoader:
                 told.add(id(sampler))
                 sampler.set_epoch(self._num_iter_calls)  # type: ignore[union-attr]
         self._num_iter_calls += 1
-        if self._device is None:
+        device = self._device
+        if device is None:
             yield from self._dataloader
             return
         for batch in self._dataloader:
-            yield move_data_to_device(batch, self._device)
+            yield batch if _already_on(batch, device) else move_data_to_device(batch, device)
 
 
-def wrap_module(module: nn.Module, strategy: Strategy, move_to_device: bool) -> _FabricModule:
-    """What `Fabric.setup` does to a module: the precision's dtype, the device, the strategy's wrapper (DDP)."""
-    module = strategy.precision_plugin.convert_module(module)
-    if move_to_device:
-        warn_mixed_devices(module)
-        module = module.to(strategy.root_device)
-    if isinstance(strategy, SingleDeviceStrategy):
-        forward_module = module
-    else:
-        forward_module = strategy.setup_module(module)
-        module = getattr(strategy, "_module", None) or module  # the strategy's layer sync may have swapped layers
-    wrapped = _FabricModule(forward_module, strategy, original_module=module)
-    if move_to_device:
-        wrapped.to(strategy.root_device)  # the wrapper's `device` follows the module's
-    return wrapped
+def _already_on(batch: Any, device: torch.device) -> bool:
+    """Whether `batch` is a plain tuple/list of plain tensors on `device` (the common case, checked without walking
+    the collection): moving it would only rebuild the container."""
+    if type(batch) is not tuple and type(batch) is not list:
+        return False
+    for item in batch:  # noqa: SIM110 (a loop, not all(<generator>): no generator frame per batch)
+        if type(item) is not Tensor or item.device != device:
+            return False
+    return True
 
 
 def is_wrapped(obj: object) -> bool:
@@ -338,7 +394,11 @@ def _unwrap(obj: Any) -> Any:
 
 
 def unwrap_objects(state: Any) -> Any:
-    """`state` (an object, or a dict of them) with Fabric's wrappers replaced by what they wrap (a new dict)."""
+    """`state` (an object, or dicts, lists and tuples of them at any depth) with Fabric's wrappers replaced by what they
+    wrap (new containers; everything else is kept as it is)."""
     if isinstance(state, dict):
-        return {key: _unwrap(value) for key, value in state.items()}
+        return {key: unwrap_objects(value) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        items = [unwrap_objects(value) for value in state]
+        return type(state)(*items) if hasattr(state, "_fields") else type(state)(items)  # a namedtuple takes fields
     return _unwrap(state)

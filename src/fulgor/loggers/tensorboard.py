@@ -7,7 +7,8 @@ from __future__ import annotations
 import importlib.util
 import os
 from argparse import Namespace
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from torch import Tensor
@@ -19,6 +20,7 @@ from fulgor.loggers._utils import add_prefix, convert_params, flatten_dict, sani
 from fulgor.loggers.logger import rank_zero_experiment
 from fulgor.loggers.versioning import VersionedLogger
 from fulgor.rank import rank_zero_only, rank_zero_warn
+from fulgor.torchscript import jit_scripting
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -204,8 +206,10 @@ class TensorBoardLogger(VersionedLogger):
         Does nothing unless the logger was created with ``log_graph=True``. The input goes through the module's
         batch-transfer hooks first, as a training batch would.
         """
-        if not self._log_graph:
-            return
+        if self._log_graph:
+            self._write_graph(model, input_array)
+
+    def _write_graph(self, model: Module, input_array: Any) -> None:
         if input_array is None:
             input_array = getattr(model, "example_input_array", None)
         if input_array is None:
@@ -221,7 +225,10 @@ class TensorBoardLogger(VersionedLogger):
                 " representing the positional arguments to the model's `forward()` implementation."
             )
             return
-        self._writer().add_graph(model, _through_transfer_hooks(model, input_array))
+        model = _unwrapped(model)
+        input_array = _through_transfer_hooks(model, input_array)
+        with _tracing(model):
+            self._writer().add_graph(model, input_array)
 
     @rank_zero_only
     def save(self) -> None:
@@ -258,6 +265,30 @@ class TensorBoardLogger(VersionedLogger):
         state = self.__dict__.copy()
         state["_experiment"] = None
         return state
+
+
+def _unwrapped(model: Module) -> Module:
+    """The module whose graph is drawn: a compiled module's original, and the module inside a wrapper that exposes it
+    as a `module` property (Fabric's), whose own graph would only show the wrapping. A submodule a model merely
+    stores as `self.module` is an attribute, not a property of its class, and is left alone."""
+    model = getattr(model, "_orig_mod", model)
+    if isinstance(getattr(type(model), "module", None), property):
+        inner = model.module
+        if isinstance(inner, Module):
+            return inner
+    return model
+
+
+@contextmanager
+def _tracing(model: Module) -> Iterator[None]:
+    """Tracing reads every attribute of the module; a LightningModule not attached to a Trainer must then answer
+    `trainer` with None instead of raising (its class's `_jit_is_scripting` switch, as `to_torchscript` sets it)."""
+    base = next((cls for cls in type(model).__mro__ if "_jit_is_scripting" in vars(cls)), None)
+    if base is None:
+        yield
+        return
+    with jit_scripting(base):
+        yield
 
 
 def _through_transfer_hooks(model: Module, batch: Any) -> Any:

@@ -73,7 +73,7 @@ class VersionedLogger(Logger):
     def version(self) -> int | str:
         """The experiment version; when not given, the next free number, chosen on first access."""
         if self._version is None:
-            self._version = next_version(self._on_disk(self.root_dir))
+            self._version = next_version(self._on_disk(self._versions_dir))
         return self._version
 
     @property
@@ -84,13 +84,19 @@ class VersionedLogger(Logger):
     @property
     def root_dir(self) -> str:
         """``save_dir/name``: the directory holding every version of this experiment."""
+        return self._versions_dir
+
+    @property
+    def _versions_dir(self) -> str:
+        # `save_dir/name`, whatever `root_dir` means in a subclass (Fabric's loggers answer `save_dir` there).
         return fs.join(self.save_dir, self.name)
 
     @property
     def log_dir(self) -> str:
-        """``root_dir/version_<N>`` (``root_dir/<version>`` for a string version), then ``/sub_dir`` if any."""
+        """``save_dir/name/version_<N>`` (``save_dir/name/<version>`` for a string version), then ``/sub_dir`` if
+        any."""
         version = self.version
-        log_dir = fs.join(self.root_dir, version if isinstance(version, str) else f"version_{version}")
+        log_dir = fs.join(self._versions_dir, version if isinstance(version, str) else f"version_{version}")
         if self._sub_dir is not None:
             log_dir = fs.join(log_dir, self._sub_dir)
         if self._expand_log_dir:

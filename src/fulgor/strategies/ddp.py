@@ -26,6 +26,7 @@ from fulgor.strategies.cluster_environment import ClusterEnvironment
 from fulgor.strategies.environments import LightningEnvironment, detect_environment
 from fulgor.strategies.launcher import MultiProcessingLauncher, ScriptLauncher, watch_launcher
 from fulgor.strategies.parallel import ParallelStrategy
+from fulgor.strategies.strategy import check_reduce_group
 
 # torch's default process-group timeout (Lightning's too); a dead peer is caught sooner by the launch watchdogs.
 DEFAULT_TIMEOUT = timedelta(minutes=30)
@@ -57,6 +58,7 @@ class DDPStrategy(ParallelStrategy):
         process_group_backend: "gloo", "nccl", ...; default nccl on CUDA, gloo otherwise.
         timeout: how long collectives and fulgor's barriers wait for a missing process.
         start_method: "popen" (re-run the script per rank), "spawn" or "fork" (torch.multiprocessing workers).
+        precision: Lightning Fabric's name for `precision_plugin` (give one of the two).
         **kwargs: passed to `torch.nn.parallel.DistributedDataParallel` (`find_unused_parameters`, `static_graph`,
             `gradient_as_bucket_view`, `broadcast_buffers`, ...).
     """
@@ -74,9 +76,12 @@ class DDPStrategy(ParallelStrategy):
         process_group_backend: str | None = None,
         timeout: timedelta | None = DEFAULT_TIMEOUT,
         start_method: str = "popen",
+        precision: Precision | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(accelerator, parallel_devices, cluster_environment, checkpoint_io, precision_plugin)
+        super().__init__(
+            accelerator, parallel_devices, cluster_environment, checkpoint_io, precision_plugin, precision=precision
+        )
         if start_method not in _START_METHODS:
             raise ValueError(
                 f"`DDPStrategy(start_method={start_method!r})` is invalid. Choose one of {', '.join(_START_METHODS)}."
@@ -148,8 +153,9 @@ class DDPStrategy(ParallelStrategy):
         return self._backend or ("nccl" if self.root_device.type == "cuda" else "gloo")
 
     # ------------------------------------------------------------------ processes
-    def setup_environment(self, trainer: Any) -> None:
-        """Start the other ranks (`ddp`: once per script) and join the process group (every run)."""
+    def setup_environment(self, trainer: Any = None) -> None:
+        """Start the other ranks (`ddp`: once per script) and join the process group (every run); Fabric calls it
+        without a trainer."""
         self._trainer = trainer
         launcher = self._launcher
         if isinstance(launcher, MultiProcessingLauncher) and not launcher.in_worker:
@@ -163,13 +169,15 @@ class DDPStrategy(ParallelStrategy):
         elif isinstance(self.cluster_environment, LightningEnvironment):
             watch_launcher()
         try:
-            self._init_process_group()
+            self.setup_distributed()
         except BaseException:
             self._stop_children()
             raise
         super().setup_environment(trainer)
 
-    def _init_process_group(self) -> None:
+    def setup_distributed(self) -> None:
+        """Join the process group of this rank (rendezvous, backend, timeout): called by `setup_environment`; a no-op
+        when already joined."""
         if dist.is_initialized():
             return
         env = self.cluster_environment
@@ -268,8 +276,10 @@ class DDPStrategy(ParallelStrategy):
     def _distributed(self) -> bool:
         return dist.is_available() and dist.is_initialized() and self.world_size > 1
 
-    def reduce(self, tensor: Tensor, reduce_op: Any = "mean") -> Tensor:
-        """All-reduce `tensor` across processes with "mean" (default), "sum", "max" or "min" (in place)."""
+    def reduce(self, tensor: Any, group: Any | None = None, reduce_op: Any = "mean") -> Any:
+        """All-reduce `tensor` across the processes of `group` (default: all) with "mean" (default), "sum", "max",
+        "min" or a `torch.distributed.ReduceOp` (in place)."""
+        check_reduce_group(group)
         if not isinstance(tensor, Tensor) or not self._distributed():
             return tensor
         name = reduce_op.lower() if isinstance(reduce_op, str) else None
@@ -281,9 +291,9 @@ class DDPStrategy(ParallelStrategy):
         op = getattr(dist.ReduceOp, _REDUCE_OPS[name]) if name is not None else reduce_op
         if name in ("mean", "avg") and not torch.is_floating_point(tensor):
             tensor = tensor.float()
-        dist.all_reduce(tensor, op=op)
+        dist.all_reduce(tensor, op=op, group=group)
         if name in ("mean", "avg"):
-            tensor = tensor / self.world_size
+            tensor = tensor / dist.get_world_size(group)
         return tensor
 
     def all_gather(self, data: Any, group: Any | None = None, sync_grads: bool = False) -> Any:
@@ -332,7 +342,7 @@ class DDPStrategy(ParallelStrategy):
         """True when every (`all=True`) or any (`all=False`) process decided True."""
         if not self._distributed():
             return decision
-        votes = self.reduce(torch.tensor(int(decision), device=self.root_device), "sum")
+        votes = self.reduce(torch.tensor(int(decision), device=self.root_device), reduce_op="sum")
         return bool(votes == self.world_size) if all else bool(votes > 0)
 
 

@@ -98,6 +98,12 @@ class ScriptLauncher:
     def launched(self) -> bool:
         return bool(self.children)
 
+    def launch(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Start the other local ranks (they re-run the script), then run `function(*args, **kwargs)` here
+        (`Fabric.launch`); returns its result."""
+        self.launch_children()
+        return function(*args, **kwargs)
+
     def launch_children(self) -> None:
         """Set the rendezvous variables and start the other local ranks (once per process)."""
         if self.children or self.environment.creates_processes_externally:
@@ -201,10 +207,10 @@ class MultiProcessingLauncher:
 
     Args:
         strategy: the DDP strategy being launched.
-        start_method: "spawn" or "fork".
+        start_method: "spawn" (the default) or "fork".
     """
 
-    def __init__(self, strategy: DDPStrategy, start_method: str) -> None:
+    def __init__(self, strategy: DDPStrategy, start_method: str = "spawn") -> None:
         self.strategy = strategy
         self.start_method = start_method
         self.in_worker = False
@@ -219,7 +225,7 @@ class MultiProcessingLauncher:
         Args:
             function: usually the Trainer's fit/validate/test/predict implementation.
             *args: its positional arguments (the LightningModule first, as for `Trainer.fit`).
-            trainer: the Trainer whose state rank 0 sends back.
+            trainer: the Trainer whose state rank 0 sends back (None for `Fabric.launch`: only the return value).
             **kwargs: its keyword arguments.
         """
         import torch
@@ -242,7 +248,8 @@ class MultiProcessingLauncher:
                 start_method=self.start_method,
             )
             results = torch.load(path, weights_only=False)
-        _restore_in_main(trainer, args, results)
+        if trainer is not None:
+            _restore_in_main(trainer, args, results)
         return results["return"]
 
 
@@ -261,6 +268,8 @@ def _run_worker(local_rank: int, call: Any, path: str) -> None:
 
 def _rank_zero_results(trainer: Any, value: Any) -> dict[str, Any]:
     """What the calling process takes over from rank 0: the return value, weights, counters, metrics, callbacks."""
+    if trainer is None:
+        return {"return": value}
     module = trainer.lightning_module
     return {
         "return": value,

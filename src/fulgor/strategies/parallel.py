@@ -24,6 +24,7 @@ class ParallelStrategy(Strategy):
         cluster_environment: where the processes come from and meet (default: detected, see `plugins=`).
         checkpoint_io: how checkpoint files are written (default: `TorchCheckpointIO`).
         precision_plugin: the precision (default: from the Trainer's `precision` flag).
+        precision: Lightning Fabric's name for `precision_plugin` (give one of the two).
     """
 
     def __init__(
@@ -33,8 +34,9 @@ class ParallelStrategy(Strategy):
         cluster_environment: ClusterEnvironment | None = None,
         checkpoint_io: CheckpointIO | None = None,
         precision_plugin: Precision | None = None,
+        precision: Precision | None = None,
     ) -> None:
-        super().__init__(accelerator=accelerator, checkpoint_io=checkpoint_io, precision_plugin=precision_plugin)
+        super().__init__(accelerator, checkpoint_io, precision_plugin, precision)
         self._parallel_devices = parallel_devices
         self.num_nodes = 1
         self.cluster_environment = cluster_environment

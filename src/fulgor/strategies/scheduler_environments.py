@@ -32,8 +32,9 @@ def resolve_root_node_address(nodes: str) -> str:
 
 
 def _slurm_interactive() -> bool:
-    # Lightning's escape hatch: a job named "bash"/"interactive" uses SLURM for resources only.
-    return os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive")
+    # Lightning's escape hatch: a job named "bash"/"interactive" uses SLURM for resources only. Read through the public
+    # `SLURMEnvironment.job_name`, as Lightning reads it.
+    return SLURMEnvironment.job_name() in ("bash", "interactive")
 
 
 def _srun_used() -> bool:

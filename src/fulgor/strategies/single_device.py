@@ -18,6 +18,7 @@ class SingleDeviceStrategy(Strategy):
         accelerator: the hardware (default: from the Trainer's `accelerator` flag).
         checkpoint_io: how checkpoint files are written (default: `TorchCheckpointIO`).
         precision_plugin: the precision (default: from the Trainer's `precision` flag).
+        precision: Lightning Fabric's name for `precision_plugin` (give one of the two).
     """
 
     strategy_name = "single_device"
@@ -28,8 +29,9 @@ class SingleDeviceStrategy(Strategy):
         accelerator: Accelerator | None = None,
         checkpoint_io: CheckpointIO | None = None,
         precision_plugin: Precision | None = None,
+        precision: Precision | None = None,
     ) -> None:
-        super().__init__(accelerator=accelerator, checkpoint_io=checkpoint_io, precision_plugin=precision_plugin)
+        super().__init__(accelerator, checkpoint_io, precision_plugin, precision)
         self._device = torch.device(device)
 
     @property

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
+from torch.nn.parallel import DataParallel, DistributedDataParallel
 from torch.optim import Optimizer
 
 from fulgor.checkpoint_io import CheckpointIO, TorchCheckpointIO
@@ -43,16 +43,17 @@ def check_filter(state: Mapping[str, Any], filter: Any) -> None:
 
 
 def saveable_state(strategy: Strategy, state: Mapping[str, Any], filter: StateFilter | None = None) -> dict[str, Any]:
-    """`state` with every module, optimizer and stateful object replaced by its state dict (a DDP-wrapped module gives
-    its plain keys; a sharding strategy gathers the full optimizer state); `filter[key](name, value)` keeps only the
+    """`state` with every module, optimizer and stateful object replaced by its state dict (the strategy's
+    `get_module_state_dict`/`get_optimizer_state`: a DDP-wrapped module gives its plain keys, a sharding strategy
+    gathers the full state); `filter[key](name, value)` keeps only the
     entries it accepts of a state dict (a key whose entries are all filtered out is left out)."""
     filter = filter or {}
     saved: dict[str, Any] = {}
     for key, obj in state.items():
         if isinstance(obj, nn.Module):
-            value = _plain_module(obj).state_dict()
+            value = strategy.get_module_state_dict(module=_plain_module(obj))
         elif isinstance(obj, Optimizer):
-            value = _optimizer_state(strategy, obj)
+            value = strategy.get_optimizer_state(optimizer=obj)
         elif is_stateful(obj):
             value = obj.state_dict()
         else:
@@ -71,7 +72,7 @@ def restore_state(strategy: Strategy, checkpoint: dict[str, Any], state: Any, st
     """Load `checkpoint` into `state` in place and return what was not restored.
 
     Args:
-        strategy: the strategy of the run (kept for sharding strategies, which restore their own way).
+        strategy: the strategy of the run (its `load_module_state_dict` loads each module).
         checkpoint: the loaded file.
         state: None or {} (nothing restored: the whole checkpoint is returned), a module or an optimizer (the file
             holds its raw state dict), or a dict whose modules, optimizers and stateful objects are restored in place
@@ -84,7 +85,7 @@ def restore_state(strategy: Strategy, checkpoint: dict[str, Any], state: Any, st
     if not state:
         return checkpoint
     if isinstance(state, nn.Module):
-        _plain_module(state).load_state_dict(checkpoint, strict=strict)
+        strategy.load_module_state_dict(module=_plain_module(state), state_dict=checkpoint, strict=strict)
         return {}
     if isinstance(state, Optimizer):
         state.load_state_dict(checkpoint)
@@ -100,7 +101,7 @@ def restore_state(strategy: Strategy, checkpoint: dict[str, Any], state: Any, st
             continue
         value = checkpoint.pop(key)
         if isinstance(obj, nn.Module):
-            _plain_module(obj).load_state_dict(value, strict=strict)
+            strategy.load_module_state_dict(module=_plain_module(obj), state_dict=value, strict=strict)
         elif is_stateful(obj):
             obj.load_state_dict(value)
         else:
@@ -109,14 +110,9 @@ def restore_state(strategy: Strategy, checkpoint: dict[str, Any], state: Any, st
 
 
 def _plain_module(module: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (whose state dict keys carry a `module.` prefix), else the module."""
-    return module.module if isinstance(module, DistributedDataParallel) else module
-
-
-def _optimizer_state(strategy: Strategy, optimizer: Optimizer) -> dict[str, Any]:
-    # A sharding strategy (FSDP) gathers the full optimizer state; others hold it whole already.
-    gather = getattr(strategy, "optimizer_state", None)
-    return gather(optimizer) if callable(gather) else optimizer.state_dict()
+    """The module inside a DDP or DataParallel wrapper (whose state dict keys carry a `module.` prefix), else the
+    module."""
+    return module.module if isinstance(module, (DistributedDataParallel, DataParallel)) else module
 
 
 def read_state_file(io: CheckpointIO, path: Any, weights_only: bool | None = None) -> Any:

@@ -1,6 +1,7 @@
-"""`StrategyRegistry`: the `strategy=` names and what each builds (a Strategy class and its arguments). The DDP and
-FSDP names are registered here; users register their own (`StrategyRegistry.register("my_ddp", DDPStrategy,
-find_unused_parameters=True)`) and then pass `Trainer(strategy="my_ddp")`."""
+"""`StrategyRegistry` (the Trainer's) and `FABRIC_STRATEGY_REGISTRY` (Lightning Fabric's `STRATEGY_REGISTRY`): the
+`strategy=` names and what each builds (a Strategy class and its arguments). The two lists differ as in Lightning
+(Fabric has "dp" but no "single_device" or `*_find_unused_parameters_false`); users register their own
+(`StrategyRegistry.register("my_ddp", DDPStrategy, find_unused_parameters=True)`), then `Trainer(strategy="my_ddp")`."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 from fulgor.strategies.ddp import DDPStrategy
+from fulgor.strategies.dp import DataParallelStrategy
 from fulgor.strategies.fsdp import FSDPStrategy
 from fulgor.strategies.single_device import SingleDeviceStrategy
 from fulgor.strategies.strategy import Strategy
+from fulgor.unavailable import NotProvidedError, refusal_message
 
-__all__ = ["StrategyRegistry"]
+__all__ = ["FABRIC_STRATEGY_REGISTRY", "StrategyRegistry"]
 
 
 class _Registry(dict[str, dict[str, Any]]):
@@ -100,3 +103,44 @@ StrategyRegistry.register(
     cpu_offload=True,
 )
 StrategyRegistry.register("single_device", SingleDeviceStrategy, description="SingleDeviceStrategy")
+
+
+def _refused(class_name: str) -> Callable[..., Strategy]:
+    """A factory for a Lightning strategy fulgor does not provide: choosing its name raises `NotProvidedError` (an
+    `ImportError`, as Lightning raises without the package) saying what it needs and what to use instead."""
+
+    def build(**_: Any) -> Strategy:
+        raise NotProvidedError(refusal_message(class_name), name=class_name)
+
+    return build
+
+
+FABRIC_STRATEGY_REGISTRY = _Registry()
+
+for _base, _start in _DDP_STARTS.items():
+    FABRIC_STRATEGY_REGISTRY.register(
+        _base, DDPStrategy, description=f"DDP strategy with `start_method` {_start!r}", start_method=_start
+    )
+FABRIC_STRATEGY_REGISTRY.register(
+    "ddp_find_unused_parameters_true",
+    DDPStrategy,
+    description="DDP strategy with `find_unused_parameters` as True",
+    find_unused_parameters=True,
+    start_method="popen",
+)
+FABRIC_STRATEGY_REGISTRY.register("dp", DataParallelStrategy, description="Data parallel in one process")
+FABRIC_STRATEGY_REGISTRY.register("fsdp", FSDPStrategy, description="Fully Sharded Data Parallel (FSDP) training")
+FABRIC_STRATEGY_REGISTRY.register(
+    "fsdp_cpu_offload", FSDPStrategy, description="FSDP training with CPU offloading", cpu_offload=True
+)
+_DEEPSPEED_NAMES = ("deepspeed", *(f"deepspeed_stage_{stage}" for stage in (1, 2, 3)))
+_DEEPSPEED_NAMES += ("deepspeed_stage_1_offload", "deepspeed_stage_2_offload", "deepspeed_stage_3_offload")
+for _name in (*_DEEPSPEED_NAMES, "deepspeed_stage_3_offload_nvme"):
+    FABRIC_STRATEGY_REGISTRY.register(_name, _refused("DeepSpeedStrategy"), description="DeepSpeed (not in fulgor)")
+for _name, _class in (
+    ("single_xla", "SingleDeviceXLAStrategy"),
+    ("single_tpu", "SingleDeviceXLAStrategy"),
+    ("xla", "XLAStrategy"),
+    ("xla_fsdp", "XLAFSDPStrategy"),
+):
+    FABRIC_STRATEGY_REGISTRY.register(_name, _refused(_class), description="XLA/TPU (not in fulgor)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fulgor.datamodule import LightningDataModule, dataloader_is_defined
 from fulgor.errors import MisconfigurationException, PossibleUserWarning
 from fulgor.lightning_errors import LightningDeprecationWarning
 from fulgor.module import LightningModule
@@ -32,6 +33,44 @@ def verify_loop_configuration(run: Run) -> None:
         step = "validation_step" if fn == TrainerFn.VALIDATING else "test_step"
         if not is_overridden(step, module):
             raise MisconfigurationException(f"No `{step}()` method defined to run `Trainer.{fn.value}`.")
+    _verify_stage_data(run)
+
+
+# Per entry point: the data source of its main stage, the step that needs it (None: always) and its limit flag.
+_STAGE_DATA = {
+    TrainerFn.FITTING: ("train", "training_step", "limit_train_batches"),
+    TrainerFn.VALIDATING: ("val", "validation_step", "limit_val_batches"),
+    TrainerFn.TESTING: ("test", "test_step", "limit_test_batches"),
+    TrainerFn.PREDICTING: ("predict", None, "limit_predict_batches"),
+}
+
+
+def _verify_stage_data(run: Run) -> None:
+    """The main stage reads its data from a method of the datamodule (when given) or of the module when no
+    dataloaders were passed: that method must exist (Lightning's errors, raised here before any hook instead of when
+    the data is requested)."""
+    prefix, step, limit = _STAGE_DATA[run.fn]
+    source = run.sources.get(prefix)
+    if source is None or getattr(run.config, limit) == 0 or (step is not None and not is_overridden(step, run.module)):
+        return
+    instance = source.instance
+    if not isinstance(instance, (LightningModule, LightningDataModule)):
+        return
+    fn = run.fn.value
+    if not callable(getattr(instance, source.name, None)):
+        argument = "train_dataloaders" if run.fn == TrainerFn.FITTING else "dataloaders"
+        raise TypeError(
+            f"An invalid dataloader was passed to `Trainer.{fn}({argument}=...)`. Found None. Either pass the"
+            f" dataloader to the `.{fn}()` method OR implement `def {source.name}(self):` in your"
+            " LightningModule/LightningDataModule."
+        )
+    defined = (
+        is_overridden(source.name, instance, LightningModule)
+        if isinstance(instance, LightningModule)
+        else dataloader_is_defined(instance, source.name)
+    )
+    if run.fn != TrainerFn.FITTING and not defined:
+        raise MisconfigurationException(f"`{source.name}` must be implemented to be used with the Lightning Trainer")
 
 
 def _verify_configure_model(module: LightningModule) -> None:

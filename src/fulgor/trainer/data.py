@@ -113,6 +113,7 @@ def set_sampler_epoch(loader: Any, epoch: int) -> None:
 def shutdown_workers(run: Run) -> None:
     """As a run ends (finished or failed): stop the worker processes of every loader it read, persistent ones
     included, and drop their iterators, as Lightning does (a later run starts them again)."""
+    run.live_iterators.clear()
     loaders = [run.train_loader, *(loader for stage in run.loaders.values() for loader in stage)]
     for loader in loaders:
         for member in member_loaders(loader) if loader is not None else ():

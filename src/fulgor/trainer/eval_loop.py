@@ -12,11 +12,14 @@ from torch import Tensor
 
 from fulgor.data.transfer import move_data_to_device
 from fulgor.overridden import is_overridden
+from fulgor.profiler_base import profiled_next
 from fulgor.rank import warn_once
 from fulgor.stop_request import STOP
 from fulgor.trainer import data, preemption
 from fulgor.trainer.batch_hints import dict_batch_hint
+from fulgor.trainer.dataloader_iter import run_eval_with_iter, run_predict_with_iter, takes_dataloader_iter
 from fulgor.trainer.dispatch import call_hook, call_module, set_fx_name
+from fulgor.trainer.hook_resolution import profiled
 from fulgor.trainer.state import LoopPhase, RunningStage
 from fulgor.trainer.to_loggers import log_metrics
 
@@ -42,18 +45,15 @@ def run_evaluation(run: Run, stage: RunningStage) -> list[dict[str, float]]:
         for loader in loaders:
             data.set_sampler_epoch(loader, run.state.epoch)
     store = run.eval_store
-    hooks = (f"{name}_step", f"on_{name}_batch_start", f"on_{name}_batch_end")
-    data.check_dataloader_idx(module, hooks, len(loaders) > 1, f"{stage.dataloader_prefix}_dataloader")
+    own_fetches = takes_dataloader_iter(getattr(module, f"{name}_step"))  # the step fetches its batches itself
+    if not own_fetches:
+        hooks = (f"{name}_step", f"on_{name}_batch_start", f"on_{name}_batch_end")
+        data.check_dataloader_idx(module, hooks, len(loaders) > 1, f"{stage.dataloader_prefix}_dataloader")
     modes = _eval_mode(run, name)
     call_hook(run, f"on_{name}_start")
     call_hook(run, f"on_{name}_epoch_start")
-
-    outputs: list[dict[str, Tensor]] = []
-    for dl_idx, (loader, limit) in enumerate(zip(loaders, limits)):
-        _run_eval_batches(run, stage, name, loader, limit, dl_idx if len(loaders) > 1 else None)
-        store.in_epoch_phase = True
-        outputs.append(store.epoch_metrics(store.dataloader_idx, run.metrics))
-
+    run_batches = run_eval_with_iter if own_fetches else _run_each_loader
+    outputs: list[dict[str, Tensor]] = run_batches(run, stage, loaders, limits)
     store.dataloader_idx = None
     if run.legacy is not None:  # 1.x `validation_epoch_end(outputs)` / `test_epoch_end(outputs)`
         run.legacy.epoch_end(name, len(loaders))
@@ -71,12 +71,23 @@ def run_evaluation(run: Run, stage: RunningStage) -> list[dict[str, float]]:
     return [{k: float(v) for k, v in out.items()} for out in outputs]
 
 
+def _run_each_loader(run: Run, stage: RunningStage, loaders: list[Any], limits: list[int | float]) -> list[Any]:
+    """The batches of each loader in turn; each loader's epoch metrics."""
+    name, store = _NAMES[stage], run.eval_store
+    outputs = []
+    for dl_idx, (loader, limit) in enumerate(zip(loaders, limits)):
+        _run_eval_batches(run, stage, name, loader, limit, dl_idx if len(loaders) > 1 else None)
+        store.in_epoch_phase = True
+        outputs.append(store.epoch_metrics(store.dataloader_idx, run.metrics))
+    return outputs
+
+
 def _run_eval_batches(
     run: Run, stage: RunningStage, name: str, loader: Any, limit: int | float, dl_idx: int | None
 ) -> None:
     module = run.module
     store = run.eval_store
-    step = run.strategy.step_fn(module, f"{name}_step")
+    step = _timed_step(run, f"{name}_step")
     pass_batch_idx = data.accepts_batch_idx(getattr(module, f"{name}_step"))
     hook_idx = () if dl_idx is None else (dl_idx,)
     transfer = run.batch_to_device
@@ -84,41 +95,63 @@ def _run_eval_batches(
     logging_steps = stage != RunningStage.SANITY_CHECKING
     in_fit = stage == RunningStage.VALIDATING and run.fitting
     seen = run.eval_steps_logged
-    for batch_idx, batch in _limited(loader, limit):
-        if STOP.pending or STOP.sync_every:  # a stop request is acted on between validation batches too
-            preemption.safe_point(run)
-        if transfer is not None:
-            batch = transfer(batch, dl_idx or 0)
-        store.start_batch(batch, dl_idx)
-        call_hook(run, f"on_{name}_batch_start", batch, batch_idx, *hook_idx)
-        set_fx_name(module, f"{name}_step")
-        try:
-            with autocast():
-                output = step(batch, batch_idx, *hook_idx) if pass_batch_idx else step(batch, *hook_idx)
-        except (TypeError, ValueError) as error:
-            hinted = dict_batch_hint(error, f"{name}_step", batch)
-            if hinted is None:
-                raise
-            raise hinted from error
-        set_fx_name(module, None)
-        if run.legacy is not None:  # 1.x `*_step_end`, and outputs for `*_epoch_end`
-            output = run.legacy.after_step(f"{name}_step", output, dl_idx or 0)
-        call_hook(run, f"on_{name}_batch_end", output, batch, batch_idx, *hook_idx)
-        store.flush(run.metrics)
-        if in_fit:
-            run.state.val_batches_seen += 1  # saved in checkpoints as the fit's validation progress
-        if logging_steps:
-            key = (name, dl_idx or 0)
-            log_metrics(run, store.step_log_metrics(dl_idx), seen.get(key, 0), with_epoch=False)
-            seen[key] = seen.get(key, 0) + 1
+    position = 0  # how far the running batch has gone: read only if an exception leaves the loop
+    try:
+        for batch_idx, batch in _limited(loader, limit, run, "[_EvaluationLoop]." + _NEXT[name]):
+            if STOP.pending or STOP.sync_every:  # a stop request is acted on between validation batches too
+                preemption.safe_point(run)
+            if transfer is not None:
+                batch = transfer(batch, dl_idx or 0)
+            store.start_batch(batch, dl_idx)
+            position = 1
+            call_hook(run, f"on_{name}_batch_start", batch, batch_idx, *hook_idx)
+            position = 2
+            set_fx_name(module, f"{name}_step")
+            try:
+                with autocast():
+                    output = step(batch, batch_idx, *hook_idx) if pass_batch_idx else step(batch, *hook_idx)
+            except (TypeError, ValueError) as error:
+                hinted = dict_batch_hint(error, f"{name}_step", batch)
+                if hinted is None:
+                    raise
+                raise hinted from error
+            set_fx_name(module, None)
+            position = 0
+            if run.legacy is not None:  # 1.x `*_step_end`, and outputs for `*_epoch_end`
+                output = run.legacy.after_step(f"{name}_step", output, dl_idx or 0)
+            call_hook(run, f"on_{name}_batch_end", output, batch, batch_idx, *hook_idx)
+            store.flush(run.metrics)
+            if in_fit:
+                run.state.val_batches_seen += 1  # saved in checkpoints as the fit's validation progress
+            if logging_steps:
+                key = (name, dl_idx or 0)
+                log_metrics(run, store.step_log_metrics(dl_idx), seen.get(key, 0), with_epoch=False)
+                seen[key] = seen.get(key, 0) + 1
+    except BaseException:
+        run.state.failed_eval_batch = position
+        raise
     store.batch = None
 
 
-def _limited(loader: Any, limit: int | float) -> Iterator[tuple[int, Any]]:
-    iterator = data.epoch_batches(loader, iter(loader))
-    if limit == float("inf"):
-        return enumerate(iterator)
-    return enumerate(islice(iterator, int(limit)))
+def _limited(loader: Any, limit: int | float, run: Run, action: str) -> Iterator[tuple[int, Any]]:
+    started = run.live_iterators[action] = iter(loader)  # replacing the last pass's stops its workers
+    iterator = data.epoch_batches(loader, started)
+    limited = iterator if limit == float("inf") else islice(iterator, int(limit))
+    if run.profiling:  # each fetch timed as Lightning's `[_EvaluationLoop].val_next` (and the like)
+        limited = profiled_next(run.trainer.profiler, limited, action, limit)
+    return enumerate(limited)
+
+
+# The profiler's action names of each loop's batch fetch (Lightning's).
+_NEXT = {"validation": "val_next", "test": "test_next"}
+
+
+def _timed_step(run: Run, name: str) -> Any:
+    """The strategy's `name` step, timed as Lightning's `[Strategy]<class>.<name>` when the run has a real profiler."""
+    step = run.strategy.step_fn(run.module, name)
+    if run.profiling:
+        step = profiled(run.trainer.profiler, step, f"[Strategy]{type(run.strategy).__name__}.{name}")
+    return step
 
 
 def _eval_mode(run: Run, name: str) -> dict[torch.nn.Module, bool]:
@@ -159,20 +192,40 @@ def run_prediction(run: Run, return_predictions: bool) -> list[Any] | None:
         return [] if return_predictions else None
     data.check_predict_mode(loaders)
     module = run.module
-    hooks = ("predict_step", "on_predict_batch_start", "on_predict_batch_end")
-    data.check_dataloader_idx(module, hooks, len(loaders) > 1, "predict_dataloader")
+    own_fetches = takes_dataloader_iter(module.predict_step)  # the step fetches its batches itself
+    if not own_fetches:
+        hooks = ("predict_step", "on_predict_batch_start", "on_predict_batch_end")
+        data.check_dataloader_idx(module, hooks, len(loaders) > 1, "predict_dataloader")
     view = run.predict_view = PredictLoopView(len(loaders))
     writers = [cb for cb in run.trainer.callbacks if hasattr(cb, "writes_on_epoch")]
     keep = return_predictions or any(cb.writes_on_epoch for cb in writers)
     modes = _eval_mode(run, "predict")
     call_hook(run, "on_predict_start")
     call_hook(run, "on_predict_epoch_start")
-    step = run.strategy.step_fn(module, "predict_step")
+    if own_fetches:
+        run_predict_with_iter(run, loaders, limits, view.outputs)
+    else:
+        _predict_each_loader(run, loaders, limits, writers, keep)
+    call_hook(run, "on_predict_epoch_end")
+    call_hook(run, "on_predict_end")
+    _restore_mode(run, "predict", modes)
+    if not return_predictions:
+        return None
+    return view.predictions
+
+
+def _predict_each_loader(
+    run: Run, loaders: list[Any], limits: list[int | float], writers: list[Any], keep: bool
+) -> None:
+    """`predict_step` on the batches of each loader in turn, recording the dataset indices for `writers`."""
+    module, view = run.module, run.predict_view
+    step = _timed_step(run, "predict_step")
     pass_batch_idx = data.accepts_batch_idx(module.predict_step)
     for dl_idx, (loader, limit) in enumerate(zip(loaders, limits)):
         hook_idx = () if len(loaders) == 1 else (dl_idx,)
         indices = _IndexRecorder.attach(loader) if writers else None
-        for batch_idx, batch in _limited(indices.loader if indices else loader, limit):
+        batches = indices.loader if indices else loader
+        for batch_idx, batch in _limited(batches, limit, run, "[_PredictionLoop].predict_next"):
             if run.batch_to_device is not None:
                 batch = run.batch_to_device(batch, dl_idx)
             if indices is not None:
@@ -192,12 +245,6 @@ def run_prediction(run: Run, return_predictions: bool) -> list[Any] | None:
             call_hook(run, "on_predict_batch_end", output, batch, batch_idx, *hook_idx)
             if keep:
                 view.outputs[dl_idx].append(_to_cpu(output))
-    call_hook(run, "on_predict_epoch_end")
-    call_hook(run, "on_predict_end")
-    _restore_mode(run, "predict", modes)
-    if not return_predictions:
-        return None
-    return view.predictions
 
 
 class _IndexRecorder:

@@ -12,10 +12,12 @@ from weakref import WeakKeyDictionary
 
 import torch
 
+from fulgor.profiler_base import profiled_next
 from fulgor.rank import rank_zero_info, rank_zero_warn
 from fulgor.seed import isolate_rng
 from fulgor.stop_request import STOP
 from fulgor.trainer import data, finite_guard, lifecycle, preemption, resume
+from fulgor.trainer.dataloader_iter import DataLoaderIter, loader_triples, takes_dataloader_iter
 from fulgor.trainer.dispatch import call_hook, call_module
 from fulgor.trainer.eval_loop import run_evaluation
 from fulgor.trainer.hook_resolution import profiled
@@ -35,6 +37,9 @@ VALIDATING, VALIDATION_END = LoopPhase.VALIDATING, LoopPhase.VALIDATION_END
 
 def run_fit(run: Run) -> None:
     """Everything `Trainer.fit` does after setup: optimizers, on_fit_start, sanity check, the epochs."""
+    run.state.failed_batch = run.state.failed_eval_batch = 0
+    run.state.stale_counts = {}  # set again by the checkpoint this fit resumes from, if it needs them
+    run.state.loaded_loops = None  # counters loaded into the last run's views: this fit counts its own
     lifecycle.setup_optimizers(run)
     run.finite_guard = finite_guard.for_run(run)
     call_hook(run, "on_fit_start")
@@ -52,7 +57,9 @@ def run_fit(run: Run) -> None:
     run.validation_enabled = data.validation_enabled(run)  # decided once, read on every batch
     _warn_eval_modules(run)
     call_hook(run, "on_train_start")
-    run_epoch = _timed(run, train_epoch, "run_training_epoch")
+    run.own_fetches = takes_dataloader_iter(run.module.training_step)
+    epoch_fn = train_epoch_with_iter if run.own_fetches else train_epoch
+    run_epoch = _timed(run, epoch_fn, "run_training_epoch")
     while not fit_done(run):
         run_epoch(run, iterator)
         iterator = None
@@ -100,6 +107,68 @@ def can_stop_early(run: Run) -> bool:
 def train_epoch(run: Run, iterator: Iterator[Any] | None) -> None:
     """One training epoch: each batch with its hooks, validation when due, then the epoch-end hooks and logging."""
     state = run.state
+    batches = _start_epoch(run, iterator)
+    # Per-batch hooks nobody overrides are not even dispatched (resolved once per run, see hook_resolution.py).
+    batch_start, batch_end = ("on_train_batch_start" in run.hooks), ("on_train_batch_end" in run.hooks)
+    transfer, legacy, store, guard = run.batch_to_device, run.legacy, run.train_store, run.finite_guard
+    run_batch = _timed(run, train_batch, "run_training_batch")
+    position = 0  # how far the running batch has gone: read only if an exception leaves the loop
+    try:
+        while not _epoch_done(run):
+            if STOP.pending or STOP.sync_every:  # two attribute reads per batch; a signal only sets the flag
+                preemption.safe_point(run)
+            batch = next(batches, _END)
+            if batch is _END:
+                break
+            position = 1
+            batch_idx = state.batch_idx
+            if transfer is not None:
+                batch = transfer(batch, 0)
+            store.start_batch(batch)
+            stepping = run.config.accumulate_grad_batches == 1 or _will_step(run)
+            if batch is None:  # Lightning skips the step (and `on_train_batch_start`); the batch's end still runs
+                warn_none_batch(state.epoch)
+                output = None
+            else:
+                if batch_start and call_hook(run, "on_train_batch_start", batch, batch_idx) == -1:
+                    state.is_last_batch = True  # skip the rest of the epoch; schedulers step as on a last batch
+                    _step_schedulers_after_batch(run, batch_idx, stepping=True)
+                    break
+                position = 2
+                output = run_batch(run, batch, batch_idx, stepping)
+            position = 0
+            if guard is not None:  # the loss stays on the device until the guard's read (every logging interval)
+                loss = output.get("loss") if output and not isinstance(output, list) else None  # list: optimizer_idx
+                guard.seen.append((loss, state.global_step, state.epoch, batch_idx, stepping))
+            if legacy is not None:  # collected only when a 1.x `training_epoch_end` is defined
+                legacy.collect_train(output)
+            if run.lr_scheduler_configs:
+                _step_schedulers_after_batch(run, batch_idx, stepping)
+            if batch_end:
+                state.phase = BATCH_END
+                call_hook(run, "on_train_batch_end", output, batch, batch_idx)
+            finish_batch_cycle(run, BATCH_END, stepping)
+    except BaseException:
+        state.failed_batch = position  # 0 when it came from a validation (which records its own batch)
+        raise
+    _end_epoch(run)
+
+
+def _start_epoch(run: Run, iterator: Iterator[Any] | None) -> Iterator[Any]:
+    """`on_train_epoch_start`, then the epoch's batches: positioned after those a resumed checkpoint had run, limited
+    to `num_training_batches`, each setting `state.is_last_batch` as it is fetched."""
+    loader, iterator, start = _open_epoch(run, iterator)
+    iterator = data.epoch_batches(loader, iterator)  # a CombinedLoader's items carry their indices
+    n_batches = run.num_training_batches
+    limited = iterator if n_batches == inf else islice(iterator, max(int(n_batches) - start, 0))
+    limited = _timed_fetches(run, limited, n_batches - start)
+    return _with_last_flag(limited, run.state, n_batches, start)
+
+
+def _open_epoch(run: Run, iterator: Iterator[Any] | None) -> tuple[Any, Iterator[Any], int]:
+    """`on_train_epoch_start` and the epoch's started pass over the training loader (after a resumed checkpoint's
+    batch cycle is finished): the loader, its pass and how many of its batches already ran."""
+    state = run.state
     loader = data.reload_train_data_if_due(run)
     data.set_sampler_epoch(loader, state.epoch)
     state.batch_idx = 0
@@ -110,49 +179,50 @@ def train_epoch(run: Run, iterator: Iterator[Any] | None) -> None:
     data.check_train_mode(loader)
     if iterator is None:
         iterator = resume.epoch_iterator(run, loader)
-    iterator = data.epoch_batches(loader, iterator)  # a CombinedLoader's items carry their indices
     start = _continue_interrupted_cycle(run) if state.resume_point is not None else 0
+    return loader, iterator, start
+
+
+def train_epoch_with_iter(run: Run, iterator: Iterator[Any] | None) -> None:
+    """One training epoch of a `training_step(dataloader_iter)`: the step is called until the data is exhausted (or
+    it raises StopIteration); the batch hooks receive the batch fetched last (Lightning's)."""
+    state = run.state
+    loader, started, start = _open_epoch(run, iterator)
     n_batches = run.num_training_batches
-    limited = iterator if n_batches == inf else islice(iterator, max(int(n_batches) - start, 0))
-    batches = _with_last_flag(limited, state, n_batches, start)
-    # Per-batch hooks nobody overrides are not even dispatched (resolved once per run, see hook_resolution.py).
-    batch_start, batch_end = ("on_train_batch_start" in run.hooks), ("on_train_batch_end" in run.hooks)
-    transfer, legacy, store, guard = run.batch_to_device, run.legacy, run.train_store, run.finite_guard
+    triples = _timed_fetches(run, loader_triples(loader, started, n_batches - start), n_batches - start)
+    fetcher = DataLoaderIter(triples, run.batch_to_device)
     run_batch = _timed(run, train_batch, "run_training_batch")
-    while not _epoch_done(run):
-        if STOP.pending or STOP.sync_every:  # two attribute reads per batch; a signal only sets the flag
-            preemption.safe_point(run)
-        batch = next(batches, _END)
-        if batch is _END:
-            break
+    while not fetcher.done and not _epoch_done(run):
         batch_idx = state.batch_idx
-        if batch is None:
-            warn_none_batch(state.epoch)
-        if transfer is not None:
-            batch = transfer(batch, 0)
-        store.start_batch(batch)
-        stepping = run.config.accumulate_grad_batches == 1 or _will_step(run)
-        if batch_start and call_hook(run, "on_train_batch_start", batch, batch_idx) == -1:
-            state.is_last_batch = True  # skip the rest of the epoch; schedulers still step as on a last batch
+        if call_hook(run, "on_train_batch_start", fetcher.batch, fetcher.batch_idx) == -1:
+            state.is_last_batch = True
             _step_schedulers_after_batch(run, batch_idx, stepping=True)
             break
-        output = run_batch(run, batch, batch_idx, stepping)
-        if guard is not None:  # the loss stays on the device until the guard's read (every logging interval)
-            loss = output.get("loss") if output and not isinstance(output, list) else None  # list: 1.x optimizer_idx
-            guard.seen.append((loss, state.global_step, state.epoch, batch_idx, stepping))
-        if legacy is not None:  # collected only when a 1.x `training_epoch_end` is defined
-            legacy.collect_train(output)
+        stepping = _will_step(run)
+        run.train_store.start_batch(fetcher.batch)
+        try:
+            output = run_batch(run, fetcher, batch_idx, stepping)
+        except StopIteration:  # the step says the epoch's data is over
+            break
+        state.is_last_batch = fetcher.done
         if run.lr_scheduler_configs:
             _step_schedulers_after_batch(run, batch_idx, stepping)
-        if batch_end:
-            state.phase = BATCH_END
-            call_hook(run, "on_train_batch_end", output, batch, batch_idx)
+        state.phase = BATCH_END
+        call_hook(run, "on_train_batch_end", output, fetcher.batch, fetcher.batch_idx)
         finish_batch_cycle(run, BATCH_END, stepping)
     _end_epoch(run)
 
 
 _END = object()
 inf = float("inf")
+
+
+def _timed_fetches(run: Run, batches: Iterator[Any], n_batches: int | float) -> Iterator[Any]:
+    """`batches`, each fetch timed as Lightning's `[_TrainingEpochLoop].train_dataloader_next` when the run has a
+    real profiler."""
+    if not run.profiling:
+        return batches
+    return profiled_next(run.trainer.profiler, batches, "[_TrainingEpochLoop].train_dataloader_next", n_batches)
 
 
 def finish_batch_cycle(run: Run, phase: LoopPhase, stepping: bool) -> None:
@@ -248,7 +318,7 @@ def should_validate(run: Run) -> bool:
     if not _validation_epoch(run):
         return False
     state, config = run.state, run.config
-    if state.is_last_batch and run.val_check_batch == inf:
+    if state.is_last_batch and (run.val_check_batch == inf or run.own_fetches):  # own fetches: steps != batches
         return True
     if state.should_stop and can_stop_early(run):
         return True

@@ -43,6 +43,8 @@ def resolve_hooks(
     """Bind every overridden hook of the callbacks, module and datamodule, in the table's order; callback hooks
     receive `(trainer, module, *args)`."""
     timed = _timer(profiler)
+    # A profiled run calls (and times) every hook, overridden or not, as Lightning records them all.
+    wanted = defines if timed is _untimed else _callable
     table: dict[str, Receivers] = {}
     for name, receivers in HOOKS.items():
         before: list[Fn] = []
@@ -50,14 +52,14 @@ def resolve_hooks(
         module_fn: Fn | None = None
         for receiver in receivers:
             if receiver == "M":
-                if defines(module, name, LightningModule):
+                if wanted(module, name, LightningModule):
                     module_fn = timed(getattr(module, name), f"[LightningModule]{type(module).__name__}.{name}")
             elif receiver == "DM":
-                if datamodule is not None and defines(datamodule, name, LightningDataModule):
+                if datamodule is not None and wanted(datamodule, name, LightningDataModule):
                     action = f"[LightningDataModule]{type(datamodule).__name__}.{name}"
                     (after if module_fn else before).append(timed(getattr(datamodule, name), action))
             else:
-                fns = _callback_fns(trainer, callbacks, module, name, receiver, timed)
+                fns = _callback_fns(trainer, callbacks, module, name, receiver, timed, wanted)
                 (after if module_fn else before).extend(fns)
         if before or after or module_fn:
             table[name] = Receivers(tuple(before), module_fn, tuple(after))
@@ -71,6 +73,7 @@ def _callback_fns(
     name: str,
     receiver: str,
     timed: Callable[[Fn, str], Fn],
+    wanted: Callable[[Any, str, type], bool] = defines,
 ) -> list[Fn]:
     fns: list[Fn] = []
     for callback in callbacks:
@@ -78,10 +81,21 @@ def _callback_fns(
             continue
         if receiver == "C:monitoring" and not callback.monitors_metrics:
             continue
-        if defines(callback, name, Callback) and name not in callback._idle_hooks():
+        if wanted(callback, name, Callback) and (wanted is _callable or name not in callback._idle_hooks()):
             action = f"[Callback]{callback.state_key}.{name}"
             fns.append(timed(partial(getattr(callback, name), trainer, module), action))
     return fns
+
+
+def _callable(obj: Any, name: str, parent: type) -> bool:
+    """Whether `obj.name` can be called at all (a profiled run's receivers: overridden or not, except the hooks
+    Lightning itself calls only when overridden)."""
+    if name in _ONLY_OVERRIDDEN:
+        return defines(obj, name, parent)
+    return callable(getattr(obj, name, None))
+
+
+_ONLY_OVERRIDDEN = frozenset({"prepare_data"})
 
 
 def _untimed(fn: Fn, action: str) -> Fn:

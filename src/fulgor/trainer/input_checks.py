@@ -200,8 +200,8 @@ def warn_none_batch(epoch: int) -> None:
     (shown once per epoch by Python's default filter), not an error: `training_step` may skip such batches on purpose.
     """
     rank_zero_warn(
-        f"The training dataloader yielded `None` in epoch {epoch}: `training_step` receives"
-        " `batch=None`. Check that your Dataset's `__getitem__` and your `collate_fn` return the samples (or skip"
-        " such batches in `training_step` by returning None).",
+        f"train_dataloader yielded None. If this was on purpose, ignore this warning. (In epoch {epoch},"
+        " the batch is skipped: no `training_step`, `on_train_batch_end` gets `outputs=None`.) Check that your"
+        " Dataset's `__getitem__` and your `collate_fn` return the samples.",
         category=PossibleUserWarning,
     )

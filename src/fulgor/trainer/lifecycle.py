@@ -16,7 +16,7 @@ from fulgor.hparams import merge_module_and_datamodule_hparams
 from fulgor.module import LightningModule
 from fulgor.optimizer import LightningOptimizer, validate_schedulers
 from fulgor.overridden import is_overridden
-from fulgor.profilers import is_active
+from fulgor.profiler_base import is_active, set_profiled_module
 from fulgor.rank import rank_zero_info
 from fulgor.trainer import data, optimization
 from fulgor.trainer.callback_list import check_unique_state_keys, merge_model_callbacks
@@ -81,6 +81,7 @@ def setup(run: Run, ckpt_path: Any, weights_only: bool | None) -> None:
     verify_loop_configuration(run)
     profiler = trainer.profiler
     profiler.setup(run.fn.value, trainer.local_rank if trainer.world_size > 1 else None, trainer.log_dir)
+    set_profiled_module(profiler, run.module)  # the PyTorch profiler labels its layers and reads the batch counts
     run.profiling = is_active(profiler)  # hooks and loop steps are timed only then (decided per run)
     run.hooks = resolve_hooks(trainer, trainer.callbacks, run.module, run.datamodule, profiler)
     _resolve_step_functions(run)
@@ -136,10 +137,11 @@ def make_batch_transfer(run: Run) -> Any:
         defines(owner, hook, LightningModule if owner is run.module else LightningDataModule)
         for owner, hook in zip(owners, data.BATCH_TRANSFER_HOOKS)
     )
-    if not custom and device.type == "cpu" and not run.precision.converts_input:
+    if not custom and device.type == "cpu" and not run.precision.converts_input and not run.profiling:
         return None  # batches stay as the loader made them: the loops skip the call
     module = run.module
-    before, to_device, after = (getattr(owner, hook) for owner, hook in zip(owners, data.BATCH_TRANSFER_HOOKS))
+    hooks = zip(owners, data.BATCH_TRANSFER_HOOKS)
+    before, to_device, after = (_transfer_hook(run, owner, hook) for owner, hook in hooks)
 
     def transfer(batch: Any, dataloader_idx: int) -> Any:
         batch = convert(batch)
@@ -152,7 +154,18 @@ def make_batch_transfer(run: Run) -> Any:
         set_fx_name(module, None)
         return batch
 
+    if run.profiling:  # the whole transfer timed as Lightning's strategy step of it
+        return profiled(run.trainer.profiler, transfer, f"[Strategy]{type(run.strategy).__name__}.batch_to_device")
     return transfer
+
+
+def _transfer_hook(run: Run, owner: Any, hook: str) -> Any:
+    """`owner.hook`, timed under Lightning's name when the run has a real profiler."""
+    fn = getattr(owner, hook)
+    if not run.profiling:
+        return fn
+    kind = "LightningModule" if owner is run.module else "LightningDataModule"
+    return profiled(run.trainer.profiler, fn, f"[{kind}]{type(owner).__name__}.{hook}")
 
 
 def setup_optimizers(run: Run) -> None:

@@ -1,15 +1,24 @@
-"""Lightning's loop objects as read-only views (`trainer.fit_loop`, `validate_loop`, `test_loop`, `predict_loop`): the
-progress counters callbacks read, computed from the run's `TrainerState` when read. The phase says where a fit is; in a
-batch, the running hook (the name `self.log` checks) says how far Lightning's ready/started/processed counts moved."""
+"""Lightning's fit loop objects as read-only views (`trainer.fit_loop`, its `epoch_loop` and optimization loops): the
+progress counters callbacks read, computed from the run's `TrainerState` when read (eval_loop_views.py has the
+evaluation loops'). The phase says where a fit is; in a batch, the running hook says how far the counts moved."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fulgor.checkpoint_contents import build_loops
-from fulgor.trainer.state import LoopPhase, RunningStage, TrainerFn, TrainerStatus
+from fulgor.rank import rank_zero_info
+from fulgor.trainer.eval_loop_views import EvaluationLoopView, PredictLoopView, loaded_progress
+from fulgor.trainer.eval_loop_views import fx_name as _fx_name
+from fulgor.trainer.loop_progress import (
+    BatchProgress,
+    FitProgress,
+    Progress,
+    ProgressCounts,
+    ReadyCompletedCounts,
+    fit_progress,
+)
+from fulgor.trainer.state import LoopPhase, RunningStage, TrainerFn, TrainerState, TrainerStatus
 
 if TYPE_CHECKING:
     from fulgor.trainer.run import Run
@@ -26,6 +35,7 @@ __all__ = [
 ]
 
 RunSource = Callable[[], "Run | None"]
+
 
 # How far a batch has gone when a hook runs: 1 = ready (fetched), 2 = started (its step runs), 3 = processed.
 _READY, _STARTED, _PROCESSED = 1, 2, 3
@@ -46,41 +56,34 @@ _TRAIN_STEP_HOOKS = frozenset(
 _INF = float("inf")
 
 
-@dataclass
-class ProgressCounts:
-    """How many items were ready (fetched), started, processed and completed (Lightning's `_ProgressCounts`)."""
-
-    ready: int = 0
-    started: int = 0
-    processed: int = 0
-    completed: int = 0
-
-    @classmethod
-    def at(cls, done: int, position: int) -> ProgressCounts:
-        """The counts after `done` finished items, with the next one `position` steps in (0: not fetched yet)."""
-        return cls(done + (position >= _READY), done + (position >= _STARTED), done + (position >= _PROCESSED), done)
+def _loaded(state: TrainerState) -> FitProgress | None:
+    """The counters `fit_loop.load_state_dict` set, if any (shown until the next fit starts)."""
+    return loaded_progress(state)
 
 
-@dataclass
-class Progress:
-    """Counts over the whole run (`total`) and since the current epoch or evaluation started (`current`)."""
-
-    total: ProgressCounts = field(default_factory=ProgressCounts)
-    current: ProgressCounts = field(default_factory=ProgressCounts)
-
-
-@dataclass
-class BatchProgress(Progress):
-    """Batch counts, and whether the batch fetched last is the last one of the epoch or evaluation."""
-
-    is_last_batch: bool = False
+def _counters(state: TrainerState, source: RunSource) -> FitProgress | None:
+    """The loaded counters; before any run, counters of zero that keep what is assigned to them (as Lightning's loop
+    objects do before a fit); None while a run's own counters are to be read."""
+    loaded = loaded_progress(state)
+    if loaded is None and source() is None:
+        loaded = state.loaded_loops = FitProgress.zeros()
+    return loaded
 
 
-@dataclass
 class OptimizationView:
-    """`epoch_loop.automatic_optimization` / `manual_optimization`: optimizer steps taken (total and this epoch)."""
+    """`epoch_loop.automatic_optimization` / `manual_optimization`: optimizer steps (and `zero_grad` calls) taken,
+    over the fit and in this epoch.
 
-    steps: Progress
+    Args:
+        steps: the optimizer step progress.
+        zero_grad: the `zero_grad` progress (automatic optimization).
+        state: the Trainer's state, whose loaded counters (`fit_loop.load_state_dict`) say whether it restarts.
+    """
+
+    def __init__(self, steps: Progress, zero_grad: Progress | None = None, state: TrainerState | None = None):
+        self.steps = steps
+        self.zero_grad = zero_grad if zero_grad is not None else Progress()
+        self._state = state
 
     @property
     def optim_progress(self) -> OptimizationView:
@@ -94,7 +97,7 @@ class OptimizationView:
 
     @property
     def optimizer(self) -> OptimizationView:
-        """Lightning's `optim_progress.optimizer` (this view: `.step` is the step progress)."""
+        """Lightning's `optim_progress.optimizer` (this view: `.step` and `.zero_grad` are its progress)."""
         return self
 
     @property
@@ -104,89 +107,23 @@ class OptimizationView:
     @property
     def optimizer_steps(self) -> int:
         """Optimizer steps taken in the whole fit (what `trainer.global_step` counts)."""
-        return self.steps.total.completed
+        return int(self.steps.total.completed)
 
+    @property
+    def restarting(self) -> bool:
+        """Whether this loop restarts from loaded counters (`fit_loop.load_state_dict`)."""
+        loaded = _loaded(self._state) if self._state is not None else None
+        return loaded is not None and loaded.restarting["optim"]
 
-def _fx_name(run: Run) -> str | None:
-    name: str | None = run.module.__dict__.get("_current_fx_name")
-    return name
+    @restarting.setter
+    def restarting(self, value: bool) -> None:
+        loaded = _loaded(self._state) if self._state is not None else None
+        if loaded is not None:
+            loaded.restarting["optim"] = bool(value)
 
 
 def _fitting(run: Run | None) -> bool:
     return run is not None and run.fn == TrainerFn.FITTING and run.state.status == TrainerStatus.RUNNING
-
-
-class EvaluationLoopView:
-    """A validation or test loop (`trainer.validate_loop`, `trainer.test_loop`, `fit_loop.epoch_loop.val_loop`).
-
-    Args:
-        source: returns the Trainer's current (or last) run.
-        fn: the entry point this loop belongs to (`FITTING` for the validation inside fit).
-        stage: the stage it runs (validating or testing).
-        verbose: whether the loop prints its results table.
-        inference_mode: whether its batches run under `torch.inference_mode`.
-    """
-
-    def __init__(self, source: RunSource, fn: TrainerFn, stage: RunningStage, verbose: bool, inference_mode: bool):
-        self._source = source
-        self._fn = fn
-        self._stage = stage
-        self.verbose = verbose
-        self.inference_mode = inference_mode
-
-    @property
-    def max_batches(self) -> list[int | float]:
-        """Batches each dataloader runs (after the `limit_*_batches` flags)."""
-        run = self._source()
-        return list(run.limits.get(self._stage, [])) if run is not None else []
-
-    @property
-    def num_dataloaders(self) -> int:
-        return len(self.max_batches)
-
-    @property
-    def batch_progress(self) -> BatchProgress:
-        """Batches run by this loop (Lightning's counts at the point where it is read)."""
-        run = self._source()
-        if run is None:
-            return BatchProgress()
-        if self._fn == TrainerFn.FITTING:
-            return self._fit_validation_progress(run)
-        if run.fn != self._fn:
-            return BatchProgress()
-        name = "validation" if self._stage == RunningStage.VALIDATING else "test"
-        done = sum(count for (stage, _), count in run.eval_steps_logged.items() if stage == name)
-        counts = ProgressCounts.at(done, self._position(run, name))
-        return BatchProgress(counts, counts, counts.ready == self._planned())
-
-    def _position(self, run: Run, name: str) -> int:
-        """How far the running batch has gone, from the hook that is running."""
-        fx = _fx_name(run)
-        if fx == f"on_{name}_batch_start":
-            return _READY
-        if fx == f"{name}_step":
-            return _STARTED
-        return _PROCESSED if fx == f"on_{name}_batch_end" else 0
-
-    def _planned(self) -> int | float:
-        """Batches one run of this loop goes through (all dataloaders)."""
-        return sum(n for n in self.max_batches if n != _INF) or _INF
-
-    def _fit_validation_progress(self, run: Run) -> BatchProgress:
-        """The validation inside fit: `total` counts this training epoch's validation batches, `current` those of
-        the running (or last) validation."""
-        state = run.state
-        seen = state.val_batches_seen
-        validating = state.stage == RunningStage.VALIDATING
-        position = self._position(run, "validation") if validating else 0
-        total = ProgressCounts.at(seen, position)
-        before = state.pre_validation[1] if state.pre_validation is not None else 0
-        if validating or seen > before or state.pre_validation is None:
-            current = ProgressCounts.at(seen - before, position)
-            return BatchProgress(total, current, current.ready > 0 and current.ready == self._planned())
-        # A new epoch has started and not validated yet: `current` still shows the last (whole) validation.
-        last = self._planned()
-        return BatchProgress(total, ProgressCounts.at(int(last) if last != _INF else 0, 0), True)
 
 
 class TrainingEpochLoopView:
@@ -195,8 +132,9 @@ class TrainingEpochLoopView:
     def __init__(self, source: RunSource, trainer: Any) -> None:
         self._source = source
         self._trainer = trainer
+        self._state: TrainerState = trainer.state
         self.val_loop = EvaluationLoopView(
-            source, TrainerFn.FITTING, RunningStage.VALIDATING, verbose=False, inference_mode=False
+            source, TrainerFn.FITTING, RunningStage.VALIDATING, verbose=False, inference_mode=False, state=self._state
         )
 
     @property
@@ -230,6 +168,9 @@ class TrainingEpochLoopView:
     @property
     def batch_progress(self) -> BatchProgress:
         """Training batches: `total` over the fit, `current` in the running epoch."""
+        loaded = _counters(self._state, self._source)
+        if loaded is not None:
+            return loaded.batch_progress
         run = self._source()
         state = self._trainer.state
         done, total_done = state.batch_idx, state.total_batch_idx
@@ -244,31 +185,70 @@ class TrainingEpochLoopView:
     @property
     def scheduler_progress(self) -> Progress:
         """Learning-rate scheduler updates (`total` over the fit, `current` in this epoch)."""
+        loaded = _counters(self._state, self._source)
+        if loaded is not None:
+            return loaded.scheduler_progress
         run = self._source()
-        if run is None:
-            return Progress()
-        counts = build_loops(run)["fit_loop"]["epoch_loop.scheduler_progress"]
-        return Progress(
-            ProgressCounts(counts["total"]["ready"], 0, 0, counts["total"]["completed"]),
-            ProgressCounts(counts["current"]["ready"], 0, 0, counts["current"]["completed"]),
+        return fit_progress(run).scheduler_progress if run is not None else Progress(*_no_steps())
+
+    @property
+    def done(self) -> bool:
+        """Whether the epoch is over: `max_steps` reached, the epoch's last batch fetched, or a stop requested that
+        `min_epochs`/`min_steps` allow (else Lightning's "Training will continue..." message)."""
+        global_step = _global_step(self._trainer, self._source)
+        max_steps = self.max_steps
+        if max_steps != -1 and global_step >= max_steps:
+            return True
+        batches = self.batch_progress
+        if batches.current.ready == self._trainer.num_training_batches or batches.is_last_batch:
+            return True
+        if not self._trainer.should_stop:
+            return False
+        if _can_stop_early(self._trainer, self._source):
+            return True
+        rank_zero_info(
+            f"Trainer was signaled to stop but the required `min_epochs={self._trainer.min_epochs!r}` or"
+            f" `min_steps={self._trainer.min_steps!r}` has not been met. Training will continue..."
         )
+        return False
+
+    @property
+    def restarting(self) -> bool:
+        """Whether the epoch loop restarts: in the epoch a mid-epoch checkpoint resumed in, or after
+        `fit_loop.load_state_dict` (settable)."""
+        loaded = _loaded(self._state)
+        return loaded.restarting["epoch"] if loaded is not None else _restarting(self._source())
+
+    @restarting.setter
+    def restarting(self, value: bool) -> None:
+        _set_restarting(self._state, self._source(), "epoch", value)
+
+    def reset(self) -> None:
+        """Lightning's `epoch_loop.reset()` on loaded counters: what a restart leaves of them (see
+        `loop_progress.FitProgress.reset_epoch`). Without loaded counters there is nothing to reset."""
+        loaded = _loaded(self._state)
+        if loaded is not None:
+            loaded.reset_epoch(self._trainer.num_training_batches, int(self._trainer.accumulate_grad_batches))
 
     @property
     def batch_idx(self) -> int:
         """Index of the running (or last) batch in this epoch; -1 before the first."""
-        return self.batch_progress.current.ready - 1
+        return int(self.batch_progress.current.ready) - 1
 
     @property
     def total_batch_idx(self) -> int:
         """Index of the running (or last) batch counted over the whole fit; -1 before the first."""
-        return self.batch_progress.total.ready - 1
+        return int(self.batch_progress.total.ready) - 1
 
     def _optimizer_steps(self, automatic: bool) -> OptimizationView:
+        loaded = _counters(self._state, self._source)
         run = self._source()
-        module_automatic = run is None or bool(run.module.automatic_optimization)
-        steps = self.global_step if automatic == module_automatic else 0
-        in_epoch = _steps_this_epoch(run) if run is not None and steps else 0
-        return OptimizationView(Progress(ProgressCounts.at(steps, 0), ProgressCounts.at(in_epoch, 0)))
+        progress = loaded if loaded is not None else (fit_progress(run) if run is not None else None)
+        if progress is None:
+            return OptimizationView(Progress(*_no_steps()), Progress(*_no_steps()), self._state)
+        if automatic:
+            return OptimizationView(progress.optimizer_step, progress.zero_grad, self._state)
+        return OptimizationView(progress.manual_step, None, self._state)
 
     @property
     def automatic_optimization(self) -> OptimizationView:
@@ -305,12 +285,38 @@ def _last_epoch_batches(run: Run | None, total_done: int) -> int:
     return total_done if n == _INF else min(int(n), total_done)
 
 
-def _steps_this_epoch(run: Run) -> int:
-    """Optimizer steps in the running epoch: one per `accumulate_grad_batches` batches, and one on the last."""
-    state = run.state
-    accumulate = int(run.config.accumulate_grad_batches)
-    done = int(state.batch_idx)
-    return done // accumulate + (1 if state.is_last_batch and done % accumulate else 0)
+def _no_steps() -> tuple[ReadyCompletedCounts, ReadyCompletedCounts]:
+    return ReadyCompletedCounts(), ReadyCompletedCounts()
+
+
+def _global_step(trainer: Any, source: RunSource) -> int:
+    """Optimizer steps taken (`trainer.global_step`: before any run, what was assigned to the step progress)."""
+    return int(trainer.global_step)
+
+
+def _can_stop_early(trainer: Any, source: RunSource) -> bool:
+    min_epochs, min_steps = trainer.min_epochs, trainer.min_steps
+    loaded = _counters(trainer.state, source)
+    epochs = int(loaded.epoch_progress.current.processed) if loaded is not None else int(trainer.current_epoch)
+    met_epochs = epochs >= min_epochs if min_epochs else True
+    return met_epochs and (_global_step(trainer, source) >= min_steps if min_steps else True)
+
+
+def _restarting(run: Run | None) -> bool:
+    """Whether a fit resumed from a checkpoint taken inside an epoch and is still in that epoch."""
+    if run is None or run.fn != TrainerFn.FITTING or run.restarted_epoch is None:
+        return False
+    return run.restarted_epoch == run.state.epoch and run.state.status == TrainerStatus.RUNNING
+
+
+def _set_restarting(state: TrainerState, run: Run | None, loop: str, value: bool) -> None:
+    """`loop.restarting = value`: a flag of the loaded counters (counters of the run, loaded, when none are)."""
+    loaded = _loaded(state)
+    if loaded is None:
+        if run is None:
+            raise RuntimeError("`restarting` can be set only after a run, or once `fit_loop.load_state_dict` ran.")
+        loaded = state.loaded_loops = fit_progress(run)
+    loaded.restarting[loop] = bool(value)
 
 
 class FitLoopView:
@@ -355,26 +361,39 @@ class FitLoopView:
 
     @property
     def max_batches(self) -> int | float:
-        """Training batches per epoch."""
+        """Training batches per epoch (settable: a callback may shorten the epochs that follow)."""
         value: int | float = self._trainer.num_training_batches
         return value
 
+    @max_batches.setter
+    def max_batches(self, value: int | float) -> None:
+        run = self._source()
+        if run is not None:
+            run.num_training_batches = value  # read as each epoch starts
+        self._trainer.state.batch_counts["train"] = value
+
     @property
     def restarting(self) -> bool:
-        """Whether this fit resumed from a checkpoint taken inside an epoch and is still in that epoch."""
-        run = self._source()
-        if run is None or run.fn != TrainerFn.FITTING or run.restarted_epoch is None:
-            return False
-        return run.restarted_epoch == run.state.epoch and run.state.status == TrainerStatus.RUNNING
+        """Whether this fit resumed from a checkpoint taken inside an epoch and is still in that epoch, or restarts
+        from counters `load_state_dict` set (settable)."""
+        loaded = _loaded(self._trainer.state)
+        return loaded.restarting["fit"] if loaded is not None else _restarting(self._source())
+
+    @restarting.setter
+    def restarting(self, value: bool) -> None:
+        _set_restarting(self._trainer.state, self._source(), "fit", value)
 
     @property
     def epoch_progress(self) -> Progress:
         """Epochs: ready when `on_train_epoch_start` is about to run, started after it, processed before
         `on_train_epoch_end`, completed after it."""
+        loaded = _counters(self._trainer.state, self._source)
+        if loaded is not None:
+            return loaded.epoch_progress
         run = self._source()
         epoch = int(self._trainer.state.epoch)
         counts = ProgressCounts.at(epoch, _epoch_position(run) if _fitting(run) else 0)
-        return Progress(counts, ProgressCounts(**vars(counts)))
+        return Progress(counts, ProgressCounts(**counts.state_dict()))
 
     @property
     def batch_idx(self) -> int:
@@ -395,18 +414,42 @@ class FitLoopView:
             return True
         if max_epochs not in (None, -1) and self.epoch_progress.current.processed >= max_epochs:
             return True
-        return bool(trainer.should_stop) and self._can_stop_early()
+        return bool(trainer.should_stop) and self._can_stop_early
 
+    @property
     def _can_stop_early(self) -> bool:
-        trainer = self._trainer
-        min_epochs, min_steps = trainer.min_epochs, trainer.min_steps
-        met_epochs = self.epoch_progress.current.processed >= min_epochs if min_epochs else True
-        return met_epochs and (trainer.global_step >= min_steps if min_steps else True)
+        """Whether `min_epochs` and `min_steps` are met, so that a requested stop is honoured."""
+        return _can_stop_early(self._trainer, self._source)
 
     def state_dict(self) -> dict[str, Any]:
         """The fit loop's progress as a checkpoint stores it under ``loops/fit_loop``."""
+        loaded = _loaded(self._trainer.state)
+        if loaded is not None:
+            return loaded.state_dict()
         run = self._source()
-        return build_loops(run)["fit_loop"] if run is not None else {}
+        return (fit_progress(run) if run is not None else FitProgress.zeros()).state_dict()  # Lightning's layout
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a checkpoint's ``loops/fit_loop`` counters: the loop views and `state_dict()` show them (every loop
+        `restarting`) until the next `fit` starts, which counts from its own checkpoint (`ckpt_path`) instead.
+
+        Args:
+            state_dict: what `state_dict()` returns, e.g. ``torch.load(path)["loops"]["fit_loop"]``.
+        """
+        try:
+            self._trainer.state.loaded_loops = FitProgress.from_state_dict(state_dict)
+        except (KeyError, TypeError) as error:
+            raise ValueError(
+                f"`fit_loop.load_state_dict` expects a checkpoint's `loops/fit_loop` entry; this one lacks {error}."
+                " Pass `torch.load(path)['loops']['fit_loop']`."
+            ) from error
+
+    def reset(self) -> None:
+        """Lightning's `fit_loop.reset()` on loaded counters (see `loop_progress.FitProgress.reset_fit`); without
+        loaded counters there is nothing to reset."""
+        loaded = _loaded(self._trainer.state)
+        if loaded is not None:
+            loaded.reset_fit()
 
 
 def _epoch_position(run: Run | None) -> int:
@@ -421,42 +464,3 @@ def _epoch_position(run: Run | None) -> int:
     if phase == LoopPhase.BETWEEN_BATCHES and _fx_name(run) == "on_train_epoch_start":
         return _READY
     return _STARTED
-
-
-class PredictLoopView:
-    """`trainer.predict_loop`: what prediction writers and users read during and after `predict`: the predictions
-    so far and the dataset indices of each batch (empty before any `predict`)."""
-
-    def __init__(self, source: RunSource) -> None:
-        self._source = source
-
-    def _record(self) -> Any:
-        run = self._source()
-        return run.predict_view if run is not None else None
-
-    @property
-    def predictions(self) -> list[Any]:
-        """The outputs of `predict_step` (a list per dataloader when there are several)."""
-        record = self._record()
-        return record.predictions if record is not None else []
-
-    @property
-    def epoch_batch_indices(self) -> list[Any]:
-        """Per dataloader, the dataset indices of each batch run so far (recorded when a writer is attached)."""
-        record = self._record()
-        return record.epoch_batch_indices if record is not None else []
-
-    @property
-    def current_batch_indices(self) -> Any:
-        """The dataset indices of the running batch (recorded when a writer is attached)."""
-        record = self._record()
-        return record.current_batch_indices if record is not None else []
-
-    @property
-    def max_batches(self) -> list[int | float]:
-        run = self._source()
-        return list(run.limits.get(RunningStage.PREDICTING, [])) if run is not None else []
-
-    @property
-    def num_dataloaders(self) -> int:
-        return len(self.max_batches)

@@ -86,12 +86,13 @@ def train_batch(run: Run, batch: Any, batch_idx: int, stepping: bool) -> Mapping
     optimizer = run.optimizers[0]
     zero_grad = batch_idx % run.config.accumulate_grad_batches == 0
     args = (batch, batch_idx) if run.step_takes_batch_idx else (batch,)
-    result: list[Any] = [None, None]  # [loss (detached), extra outputs]
+    result: list[Any] = [None, None, False]  # [loss (detached), extra outputs, whether the closure ran]
 
     def closure() -> Tensor | None:
         # An optimizer may call its closure under no_grad, and backward needs grad; torch's own optimizers enable it
         # first, so the usual case costs one check. (Not a retry through `closure` itself: a closure referring to
         # itself is a reference cycle that keeps every batch and loss alive until the next garbage collection.)
+        result[2] = True
         grad_off = not torch.is_grad_enabled()
         if grad_off:
             torch.set_grad_enabled(True)
@@ -119,10 +120,18 @@ def train_batch(run: Run, batch: Any, batch_idx: int, stepping: bool) -> Mapping
         module.__dict__["_current_fx_name"] = "optimizer_step"
         module.optimizer_step(run.state.epoch, batch_idx, run.lightning_optimizers[0], closure)
         module.__dict__["_current_fx_name"] = None
+    if not result[2]:  # an `optimizer_step` override, or an optimizer, that did not call the closure
+        raise MisconfigurationException(_CLOSURE_NOT_RUN)
     if stepping:
         run.state.global_step += 1
-    loss, extra = result  # the loss detached once, for the optimizer and for `on_train_batch_end`
+    loss, extra, _ = result  # the loss detached once, for the optimizer and for `on_train_batch_end`
     return {} if loss is None else {"loss": loss, **extra}
+
+
+_CLOSURE_NOT_RUN = (
+    "The closure hasn't been executed. HINT: did you call `optimizer_closure()` in your `optimizer_step` hook? It could"
+    " also happen because the `optimizer.step(optimizer_closure)` call did not execute it internally."
+)
 
 
 def _training_step(run: Run, args: tuple[Any, ...], result: list[Any]) -> Tensor | None:

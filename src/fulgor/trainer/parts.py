@@ -73,8 +73,9 @@ def sort_plugins(plugins: Any, sync_batchnorm: bool = False, precision: Any = No
             )
         if sync_batchnorm and isinstance(plugin, LayerSync) and not isinstance(plugin, TorchSyncBatchNorm):
             raise MisconfigurationException(
-                f"You set `Trainer(sync_batchnorm=True)` and provided a `{type(plugin).__name__}` plugin, but this is"
-                " not allowed. Choose one or the other."
+                # `__class__`, as Lightning: a `Mock(spec=LayerSync)` reports its spec's name.
+                f"You set `Trainer(sync_batchnorm=True)` and provided a `{plugin.__class__.__name__}` plugin, but this"
+                " is not allowed. Choose one or the other."
             )
         setattr(found, kind[2], plugin)
         counts[kind[1]] += 1
@@ -106,6 +107,7 @@ def build_devices(flags: dict[str, Any]) -> tuple[list[int], Strategy]:
     accelerator_flag = flags["accelerator"]
     if isinstance(strategy_flag, Strategy):
         accelerator_flag = _merge_strategy_parts(strategy_flag, plugins, accelerator_flag)
+    _refuse_zero_devices(accelerator_flag, flags["devices"])
     accelerator = accelerators.resolve_accelerator(accelerator_flag)
     label = accelerator.name() if isinstance(accelerator_flag, str) else type(accelerator).__qualname__
     devices = accelerators.parallel_devices(accelerator, flags["devices"], label)
@@ -122,6 +124,22 @@ def build_devices(flags: dict[str, Any]) -> tuple[list[int], Strategy]:
     strategy.precision_plugin = precision
     hardware.log_device_info(device_type)
     return accelerators.device_ids(getattr(strategy, "parallel_devices", [strategy.root_device])), strategy
+
+
+def _refuse_zero_devices(accelerator_flag: Any, devices: Any) -> None:
+    """`devices=0`, `"0"` or `[]` with a named accelerator: refused before the accelerator's availability is checked,
+    as Lightning does ("auto" and "gpu" are resolved first; `parallel_devices` then names the device found)."""
+    name = accelerator_flag.lower() if isinstance(accelerator_flag, str) else None
+    if name is None or name in ("auto", "gpu"):
+        return
+    try:
+        zero = bool(devices in ([], 0, "0"))  # Lightning's comparison: False and 0.0 count as zero too
+    except (TypeError, ValueError, RuntimeError):  # objects with odd __eq__ (arrays, tensors) are not zero
+        zero = False
+    if zero:
+        raise MisconfigurationException(
+            f"`Trainer(devices={devices!r})` value is not a valid input using {accelerator_flag} accelerator."
+        )
 
 
 def _merge_strategy_parts(strategy: Strategy, plugins: Plugins, accelerator_flag: Any) -> Any:

@@ -123,12 +123,18 @@ class TrainerProperties:
     @property
     def current_epoch(self) -> int:
         """Epochs completed so far (the index of the running epoch)."""
-        return self.state.epoch
+        state = self.state
+        if state.loaded_loops is not None and self._run is None:  # counters assigned through the loops before a run
+            return int(state.loaded_loops.epoch_progress.current.completed)
+        return state.epoch
 
     @property
     def global_step(self) -> int:
         """Optimizer steps taken so far."""
-        return self.state.global_step
+        state = self.state
+        if state.loaded_loops is not None and self._run is None:  # counters assigned through the loops before a run
+            return int(state.loaded_loops.optimizer_step.total.completed)
+        return state.global_step
 
     @property
     def is_last_batch(self) -> bool:
@@ -228,8 +234,17 @@ class TrainerProperties:
 
     @property
     def datamodule(self) -> Any:
-        """The LightningDataModule of the current (or last) run, if it had one."""
-        return self._run.datamodule if self._run is not None else None
+        """The LightningDataModule of the current (or last) run, if it had one (or the one assigned before a run)."""
+        if self._run is not None:
+            return self._run.datamodule
+        return getattr(self, "_assigned_datamodule", None)
+
+    @datamodule.setter
+    def datamodule(self, datamodule: Any) -> None:
+        # Lightning's is a plain attribute: code assigns it so `lightning_getattr` and callbacks find the datamodule.
+        self._assigned_datamodule = datamodule
+        if self._run is not None:
+            self._run.datamodule = datamodule
 
     @property
     def model(self) -> torch.nn.Module | None:

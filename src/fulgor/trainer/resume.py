@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from fulgor.combined_loader import CombinedLoader, combined_length
 from fulgor.errors import PossibleUserWarning
 from fulgor.rank import rank_zero_warn
+from fulgor.trainer.loop_progress import stateful_loaders
 from fulgor.trainer.state import LoopPhase, TrainerFn, TrainerStatus
 
 if TYPE_CHECKING:
@@ -215,6 +217,8 @@ def _indices_of(loader: Any) -> ResumableIndices | None:
 def epoch_iterator(run: Run, loader: Any) -> Iterator[Any]:
     """`iter(loader)` for the epoch about to run, positioned after the batches a restored checkpoint had consumed."""
     state = run.state
+    if run.loader_states is not None:
+        _load_loader_states(run, loader)
     indices = make_resumable(loader)
     point = state.resume_point
     if point is not None and point["epoch"] == state.epoch and (point["consumed"] or _record_for(point, state.epoch)):
@@ -226,6 +230,21 @@ def epoch_iterator(run: Run, loader: Any) -> Iterator[Any]:
         indices.epoch = state.epoch
         indices.iter_start = get_rng_states(indices.generators)
     return iter(loader)
+
+
+def _load_loader_states(run: Run, loader: Any) -> None:
+    """Give each stateful training iterable its state from the checkpoint (Lightning's `combined_loader` list, in
+    the order of the iterables that have a state)."""
+    states, run.loader_states = run.loader_states or [], None
+    stateful = stateful_loaders(loader)
+    if len(states) != len(stateful):
+        rank_zero_warn(
+            f"The checkpoint holds the states of {len(states)} stateful training dataloader(s), but this fit has"
+            f" {len(stateful)}: their states are not restored and they start from their beginning."
+        )
+        return
+    for iterable, saved in zip(stateful, states):
+        iterable.load_state_dict(saved)
 
 
 def _record_for(point: dict[str, Any], epoch: int) -> dict[str, Any] | None:
@@ -256,6 +275,8 @@ def _resumed_iterator(run: Run, loader: Any, indices: ResumableIndices | None, p
 
 
 def _length(loader: Any) -> float:
+    if isinstance(loader, CombinedLoader):
+        return combined_length(loader)  # its `len` needs a running pass
     try:
         return len(loader)
     except TypeError:  # an IterableDataset without `__len__`
@@ -390,5 +411,8 @@ def restore(run: Run, point: dict[str, Any]) -> None:
     state.total_batch_idx = int(counters["total_batch_idx"])
     state.val_batches_seen = int(counters["val_batches_seen"])
     state.resume_point = dict(point)
-    if int(counters.get("batch_idx", 0)) > 0:  # inside an epoch: the fit loop is "restarting" until it ends
+    # Inside an epoch: the fit loop is "restarting" until it ends. An epoch-end checkpoint is not a restart (as in
+    # Lightning), unless the fit is step-based (`max_steps` set).
+    at_epoch_end = LoopPhase(point["phase"]) == LoopPhase.EPOCH_END and run.config.max_steps == -1
+    if int(counters.get("batch_idx", 0)) > 0 and not at_epoch_end:
         run.restarted_epoch = state.epoch

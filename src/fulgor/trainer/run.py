@@ -31,6 +31,18 @@ if TYPE_CHECKING:
     from fulgor.trainer.trainer import Trainer
 
 
+class _Reduce:
+    """The stores' sync: `strategy.reduce` with the operation by keyword, as Lightning calls it (a class, not a
+    closure, so that a pickled Trainer still pickles)."""
+
+    def __init__(self, strategy: Strategy) -> None:
+        self.strategy = strategy
+
+    def __call__(self, tensor: Tensor, reduce_op: str) -> Tensor:
+        reduced: Tensor = self.strategy.reduce(tensor, group=None, reduce_op=reduce_op)
+        return reduced
+
+
 NOTHING_PLAIN = PlainSteps(zero_grad=False, backward=False, before_step=False, optimizer_step=False, direct_step=False)
 
 
@@ -58,6 +70,7 @@ class Run:
     training_step: Callable[..., Any] | None = None  # `training_step` as the strategy runs it
     autocast: Callable[[], AbstractContextManager[Any]] | None = None  # the precision's, when it changes anything
     step_takes_batch_idx: bool = True
+    own_fetches: bool = False  # `training_step(dataloader_iter)`: the step fetches its batches itself
     automatic: bool = True  # automatic optimization
     clipping: bool = False  # `configure_gradient_clipping` runs before each optimizer step
     plain: PlainSteps = NOTHING_PLAIN  # which parts of a batch run as plain PyTorch calls (set with the optimizers)
@@ -76,6 +89,9 @@ class Run:
     last_val_reload_epoch: int | None = None
     last_val_time: float = 0.0
     eval_steps_logged: dict[tuple[str, int], int] = field(default_factory=dict)
+    # Each evaluation loop's last pass over its data, kept until its next pass or the run's end: as in Lightning, a
+    # loader's worker processes stop then, not as soon as the pass is over.
+    live_iterators: dict[str, Any] = field(default_factory=dict)
 
     # Optimization (lifecycle.setup_optimizers).
     optimizers: list[Optimizer] = field(default_factory=list)
@@ -87,11 +103,12 @@ class Run:
     ckpt_path: str | None = None
     restarted_epoch: int | None = None  # the epoch a mid-epoch checkpoint resumed in (`fit_loop.restarting`)
     checkpoint_to_resume: dict[str, Any] | None = None
+    loader_states: list[Any] | None = None  # the checkpoint's "combined_loader" states, loaded as training starts
     predict_view: Any = None  # what prediction writers read (eval_loop.PredictLoopView)
     finite_guard: FiniteGuard | None = None  # fit's non-finite loss guard (finite_guard.py), None when off
 
     def __post_init__(self) -> None:
-        sync = self.strategy.reduce
+        sync = _Reduce(self.strategy)
         self.train_store = ResultStore(training=True, sync=sync)
         self.eval_store = ResultStore(training=False, sync=sync)
         evaluating = (RunningStage.SANITY_CHECKING, RunningStage.VALIDATING, RunningStage.TESTING)

@@ -85,6 +85,17 @@ class TrainerState:
     # streams and validation count before the running in-fit validation.
     resume_point: dict[str, Any] | None = None
     pre_validation: tuple[dict[str, Any], int] | None = None
+    # How far the training (and evaluation) batch an exception interrupted had gone (1 fetched, 2 its step running;
+    # 0: none), so that the loops progress of an `on_exception` checkpoint counts it as Lightning does.
+    failed_batch: int = 0
+    failed_eval_batch: int = 0
+    # The fit loop's counters as `trainer.fit_loop.load_state_dict` set them (loop_progress.FitProgress): the loop
+    # views and `fit_loop.state_dict()` show these instead of the run's until the next fit starts.
+    loaded_loops: Any = None
+    # After resuming from an `on_exception` checkpoint, Lightning's totals keep counting the interrupted batch as
+    # fetched/started: "batch_ready", "batch_started", "step_ready", and for the resumed epoch's validation
+    # "val_ready", "val_started" (with "val_epoch"). loop_progress adds them to the totals it reports.
+    stale_counts: dict[str, int] = field(default_factory=dict)
     # The batch counts of each loop as last computed (`trainer.num_*_batches`), kept after the run as Lightning's
     # loops keep theirs: "train", "fit_val" (fit's validation), "validate", "test", "predict".
     batch_counts: dict[str, Any] = field(default_factory=dict)

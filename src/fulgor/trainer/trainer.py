@@ -19,6 +19,7 @@ from fulgor.callbacks.callback import Callback
 from fulgor.callbacks.timer import Timer
 from fulgor.datamodule import LightningDataModule
 from fulgor.errors import MisconfigurationException
+from fulgor.hparams_parsing import clean_namespace
 from fulgor.loggers.logger import Logger
 from fulgor.module import LightningModule
 from fulgor.profilers import Profiler, select_profiler
@@ -265,6 +266,7 @@ class Trainer(TrainerProperties):
             datamodule=datamodule, sources=sources, strategy=self.strategy, precision=self.precision_plugin,
         )  # fmt: skip
         self._module = model
+        clean_namespace(model.hparams)  # unpicklable hparams are dropped (with a warning), as Lightning does
         lifecycle.attach(run)
         # During fit, SIGTERM/SIGUSR1 (configurable) request a stop acted on at the next safe point.
         uninstall_signals = preemption.install(run) if fn == TrainerFn.FITTING else None
@@ -327,6 +329,8 @@ def tuning_trial(
         yield trial
     finally:
         lifecycle.attach_module(model, trainer, trainer._run)
+        if trainer._run is not None:  # searched inside a run: the trials' teardown moved a CUDA model to the CPU
+            model.to(trainer.strategy.root_device)
 
 
 def training_data_of(trainer: Trainer) -> tuple[Any, Any]:
