@@ -19,6 +19,7 @@ import torch
 from fulgor.accelerators import CPUAccelerator, CUDAAccelerator, MPSAccelerator
 from fulgor.errors import MisconfigurationException
 from fulgor.hardware import is_cuda_available, mps_available
+from fulgor.precision_flags import ALLOWED_PRECISIONS
 
 __all__ = [
     "ACCELERATORS",
@@ -50,20 +51,7 @@ _STRATEGIES = (
     "deepspeed_stage_3",
     "fsdp",
 )
-PRECISIONS = (
-    "transformer-engine",
-    "transformer-engine-float16",
-    "16-true",
-    "16-mixed",
-    "bf16-true",
-    "bf16-mixed",
-    "32-true",
-    "64-true",
-    "64",
-    "32",
-    "16",
-    "bf16",
-)
+PRECISIONS = tuple(value for value in ALLOWED_PRECISIONS if isinstance(value, str))  # the flag's string forms
 _META_FILE = "meta.pt"  # Fabric's non-tensor state next to the shards of a distributed checkpoint
 _DEFAULTS: dict[str, Any] = {"accelerator": "auto", "strategy": "auto", "devices": "auto", "num_nodes": 1}
 
