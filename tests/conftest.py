@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,3 +34,11 @@ def _fresh_warn_once() -> None:
     from fulgor import rank
 
     rank._warned.clear()
+
+
+@pytest.fixture(params=["fulgor", pytest.param("pytorch_lightning", id="lightning", marks=pytest.mark.oracle)])
+def lib(request: pytest.FixtureRequest) -> Any:
+    """fulgor, then (oracle) pytorch-lightning 2.6.6, for differential tests: the same test body runs on both. Imported
+    when the test starts: a test elsewhere may have re-imported pytorch_lightning since collection, and a test's
+    classes must all come from one import. Test files may still define their own `lib`."""
+    return pytest.importorskip(request.param)

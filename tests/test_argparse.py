@@ -249,7 +249,7 @@ def test_translated_removed_args_reach_the_trainer_through_their_2x_spelling(tmp
     with pytest.warns(RemovedArgumentWarning, match=r"use_distributed_sampler=False"):
         init, after = translate_removed_args({**args, "replace_sampler_ddp": False, "resume_from_checkpoint": "p"})
     assert init["use_distributed_sampler"] is False
-    assert after == {"ckpt_path": "p"}
+    assert after == {"resume_from_checkpoint": "p"}
     assert Trainer(**init).use_distributed_sampler is False
 
 

@@ -118,7 +118,7 @@ def test_architecture_picture_names_code_that_exists() -> None:
 def test_differences_page_covers_the_known_differences() -> None:
     text = " ".join((DOCS / "differences.md").read_text().split())
     for topic in ("NotImplementedError", "fixed order", "tpu", "precision=16.0", "transformer-engine",
-                  "save_hyperparameters", "compared by value", "isolate_rng", "one line per epoch",
+                  "compared by value", "isolate_rng", "one line per epoch",
                   "flush_logs_every_n_steps", "non_finite", "NonFiniteLossError", "optimizer_idx",
                   "CheckpointError", "Lightning's internals"):  # fmt: skip
         assert topic in text, topic

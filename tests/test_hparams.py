@@ -128,7 +128,38 @@ def scenarios(base: type) -> dict[str, Callable[[], Any]]:
         def _helper(self) -> None:
             self.save_hyperparameters()
 
+    class Inner(base):  # type: ignore[valid-type,misc]
+        def __init__(self, dropout: float = 0.1, init: str = "xavier", p: int = 0) -> None:
+            super().__init__()
+            self.save_hyperparameters(ignore=["dropout", "batch_size"])
+
+    class Outer(base):  # type: ignore[valid-type,misc]
+        def __init__(self, batch_size: int = 64, p: int = 5, **kwargs: Any) -> None:
+            super().__init__()
+            self.inner = Inner(dropout=0.2, init="orthogonal", p=1)
+
+    class OuterOfOuter(base):  # type: ignore[valid-type,misc]
+        def __init__(self, top: str = "t") -> None:
+            super().__init__()
+            self.outer = Outer(batch_size=8, extra="x")
+
+    class OuterHelper(base):  # type: ignore[valid-type,misc]
+        def __init__(self, batch_size: int = 64) -> None:
+            super().__init__()
+            self.inner = self._build()
+
+        def _build(self) -> Any:
+            return Inner()
+
+    class PlainOuter:  # not a hyperparameters class: its arguments stay out
+        def __init__(self, run_id: str = "abc", seed: int = 42) -> None:
+            self.outer = Outer(batch_size=16)
+
     return {
+        "composition": lambda: Outer(batch_size=32).inner,
+        "composition three levels": lambda: OuterOfOuter().outer.inner,
+        "composition built in a helper": lambda: OuterHelper().inner,
+        "composition under a plain object": lambda: PlainOuter().outer.inner,
         "seed plain": lambda: LitMNIST(),
         "seed names": lambda: LitMNISTNames(64),
         "seed excluding": lambda: Excluding(nn.MSELoss(), object()),
@@ -274,7 +305,7 @@ def test_dataclass_module() -> None:
     assert dict(Data(hidden=8).hparams) == {"lr": 0.1, "hidden": 8}
 
 
-def test_nested_construction_does_not_leak_outer_args() -> None:
+def test_nested_construction_collects_only_hparams_owners() -> None:
     class Inner(Base):
         def __init__(self, x: int = 1) -> None:
             super().__init__()
@@ -285,8 +316,18 @@ def test_nested_construction_does_not_leak_outer_args() -> None:
             super().__init__()
             self.inner = Inner()
 
-    # Only the object's own __init__ frames count (Lightning would also pick up Outer's `y`).
-    assert dict(Outer().inner.hparams) == {"x": 1}
+    class NotHparams:
+        def __init__(self, z: int = 3) -> None:
+            self.inner = Inner()
+
+    def helper(w: int = 4) -> Any:
+        return Inner()
+
+    # As in Lightning: an enclosing object that saves hyperparameters adds its `__init__` arguments (`y`); any other
+    # object's `__init__`, or a function, up the stack does not.
+    assert dict(Outer().inner.hparams) == {"x": 1, "y": 2}
+    assert dict(NotHparams().inner.hparams) == {"x": 1}
+    assert dict(helper().hparams) == {"x": 1}
 
 
 def test_attribute_dict() -> None:

@@ -137,7 +137,12 @@ def test_outputs_are_not_kept_when_the_epoch_end_hook_is_not_defined() -> None:
         ({"gpus": "0,1", "accelerator": "gpu"}, {"accelerator": "gpu", "devices": "0,1"}, {}, "devices='0,1'"),
         ({"gpus": 0}, {}, {}, "no GPU was asked for"),
         ({"num_processes": 2}, {"accelerator": "cpu", "devices": 2}, {}, "accelerator='cpu', devices=2"),
-        ({"resume_from_checkpoint": "a.ckpt"}, {}, {"ckpt_path": "a.ckpt"}, "trainer.ckpt_path = 'a.ckpt'"),
+        (
+            {"resume_from_checkpoint": "a.ckpt"},
+            {},
+            {"resume_from_checkpoint": "a.ckpt"},
+            "trainer.ckpt_path = 'a.ckpt'",
+        ),
         ({"replace_sampler_ddp": False}, {"use_distributed_sampler": False}, {}, "use_distributed_sampler=False"),
         ({"auto_lr_find": False}, {}, {}, "ignored"),
         ({"track_grad_norm": -1}, {}, {}, "ignored"),

@@ -64,6 +64,8 @@ LAYERS: dict[str, dict[str, str]] = {
         "unavailable": "refused Lightning features (XLA/TPU, DeepSpeed, ...): importable, raising on use",
         "lightning_internals": "Lightning's private names: flags as bools, other names stand-ins raising on use",
         "torchscript": "LightningModule.to_torchscript (script or trace) and the `_jit_is_scripting` switch",
+        "log_routing": "under the Lightning aliases, fulgor's log records go to Lightning's logger names",
+        "model_export": "LightningModule.to_onnx (torch.onnx.export) and to_tensorrt (torch_tensorrt on CUDA)",
     },
     "parts": {
         "hparams": "save_hyperparameters (frame inspection), AttributeDict, hparams.yaml",

@@ -10,14 +10,20 @@ from fulgor.profiler_base import profile_section
 from fulgor.rank import rank_zero_info
 from fulgor.trainer import finite_guard, resume
 from fulgor.trainer.dispatch import call_hook
+from fulgor.trainer.hook_resolution import resolve_hooks
 from fulgor.trainer.loop_progress import build_loops
+from fulgor.trainer.run import Run
+from fulgor.trainer.state import TrainerFn
 
 if TYPE_CHECKING:
-    from fulgor.trainer.run import Run
+    from fulgor.module import LightningModule
+    from fulgor.trainer.config import TrainerConfig
+    from fulgor.trainer.log_store import MetricDicts
 
 __all__ = [
     "FORMAT_VERSION",
     "build_checkpoint",
+    "connected_run",
     "save_trainer_checkpoint",
 ]
 
@@ -45,6 +51,18 @@ def save_trainer_checkpoint(run: Run | None, filepath: Any, weights_only: bool |
     with resume_record(checkpoint, None if extra is None else {resume.RESUME_KEY: extra}):
         run.strategy.save_checkpoint(checkpoint, filepath, storage_options=storage_options)
     run.strategy.barrier()
+
+
+def connected_run(trainer: Any, config: TrainerConfig, metrics: MetricDicts, module: LightningModule) -> Run:
+    """A run for saving a model that was given to `trainer.strategy.connect(model)` before any fit/validate/test/
+    predict: nothing has run, so the checkpoint holds the weights, the callbacks' states and zeroed counters (as
+    Lightning saves it); the save hooks are called as in a run."""
+    run = Run(
+        trainer=trainer, config=config, state=trainer.state, metrics=metrics, fn=trainer.state.fn or TrainerFn.FITTING,
+        module=module, datamodule=None, sources={}, strategy=trainer.strategy, precision=trainer.precision_plugin,
+    )  # fmt: skip
+    run.hooks = resolve_hooks(trainer, trainer.callbacks, module, None)
+    return run
 
 
 def build_checkpoint(run: Run, weights_only: bool) -> dict[str, Any]:

@@ -42,17 +42,27 @@ __all__ = [
 # ckpt_path resolution
 
 
-def select_ckpt_path(fn: str, ckpt_path: Any, model_provided: bool, has_model: bool) -> Any:
-    """For validate/test/predict: `ckpt_path=None` without a model after a fit means "best", with Lightning's warning.
+def select_ckpt_path(fn: str, ckpt_path: Any, model_provided: bool, has_model: bool, on_exception: bool) -> Any:
+    """What `ckpt_path=None` means, with Lightning's warnings: in `fit` with an `OnExceptionCheckpoint` (`on_exception`)
+    "last" (the run resumes from the file a crash left, or starts fresh when there is none); in validate/test/predict
+    without a model after a fit, "best".
 
     Call before attaching the model (`has_model`: one is attached from an earlier run); returns the `ckpt_path` to
     pass on.
     """
+    if ckpt_path is None and on_exception and fn == "fit":
+        rank_zero_warn(
+            f"`.{fn}(ckpt_path=None)` was called without a model. The last model of the previous `fit` call will be"
+            f" used. You can pass `{fn}(ckpt_path='best')` to use the best model or `{fn}(ckpt_path='last')` to use"
+            " the last model. If you pass a value, this warning will be silenced."
+        )
+        return "last"
     if ckpt_path is None and not model_provided and has_model:
+        tip = " There is also an on-exception checkpoint available, however it is used by default only when fitting."
         rank_zero_warn(
             f"`.{fn}(ckpt_path=None)` was called without a model. The best model of the previous `fit` call will be"
-            f" used. You can pass `.{fn}(ckpt_path='best')` to use the best model or `.{fn}(ckpt_path='last')` to use"
-            " the last model. If you pass a value, this warning will be silenced."
+            f" used.{tip if on_exception else ''} You can pass `.{fn}(ckpt_path='best')` to use the best model or"
+            f" `.{fn}(ckpt_path='last')` to use the last model. If you pass a value, this warning will be silenced."
         )
         return "best"
     return ckpt_path
@@ -347,16 +357,8 @@ def restore_training_state(run: Run, checkpoint: dict[str, Any]) -> None:
     if plugin.checkpoint_key in checkpoint:
         plugin.load_state_dict(checkpoint[plugin.checkpoint_key])
     _restore_counters(run, checkpoint)
-    if "optimizer_states" not in checkpoint:
-        raise KeyError(
-            "Trying to restore optimizer state but checkpoint contains only the model."
-            " This is probably due to `ModelCheckpoint.save_weights_only` being set to `True`."
-        )
-    # FSDP shards a full optimizer state; the other strategies load it as it is.
-    load = getattr(run.strategy, "load_optimizer_state", None)
-    for index, (optimizer, state) in enumerate(zip(run.optimizers, checkpoint["optimizer_states"])):
-        check_optimizer_state(optimizer, state, index, run.ckpt_path)
-        load(optimizer, state) if load is not None else optimizer.load_state_dict(state)
+    if run.strategy.lightning_restore_optimizer:  # False: the strategy restores its optimizers itself
+        _restore_optimizers(run, checkpoint)
     if "lr_schedulers" not in checkpoint:
         raise KeyError(
             "Trying to restore learning rate scheduler state but checkpoint contains only the model."
@@ -365,6 +367,19 @@ def restore_training_state(run: Run, checkpoint: dict[str, Any]) -> None:
     for config, state in zip(run.lr_scheduler_configs, checkpoint["lr_schedulers"]):
         config.scheduler.load_state_dict(state)
     rank_zero_info(f"Restored all states from the checkpoint at {run.ckpt_path}")
+
+
+def _restore_optimizers(run: Run, checkpoint: dict[str, Any]) -> None:
+    """Each saved optimizer state, checked against the optimizer it goes into, then loaded through the strategy's
+    public hook `load_optimizer_state_dict` (a custom strategy may override it; FSDP shards the full states)."""
+    if "optimizer_states" not in checkpoint:
+        raise KeyError(
+            "Trying to restore optimizer state but checkpoint contains only the model."
+            " This is probably due to `ModelCheckpoint.save_weights_only` being set to `True`."
+        )
+    for index, (optimizer, state) in enumerate(zip(run.optimizers, checkpoint["optimizer_states"])):
+        check_optimizer_state(optimizer, state, index, run.ckpt_path)
+    run.strategy.load_optimizer_state_dict(checkpoint)
 
 
 def _restore_counters(run: Run, checkpoint: dict[str, Any]) -> None:

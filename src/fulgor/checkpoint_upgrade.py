@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import glob
 import importlib
+import pickle
 import re
 import shutil
 import sys
@@ -357,11 +358,22 @@ def upgrade(path: str | Path, extension: str = ".ckpt", map_to_cpu: bool = False
             shutil.copyfile(file, backup)
     for file in files:
         with pl_legacy_patch():
-            checkpoint = torch.load(file, map_location="cpu" if map_to_cpu else None, weights_only=False)
-        _, applied = migrate_checkpoint(checkpoint)
+            checkpoint = _load_for_upgrade(file, torch.device("cpu") if map_to_cpu else None)
+        saved = checkpoint.get(VERSION_KEY)
+        migrate_checkpoint(checkpoint)  # in place
         torch.save(checkpoint, file)
-        log.info(f"{file}: {', '.join(applied) or 'already 2.x, nothing to migrate'}")
+        log.info(f"{file}: upgraded from Lightning {saved} to the {LIGHTNING_VERSION} layout")
     return files
+
+
+def _load_for_upgrade(file: Path, map_location: torch.device | None) -> Any:
+    """The checkpoint, read safely (tensors and plain types) when it can be; old checkpoints often pickled other
+    objects (hparams Namespaces, callback states), which the command the user pointed at their own files reads by
+    full unpickling."""
+    try:
+        return torch.load(file, map_location=map_location)
+    except pickle.UnpicklingError:
+        return torch.load(file, map_location=map_location, weights_only=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -199,7 +199,7 @@ def read_extra(path: str) -> dict[str, Any] | None:
     """
     try:
         with contextlib.ExitStack() as stack:
-            source = stack.enter_context(fs.open(path, "rb")) if fs.is_remote(path) else path
+            source = _remote_source(stack, path) if fs.is_remote(path) else path
             archive = stack.enter_context(zipfile.ZipFile(source))
             name = next((n for n in archive.namelist() if n.endswith("/" + _EXTRA_RECORD)), None)
             if name is None:
@@ -209,6 +209,14 @@ def read_extra(path: str) -> dict[str, Any] | None:
         raise CheckpointError(f"Checkpoint file {path!r} cannot be read: its archive is damaged ({e}).") from e
     loaded = _safe_load(io.BytesIO(data), "cpu", f"{path!r} (its record {name!r})")
     return loaded if isinstance(loaded, dict) else None
+
+
+def _remote_source(stack: contextlib.ExitStack, path: str) -> Any:
+    """A remote archive to read records from: fetched whole over HTTP(S) (a plain web server may not answer the range
+    requests a seekable file needs), else the file system's seekable file, which reads only what is asked."""
+    if path.startswith(("http://", "https://")):
+        return io.BytesIO(_http_get(path))
+    return stack.enter_context(fs.open(path, "rb"))
 
 
 def _make_folder(folder: str, path: str) -> None:
@@ -353,6 +361,8 @@ def load_sharded_metadata(path: Any, weights_only: bool | None = None) -> dict[s
 
 def _download(path: str) -> Any:
     """The bytes of a remote checkpoint in memory: one read instead of the many small seeks `torch.load` makes."""
+    if path.startswith(("http://", "https://")):
+        return io.BytesIO(_http_get(path))
     if not fs.exists(path):
         raise FileNotFoundError(f"Checkpoint file not found: {path}")
     with fs.open(path, "rb") as file:
@@ -360,6 +370,24 @@ def _download(path: str) -> Any:
     if not data:
         raise CheckpointError(f"Checkpoint file {path!r} is empty (0 bytes): it was not written completely.")
     return io.BytesIO(data)
+
+
+def _http_get(url: str) -> bytes:
+    """A checkpoint served over HTTP(S), read with the standard library (as Lightning reads URLs, through
+    `torch.hub`): fsspec's HTTP file system would need `aiohttp`, which a plain install lacks."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url) as response:  # the user's URL; only http(s) reaches here
+            data: bytes = response.read()
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            raise FileNotFoundError(f"Checkpoint file not found: {url}") from e
+        raise CheckpointError(f"Checkpoint {url!r} cannot be downloaded: HTTP {e.code} {e.reason}.") from e
+    if not data:
+        raise CheckpointError(f"Checkpoint file {url!r} is empty (0 bytes): it was not written completely.")
+    return data
 
 
 def _mtime(path: str) -> float:

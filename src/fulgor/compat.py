@@ -20,6 +20,7 @@ from typing import Any
 from fulgor.lightning_errors import apply_import_settings
 from fulgor.lightning_internals import internal_stand_in
 from fulgor.lightning_paths import FABRIC, LIGHTNING, LIGHTNING_VERSION, NOT_BUILT, PYTORCH, Sources
+from fulgor.log_routing import route_to, unroute
 from fulgor.rank import sync_lightning_utilities
 
 __all__ = [
@@ -246,6 +247,8 @@ class _AliasLoader(importlib.abc.Loader):
         package applies Lightning's import-time settings again (`POSSIBLE_USER_WARNINGS`, NVML-based CUDA checks)."""
         if module.__name__ in _PACKAGES:
             apply_import_settings()
+            # fulgor's log records now go to this package's loggers (`lightning` itself: to `lightning.pytorch`).
+            route_to("lightning.pytorch" if module.__name__ == _LIGHTNING_TOP else module.__name__)
 
 
 class LightningAliasFinder(importlib.abc.MetaPathFinder):
@@ -293,6 +296,7 @@ def uninstall() -> None:
     os.environ.pop("FULGOR_COMPAT", None)
     for name in [n for n, m in sys.modules.items() if isinstance(m, _AliasModule)]:
         del sys.modules[name]
+    unroute()
 
 
 def is_installed() -> bool:

@@ -76,10 +76,27 @@ def open(path: str | os.PathLike[str], mode: str = "rb", **kwargs: Any) -> IO[An
 
 
 def exists(path: str | os.PathLike[str]) -> bool:
-    """Whether a file or directory exists at ``path``."""
+    """Whether a file or directory exists at ``path`` (an HTTP(S) URL: whether the server answers it)."""
+    if str(path).startswith(("http://", "https://")):
+        return _http_exists(str(path))
     if is_remote(path):
         return bool(get_filesystem(path).exists(os.fspath(path)))
     return os.path.exists(_local(path))
+
+
+def _http_exists(url: str) -> bool:
+    """A HEAD request with the standard library: fsspec's HTTP file system needs `aiohttp`, which a plain install
+    lacks (checkpoints at URLs are read the same way, see `fulgor.checkpointing`)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD")):
+            return True
+    except urllib.error.HTTPError as e:
+        return e.code != 404
+    except urllib.error.URLError:
+        return False
 
 
 def isdir(path: str | os.PathLike[str]) -> bool:

@@ -13,7 +13,7 @@ The whole loop, with every hook in place (C = callbacks, M = LightningModule, DM
       M.train_dataloader (and M.val_dataloader if the sanity check did not ask for it)
       C.on_train_start, M.on_train_start
       per epoch:
-        C.on_train_epoch_start, M.on_train_epoch_start
+        C.on_train_epoch_start, M.on_train_epoch_start (not again for an epoch a resumed checkpoint continues)
         per batch:
           M.on_before_batch_transfer, M.transfer_batch_to_device, M.on_after_batch_transfer
           C.on_train_batch_start, M.on_train_batch_start      (M returning -1 ends the epoch)

@@ -145,14 +145,16 @@ def save_hyperparameters(
 def own_init_args(obj: Any, frame: types.FrameType | None) -> dict[str, Any]:
     """Arguments of the ``__init__`` calls of ``obj`` running at ``frame`` and outward (parent first, child wins).
 
-    Frames before the first ``__init__`` of ``obj`` are skipped (``save_hyperparameters`` may be called from a helper);
-    the walk stops at the first frame after it that is not an ``__init__`` of the same object.
+    Frames before the first ``__init__`` of ``obj`` are skipped (``save_hyperparameters`` may be called from a helper).
+    The walk goes on through the ``__init__`` calls right around them whose ``self`` also saves hyperparameters: a
+    module built inside another Lightning module's ``__init__`` also collects that module's arguments, as in Lightning
+    (an enclosing object of any other class ends the walk).
     """
     per_frame: list[dict[str, Any]] = []
     while frame is not None and frame.f_back is not None:
-        args = _init_frame_args(obj, frame)
-        if args is not None:
-            per_frame.append(args)
+        found = _init_frame_args(frame)
+        if found is not None and (found[0] is obj or (per_frame and _saves_hyperparameters(found[0]))):
+            per_frame.append(found[1])
         elif per_frame:
             break
         frame = frame.f_back
@@ -162,14 +164,19 @@ def own_init_args(obj: Any, frame: types.FrameType | None) -> dict[str, Any]:
     return merged
 
 
-def _init_frame_args(obj: Any, frame: types.FrameType) -> dict[str, Any] | None:
-    """The named arguments (plus ``**kwargs`` contents) of ``frame`` if it is an ``__init__`` of ``obj``, else None."""
+def _saves_hyperparameters(value: Any) -> bool:
+    # HyperparametersMixin and its subclasses (LightningModule, LightningDataModule); hparams cannot import them.
+    return callable(getattr(type(value), "save_hyperparameters", None))
+
+
+def _init_frame_args(frame: types.FrameType) -> tuple[Any, dict[str, Any]] | None:
+    """``(self, named arguments plus **kwargs contents)`` if ``frame`` runs an ``__init__``, else None."""
     code = frame.f_code
     if code.co_name != "__init__" or code.co_argcount == 0:
         return None
     local_vars = frame.f_locals
     names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
-    if local_vars.get(names[0]) is not obj:
+    if names[0] not in local_vars:
         return None
     n_named = len(names)
     var_args = code.co_varnames[n_named] if code.co_flags & inspect.CO_VARARGS else None
@@ -180,7 +187,7 @@ def _init_frame_args(obj: Any, frame: types.FrameType) -> dict[str, Any] | None:
     if var_kwargs is not None:
         collected.update(local_vars.get(var_kwargs, {}))
     excluded = _EXCLUDED_ARG_NAMES | {names[0], var_args, var_kwargs}
-    return {k: v for k, v in collected.items() if k not in excluded}
+    return local_vars[names[0]], {k: v for k, v in collected.items() if k not in excluded}
 
 
 def _ignored_names(ignore: str | Iterable[str] | None) -> set[str]:

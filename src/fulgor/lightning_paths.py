@@ -165,6 +165,8 @@ PYTORCH: dict[str, Sources] = {
     ),
     "plugins.precision.half": ("fulgor.precision", "fulgor.deprecated_precision:HalfPrecisionPlugin"),
     "plugins.precision.precision": ("fulgor.precision", "fulgor.deprecated_precision:PrecisionPlugin"),
+    # Lightning's graveyard keeps the 2.0 module name importable (the same module as `plugins.precision.precision`).
+    "plugins.precision.precision_plugin": ("fulgor.precision", "fulgor.deprecated_precision:PrecisionPlugin"),
     "plugins.precision.transformer_engine": (f"{_U}:TransformerEnginePrecision",),
     "plugins.precision.xla": (f"{_U}:XLAPrecision",),
     # profilers

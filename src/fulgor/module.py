@@ -19,6 +19,7 @@ from fulgor.errors import MisconfigurationException
 from fulgor.gradient_clipping import clip_algorithm, clip_value
 from fulgor.hook_defaults import STEP_OUTPUT, CheckpointHooks, DataHooks, ModelHooks
 from fulgor.hparams_mixin import HyperparametersMixin
+from fulgor.model_export import to_onnx, to_tensorrt
 from fulgor.module_fabric import TrainerFabricShim, clip_through_fabric, log_through_fabric
 from fulgor.rank import rank_zero_warn
 from fulgor.torchscript import to_torchscript
@@ -445,6 +446,9 @@ class LightningModule(DeviceDtypeModuleMixin, HyperparametersMixin, ModelHooks, 
         (`method="script"`) or traced (`"trace"`, on `example_inputs` or `example_input_array`); saved to
         `file_path` when given. See :func:`fulgor.torchscript.to_torchscript`."""
         return to_torchscript(self, LightningModule, file_path, method, example_inputs, **kwargs)
+
+    to_onnx = to_onnx  # ONNX export through `torch.onnx.export` (model_export.py)
+    to_tensorrt = to_tensorrt  # TensorRT compilation on a CUDA device (model_export.py)
 
     def freeze(self) -> Self:
         """Turn off gradients for every parameter and put the module in eval mode."""

@@ -144,6 +144,13 @@ class Precision:
         """Whether `convert_input` can change a batch ("*-true" or an override): the loop skips the call otherwise."""
         return self._dtype is not None or type(self).convert_input is not Precision.convert_input
 
+    def connect(
+        self, model: nn.Module, optimizers: list[Any], lr_schedulers: list[Any]
+    ) -> tuple[nn.Module, list[Any], list[Any]]:
+        """Called once the run's optimizers exist; returns the model, optimizers and scheduler configs the run uses
+        (the same ones; a plugin may wrap them)."""
+        return model, optimizers, lr_schedulers
+
     def convert_module(self, module: nn.Module) -> nn.Module:
         """Cast the module's floating-point parameters and buffers to the precision's dtype ("*-true" only)."""
         return module if self._dtype is None else module.to(dtype=self._dtype)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fulgor.errors import MisconfigurationException
+from fulgor.lightning_errors import SIGTERMException
 
 __all__ = ["DEFAULT_SIGNALS", "PREEMPTED_EXIT_CODE", "STOP", "Options", "Preempted", "StopRequest", "parse_signal"]
 
@@ -50,8 +51,10 @@ class Options:
 STOP = StopRequest()
 
 
-class Preempted(SystemExit):
-    """Raised at a safe point after a stop request was acted on; exits the interpreter with `code`."""
+class Preempted(SIGTERMException):
+    """Raised at a safe point after a stop request was acted on; exits the interpreter with `code`. A
+    `SIGTERMException` (a `SystemExit`), the exception Lightning raises after SIGTERM: code catching it still
+    does."""
 
     def __init__(self, code: int, message: str, checkpoint: str | None) -> None:
         super().__init__(code)

@@ -38,4 +38,6 @@ def test_launch_function_in_two_workers(tmp_path: Path, start_method: str) -> No
     assert result["same_weights"]
     assert result["from_rank1"] == 10
     assert result["sum"] == 3.0
+    marks = sorted(p.name for p in tmp_path.glob("model.ckpt.atexit*"))
+    assert marks == (["model.ckpt.atexit0", "model.ckpt.atexit1"] if start_method == "spawn" else [])
     assert list(torch.load(ckpt)["model"]) == ["layer.weight", "layer.bias"]

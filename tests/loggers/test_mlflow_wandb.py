@@ -184,6 +184,36 @@ def test_wandb_project_from_env_and_lazy_run(wandb_offline: Any, monkeypatch: py
     assert (logger.name, logger.version, logger._experiment) == ("proj", "zzz", None)  # no run until used
 
 
+class _FakeRun:
+    def __init__(self, **init: Any) -> None:
+        self.id, self.name = init.get("id") or "run-1", init.get("name") or "generated"
+
+
+def test_wandb_pickling_starts_the_run_so_spawned_processes_join_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+    import types
+
+    from fulgor.loggers import WandbLogger
+
+    started: list[dict[str, Any]] = []
+
+    def init(**kwargs: Any) -> _FakeRun:
+        started.append(kwargs)
+        return _FakeRun(**kwargs)
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(run=None, init=init))
+    logger = WandbLogger(project="proj")
+    assert logger._experiment is None
+    assert started == []
+    copy = pickle.loads(pickle.dumps(logger))  # what the "spawn" launcher does with the Trainer's logger
+    assert len(started) == 1  # the run started in the launching process
+    assert logger._experiment is not None
+    assert copy._experiment is None
+    assert copy.version == "run-1"  # the copy attaches to that run, not a new one
+    assert copy.experiment.id == "run-1"
+    assert started[-1]["id"] == "run-1"
+
+
 def test_wandb_missing_package_message(monkeypatch: pytest.MonkeyPatch) -> None:
     from fulgor.loggers import wandb as module
 

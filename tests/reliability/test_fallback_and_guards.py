@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import fulgor
 from fulgor.callbacks.model_checkpoint import ModelCheckpoint
 from fulgor.checkpointing import CheckpointError, verify_integrity
+from fulgor.lightning_errors import SIGTERMException
 from fulgor.trainer import preemption
 from fulgor.trainer.preemption import FaultTolerance, Options
 
@@ -195,8 +196,11 @@ class SignalTwice(fulgor.Callback):
 
 def test_sigterm_saves_at_safe_point_and_second_signal_corrupts_nothing(tmp_path: Path) -> None:
     trainer = fulgor.Trainer(default_root_dir=str(tmp_path), max_epochs=3, callbacks=[SignalTwice()], **QUIET)
-    with pytest.raises(preemption.Preempted) as stopped:
+    assert trainer.received_sigterm is False
+    with pytest.raises(SIGTERMException) as stopped:  # Lightning's exception type; fulgor's Preempted
         trainer.fit(Tiny(), data())
+    assert isinstance(stopped.value, preemption.Preempted)
+    assert trainer.received_sigterm is True
     assert stopped.value.code == 75
     path = tmp_path / "checkpoints" / "last.ckpt"
     assert stopped.value.checkpoint == str(path)

@@ -252,8 +252,10 @@ def test_fit_loop_restarting_is_true_only_in_the_epoch_a_mid_epoch_checkpoint_re
         def __init__(self) -> None:
             self.seen: list[tuple[int, bool]] = []
 
-        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-            self.seen.append((trainer.current_epoch, trainer.fit_loop.restarting))
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            # Read at each epoch's first batch: a resumed epoch gets no `on_train_epoch_start` (as in Lightning).
+            if not self.seen or self.seen[-1][0] != trainer.current_epoch:
+                self.seen.append((trainer.current_epoch, trainer.fit_loop.restarting))
 
     def fit(watch: Watch, *callbacks: Any, ckpt_path: str | None = None) -> None:
         trainer = fulgor.Trainer(

@@ -278,7 +278,8 @@ class TQDMProgressBar(StagedProgressBar):
         return bar
 
     def _restart(self, bar: Tqdm, total: int | float | None, desc: str) -> None:
-        bar.reset(total=_finite_or_none(total))
+        bar.reset()  # then the total on its own, as Lightning (a `Tqdm` subclass's `reset`/`total` see the same calls)
+        bar.total = _finite_or_none(total)
         bar.initial = 0
         bar.set_description(desc, refresh=False)
         self._restart_clock(id(bar))  # log lines are timed from the start of the bar's epoch/dataloader

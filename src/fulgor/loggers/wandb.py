@@ -114,7 +114,9 @@ class WandbLogger(Logger):
         self._id: str | None = self._wandb_init["id"]
 
     def __getstate__(self) -> dict[str, Any]:
-        # A run cannot be pickled; keep its id so a spawned process resumes the same run.
+        # A run cannot be pickled; keep its id so a spawned process resumes the same run. Pickling is how the
+        # "spawn" launcher ships the logger, so the run is started here first: every process then joins one run.
+        _ = self.experiment
         state = self.__dict__.copy()
         if self._experiment is not None:
             state["_id"] = getattr(self._experiment, "id", None)

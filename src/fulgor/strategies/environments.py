@@ -4,9 +4,10 @@ from `scheduler_environments`); which one a process runs in, and a free port for
 
 from __future__ import annotations
 
+import logging
 import os
 
-from fulgor.rank import log, rank_zero_only, rank_zero_warn
+from fulgor.rank import rank_zero_only, rank_zero_warn
 from fulgor.strategies.cluster_environment import ClusterEnvironment, find_free_network_port
 from fulgor.strategies.scheduler_environments import (
     LSFEnvironment,
@@ -14,6 +15,9 @@ from fulgor.strategies.scheduler_environments import (
     SLURMEnvironment,
     resolve_root_node_address,
 )
+
+# Lightning logs these under its environments module (`lightning.fabric.plugins.environments`).
+log = logging.getLogger("fulgor.plugins.environments")
 
 __all__ = [
     "ClusterEnvironment",

@@ -359,6 +359,8 @@ class FSDPStrategy(DDPStrategy):
         place (from a sharded folder each rank reads only its shards); returns what was not restored.
         """
         path = path if path is not None else checkpoint_path
+        if isinstance(state, bool):  # the Trainer form's positional `load_checkpoint(checkpoint_path, weights_only)`
+            state, weights_only = None, state
         if not state and self._lightning_module is not None:
             return self._load_trainer_checkpoint(path, weights_only)
         return ckpt.load_state(Path(self.broadcast(os.fspath(path))), state, strict, weights_only)

@@ -264,6 +264,32 @@ def _run_worker(local_rank: int, call: Any, path: str) -> None:
         import torch
 
         torch.save(_rank_zero_results(trainer, value), path)
+    _end_worker(forked=launcher.start_method == "fork")
+
+
+def _end_worker(forked: bool) -> None:
+    """End a worker that finished its work: leave the process group while every rank is still here (a `Fabric.launch`
+    function leaves it joined), run the `atexit` handlers (a spawned worker's own; a forked one's are the parent's,
+    which Python's multiprocessing does not run in children either), flush, and exit without the interpreter's
+    teardown.
+
+    That teardown destroys torch's C++ objects in no set order, and now and then one of gloo's threads is still
+    joinable then: the worker aborts ("terminate called without an active exception", SIGABRT; Lightning's own tests
+    retry for it) after its work was done, and the whole launch fails. Objects the function left open are not
+    finalized: close files it writes (a `with` block does)."""
+    import logging
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    if not forked:
+        atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def _rank_zero_results(trainer: Any, value: Any) -> dict[str, Any]:

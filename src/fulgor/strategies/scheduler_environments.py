@@ -3,6 +3,7 @@ through `mpi4py`); each reads ranks and the rendezvous address from what the sch
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -13,8 +14,11 @@ from typing import Any
 
 from fulgor import fs
 from fulgor.errors import PossibleUserWarning
-from fulgor.rank import log, rank_zero_warn
+from fulgor.rank import rank_zero_warn
 from fulgor.strategies.cluster_environment import ClusterEnvironment, find_free_network_port
+
+# Lightning logs these under its environments module (`lightning.fabric.plugins.environments`).
+log = logging.getLogger("fulgor.plugins.environments")
 
 __all__ = ["LSFEnvironment", "MPIEnvironment", "SLURMEnvironment", "resolve_root_node_address"]
 

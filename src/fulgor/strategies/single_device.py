@@ -33,7 +33,17 @@ class SingleDeviceStrategy(Strategy):
     ) -> None:
         super().__init__(accelerator, checkpoint_io, precision_plugin, precision)
         self._device = torch.device(device)
+        self._world_size = 1
 
     @property
     def root_device(self) -> torch.device:
         return self._device
+
+    @property
+    def world_size(self) -> int:
+        """1. Assignable, as Lightning's plain attribute is (tests set it to exercise distributed-only checks)."""
+        return self._world_size
+
+    @world_size.setter
+    def world_size(self, size: int) -> None:
+        self._world_size = size

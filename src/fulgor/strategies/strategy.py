@@ -52,10 +52,49 @@ class Strategy(ABC):
         self._checkpoint_io = checkpoint_io
         self._precision_plugin = precision_plugin if precision_plugin is not None else precision
         self._launcher: Any = None  # a strategy that starts processes sets one (DDP's launchers)
+        self._optimizers: list[Optimizer] = []
 
     def connect(self, model: nn.Module) -> None:
         """Attach the LightningModule this strategy runs (the Trainer does it as each run starts)."""
         self._lightning_module = model
+
+    def setup(self, trainer: Any) -> None:
+        """Place the connected LightningModule for a Trainer run: converted by the precision, then wrapped and moved
+        by `setup_module`. The Trainer calls it in every run after the `setup`/`configure_model` hooks (and after the
+        checkpoint's weights are loaded, unless `restore_checkpoint_after_setup`); override it to add steps, calling
+        `super().setup(trainer)`."""
+        module = self._lightning_module
+        if module is None:
+            raise RuntimeError(
+                f"`{type(self).__name__}.setup(trainer)` needs a LightningModule: call `strategy.connect(model)` first"
+                " (the Trainer does it as each run starts)."
+            )
+        self.setup_module(self.precision_plugin.convert_module(module))
+
+    @property
+    def restore_checkpoint_after_setup(self) -> bool:
+        """Whether the Trainer loads `ckpt_path` (weights, datamodule and callback states) only after `setup(trainer)`
+        and the `on_fit_start` hooks, instead of before the model is placed. False; a strategy that must set the model
+        up before loading into it overrides this to return True."""
+        return False
+
+    @property
+    def lightning_restore_optimizer(self) -> bool:
+        """Whether the Trainer restores the optimizers from a checkpoint through `load_optimizer_state_dict` (the
+        schedulers are restored either way). True; a strategy that restores them itself overrides this."""
+        return True
+
+    @property
+    def optimizers(self) -> list[Optimizer]:
+        """The optimizers of the current (or last) Trainer run; outside a run, what was assigned (empty at first)."""
+        run = self._trainer_run()
+        if run is not None and run.optimizers:
+            return list(run.optimizers)
+        return self._optimizers
+
+    @optimizers.setter
+    def optimizers(self, optimizers: list[Optimizer]) -> None:
+        self._optimizers = list(optimizers)
 
     @property
     def lightning_module(self) -> nn.Module | None:
@@ -200,8 +239,8 @@ class Strategy(ABC):
     def tensor_init_context(self, empty_init: bool | None = None) -> Iterator[None]:
         """Tensors created inside go to the root device, in the precision's dtype (`Trainer.init_module`,
         `Fabric.init_tensor`). A strategy that creates them otherwise (sharded, on the meta device when `empty_init`)
-        overrides this."""
-        with self.root_device, self.precision_plugin.tensor_init_context():
+        overrides this. With `empty_init=True` the `torch.nn.init` calls are skipped, as in Lightning."""
+        with SkipInit(enabled=bool(empty_init)), self.root_device, self.precision_plugin.tensor_init_context():
             yield
 
     @contextmanager
@@ -342,6 +381,8 @@ class Strategy(ABC):
             KeyError: with `strict`, a key of `state` that the checkpoint lacks.
         """
         path = path if path is not None else checkpoint_path
+        if isinstance(state, bool):  # the Trainer form's positional `load_checkpoint(checkpoint_path, weights_only)`
+            state, weights_only = None, state
         if not state and self._lightning_module is not None:
             # A Trainer run reads its own checkpoint layout through the plugin (checked for a `state_dict`).
             return self.checkpoint_io.load_checkpoint(path, weights_only=weights_only)
@@ -355,6 +396,16 @@ class Strategy(ABC):
     def load_module_state_dict(self, module: nn.Module, state_dict: Mapping[str, Any], strict: bool = True) -> None:
         """Load `state_dict` into the module (`strict`: the keys must match)."""
         module.load_state_dict(state_dict, strict=strict)
+
+    def load_optimizer_state_dict(self, checkpoint: Mapping[str, Any]) -> None:
+        """Restore each of `optimizers` from the checkpoint's `optimizer_states`, in order (the Trainer calls it when
+        resuming a fit, if `lightning_restore_optimizer`)."""
+        for optimizer, state in zip(self.optimizers, checkpoint["optimizer_states"]):
+            self.load_optimizer_state(optimizer, state)
+
+    def load_optimizer_state(self, optimizer: Optimizer, state: dict[str, Any]) -> None:
+        """Load one optimizer's saved state dict into `optimizer` (a sharding strategy shards it first)."""
+        optimizer.load_state_dict(state)
 
     def get_optimizer_state(self, optimizer: Optimizer) -> dict[str, Any]:
         """The optimizer's state dict as a checkpoint stores it (Lightning Fabric's name for `optimizer_state`)."""

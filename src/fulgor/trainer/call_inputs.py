@@ -52,10 +52,11 @@ def evaluation_inputs(
 
 
 def choose_ckpt_path(
-    fn: TrainerFn, ckpt_path: Any, user_path: str | None, model_provided: bool, had_model: bool
+    fn: TrainerFn, ckpt_path: Any, user_path: str | None, model_provided: bool, had_model: bool, on_exception: bool
 ) -> Any:
     """The checkpoint to load: a path set with `trainer.ckpt_path = ...` (`user_path`) applies unless one is passed;
-    outside fit, without a model, "best"."""
+    otherwise `checkpoint_restore.select_ckpt_path` says what None means (`on_exception`: the Trainer has an
+    `OnExceptionCheckpoint`)."""
     if user_path is not None:
         if ckpt_path:
             rank_zero_warn(
@@ -64,9 +65,7 @@ def choose_ckpt_path(
             )
         else:
             ckpt_path = user_path
-    if fn == TrainerFn.FITTING:
-        return ckpt_path
-    return checkpoint_restore.select_ckpt_path(fn.value, ckpt_path, model_provided, had_model)
+    return checkpoint_restore.select_ckpt_path(fn.value, ckpt_path, model_provided, had_model, on_exception)
 
 
 def datamodule_in_place_of_loaders(loaders: Any, datamodule: Any) -> tuple[Any, Any]:

@@ -38,37 +38,47 @@ def run_evaluation(run: Run, stage: RunningStage) -> list[dict[str, float]]:
     """Run the validation or test loop over every loader of the stage; return one metric dict per loader."""
     name = _NAMES[stage]  # "validation" or "test"
     loaders, limits = data.eval_loaders(run, stage)
-    module = run.module
-    if not loaders or sum(limits) == 0 or not is_overridden(f"{name}_step", module):
+    if not loaders or sum(limits) == 0 or not is_overridden(f"{name}_step", run.module):
         return []
+    own_fetches = _prepare_loaders(run, stage, loaders)
+    store = run.eval_store
+    modes = _eval_mode(run, name)
+    try:
+        call_hook(run, f"on_{name}_start")
+        call_hook(run, f"on_{name}_epoch_start")
+        run_batches = run_eval_with_iter if own_fetches else _run_each_loader
+        outputs: list[dict[str, Tensor]] = run_batches(run, stage, loaders, limits)
+        store.dataloader_idx = None
+        if run.legacy is not None:  # 1.x `validation_epoch_end(outputs)` / `test_epoch_end(outputs)`
+            run.legacy.epoch_end(name, len(loaders))
+        call_hook(run, f"on_{name}_epoch_end")
+        epoch_end = store.epoch_metrics(None, run.metrics)
+        for out in outputs:
+            out.update(epoch_end)
+        if stage != RunningStage.SANITY_CHECKING:
+            log_metrics(run, {k: v for out in outputs for k, v in out.items()}, run.state.batches_that_stepped)
+        if run.state.phase == LoopPhase.VALIDATING:
+            run.state.phase = LoopPhase.VALIDATION_END  # a checkpoint saved from here on needs no validation rerun
+        call_hook(run, f"on_{name}_end")
+    except StopIteration:  # raised by a hook: fit's epoch ends there (fit_loop); its training goes on after
+        _restore_mode(run, name, modes)
+        raise
+    store.reset()
+    _restore_mode(run, name, modes)
+    return [{k: float(v) for k, v in out.items()} for out in outputs]
+
+
+def _prepare_loaders(run: Run, stage: RunningStage, loaders: list[Any]) -> bool:
+    """Set the samplers' epoch in fit and check the step's `dataloader_idx`; whether the step takes the iterator."""
+    name, module = _NAMES[stage], run.module
     if run.fitting:  # some users shuffle the validation data by the training epoch (outside fit: data.prepare_loader)
         for loader in loaders:
             data.set_sampler_epoch(loader, run.state.epoch)
-    store = run.eval_store
     own_fetches = takes_dataloader_iter(getattr(module, f"{name}_step"))  # the step fetches its batches itself
     if not own_fetches:
         hooks = (f"{name}_step", f"on_{name}_batch_start", f"on_{name}_batch_end")
         data.check_dataloader_idx(module, hooks, len(loaders) > 1, f"{stage.dataloader_prefix}_dataloader")
-    modes = _eval_mode(run, name)
-    call_hook(run, f"on_{name}_start")
-    call_hook(run, f"on_{name}_epoch_start")
-    run_batches = run_eval_with_iter if own_fetches else _run_each_loader
-    outputs: list[dict[str, Tensor]] = run_batches(run, stage, loaders, limits)
-    store.dataloader_idx = None
-    if run.legacy is not None:  # 1.x `validation_epoch_end(outputs)` / `test_epoch_end(outputs)`
-        run.legacy.epoch_end(name, len(loaders))
-    call_hook(run, f"on_{name}_epoch_end")
-    epoch_end = store.epoch_metrics(None, run.metrics)
-    for out in outputs:
-        out.update(epoch_end)
-    if stage != RunningStage.SANITY_CHECKING:
-        log_metrics(run, {k: v for out in outputs for k, v in out.items()}, run.state.batches_that_stepped)
-    if run.state.phase == LoopPhase.VALIDATING:
-        run.state.phase = LoopPhase.VALIDATION_END  # a checkpoint saved from here on needs no validation rerun
-    call_hook(run, f"on_{name}_end")
-    store.reset()
-    _restore_mode(run, name, modes)
-    return [{k: float(v) for k, v in out.items()} for out in outputs]
+    return own_fetches
 
 
 def _run_each_loader(run: Run, stage: RunningStage, loaders: list[Any], limits: list[int | float]) -> list[Any]:
@@ -76,10 +86,24 @@ def _run_each_loader(run: Run, stage: RunningStage, loaders: list[Any], limits: 
     name, store = _NAMES[stage], run.eval_store
     outputs = []
     for dl_idx, (loader, limit) in enumerate(zip(loaders, limits)):
-        _run_eval_batches(run, stage, name, loader, limit, dl_idx if len(loaders) > 1 else None)
+        ended = False
+        try:
+            _run_eval_batches(run, stage, name, loader, limit, dl_idx if len(loaders) > 1 else None)
+        except StopIteration:  # from a step or batch hook: as Lightning, the end of the data (of every loader)
+            _data_ended(run)
+            ended = True
         store.in_epoch_phase = True
         outputs.append(store.epoch_metrics(store.dataloader_idx, run.metrics))
+        if ended:
+            break
     return outputs
+
+
+def _data_ended(run: Run) -> None:
+    """A StopIteration raised by an evaluation or predict batch ended the loop: nothing failed, no batch runs."""
+    run.state.failed_eval_batch = 0
+    set_fx_name(run.module, None)
+    run.eval_store.batch = None
 
 
 def _run_eval_batches(
@@ -172,13 +196,18 @@ def _restore_mode(run: Run, name: str, modes: dict[torch.nn.Module, bool]) -> No
 
 
 class PredictLoopView:
-    """What prediction writers read during `predict` (Lightning's `trainer.predict_loop`): the outputs so far and the
-    dataset indices of each batch."""
+    """What prediction writers read during `predict` (Lightning's `trainer.predict_loop`): the outputs so far, the
+    dataset indices of each batch, and how many batches this `predict` has finished (`batches_before`: those of the
+    Trainer's earlier `predict` calls, which Lightning's totals keep counting)."""
 
-    def __init__(self, num_loaders: int) -> None:
+    def __init__(self, num_loaders: int, batches_before: int = 0) -> None:
         self.outputs: list[list[Any]] = [[] for _ in range(num_loaders)]
+        # As Lightning: filled only for a writer that writes at epoch end (the indices of every batch are kept)...
         self.epoch_batch_indices: list[list[Any]] = [[] for _ in range(num_loaders)]
-        self.current_batch_indices: Any = []  # stays empty where a loader has no indices (iterable datasets)
+        # ... and set only for one that writes per batch; empty where a loader has no indices (iterable datasets).
+        self.current_batch_indices: Any = []
+        self.batches_before = batches_before
+        self.batches_done = 0
 
     @property
     def predictions(self) -> list[Any]:
@@ -196,7 +225,7 @@ def run_prediction(run: Run, return_predictions: bool) -> list[Any] | None:
     if not own_fetches:
         hooks = ("predict_step", "on_predict_batch_start", "on_predict_batch_end")
         data.check_dataloader_idx(module, hooks, len(loaders) > 1, "predict_dataloader")
-    view = run.predict_view = PredictLoopView(len(loaders))
+    view = run.predict_view = PredictLoopView(len(loaders), run.state.predict_batches)
     writers = [cb for cb in run.trainer.callbacks if hasattr(cb, "writes_on_epoch")]
     keep = return_predictions or any(cb.writes_on_epoch for cb in writers)
     modes = _eval_mode(run, "predict")
@@ -205,7 +234,10 @@ def run_prediction(run: Run, return_predictions: bool) -> list[Any] | None:
     if own_fetches:
         run_predict_with_iter(run, loaders, limits, view.outputs)
     else:
-        _predict_each_loader(run, loaders, limits, writers, keep)
+        try:
+            _predict_each_loader(run, loaders, limits, writers, keep)
+        except StopIteration:  # from a step or batch hook: as Lightning, the end of the data (of every loader)
+            _data_ended(run)
     call_hook(run, "on_predict_epoch_end")
     call_hook(run, "on_predict_end")
     _restore_mode(run, "predict", modes)
@@ -221,6 +253,8 @@ def _predict_each_loader(
     module, view = run.module, run.predict_view
     step = _timed_step(run, "predict_step")
     pass_batch_idx = data.accepts_batch_idx(module.predict_step)
+    on_batch = any(getattr(cb, "writes_on_batch", False) for cb in writers)
+    on_epoch = any(cb.writes_on_epoch for cb in writers)
     for dl_idx, (loader, limit) in enumerate(zip(loaders, limits)):
         hook_idx = () if len(loaders) == 1 else (dl_idx,)
         indices = _IndexRecorder.attach(loader) if writers else None
@@ -229,9 +263,9 @@ def _predict_each_loader(
             if run.batch_to_device is not None:
                 batch = run.batch_to_device(batch, dl_idx)
             if indices is not None:
-                view.current_batch_indices = indices.seen[batch_idx]
-                view.epoch_batch_indices[dl_idx].append(view.current_batch_indices)
+                _record_indices(view, indices.seen[batch_idx], dl_idx, on_batch, on_epoch)
             call_hook(run, "on_predict_batch_start", batch, batch_idx, *hook_idx)
+            set_fx_name(module, "predict_step")  # as Lightning (`self.log` and `predict_loop.batch_progress` read it)
             try:
                 with run.precision.autocast():
                     output = step(batch, batch_idx, *hook_idx) if pass_batch_idx else step(batch, *hook_idx)
@@ -240,11 +274,29 @@ def _predict_each_loader(
                 if hinted is None:
                     raise
                 raise hinted from error
+            finally:
+                set_fx_name(module, None)
             if output is None:
                 warn_once("predict returned None if it was on purpose, ignore this warning...")
             call_hook(run, "on_predict_batch_end", output, batch, batch_idx, *hook_idx)
+            _count_predict_batch(run)
             if keep:
                 view.outputs[dl_idx].append(_to_cpu(output))
+
+
+def _record_indices(view: PredictLoopView, indices: Any, dl_idx: int, on_batch: bool, on_epoch: bool) -> None:
+    """The running batch's dataset indices, where the attached writers read them (Lightning keeps each list only
+    for the writers that use it)."""
+    if on_batch:
+        view.current_batch_indices = indices
+    if on_epoch:
+        view.epoch_batch_indices[dl_idx].append(indices)
+
+
+def _count_predict_batch(run: Run) -> None:
+    """A predict batch finished (its `on_predict_batch_end` ran): `predict_loop.batch_progress` counts it."""
+    run.predict_view.batches_done += 1
+    run.state.predict_batches += 1
 
 
 class _IndexRecorder:

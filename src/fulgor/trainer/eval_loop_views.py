@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fulgor.trainer.loop_progress import (
     BatchProgress,
     FitProgress,
+    Progress,
     ProgressCounts,
     fit_progress,
     planned_validation_batches,
@@ -159,6 +160,20 @@ class PredictLoopView:
         return record.current_batch_indices if record is not None else []
 
     @property
+    def batch_progress(self) -> Progress:
+        """Predict batches run: `current` by the running (or last) `predict`, `total` by every `predict` of the
+        Trainer (Lightning's counts at the point where it is read; read-only: a copy computed from the run)."""
+        run = self._source()
+        if run is None:
+            return Progress()
+        record = run.predict_view
+        if record is None:  # another entry point runs now: the counts of the last `predict`
+            return Progress(ProgressCounts.at(run.state.predict_batches, 0), ProgressCounts())
+        position = _predict_position(run) if run.fn == TrainerFn.PREDICTING else 0
+        current = ProgressCounts.at(record.batches_done, position)
+        return Progress(ProgressCounts.at(record.batches_before + record.batches_done, position), current)
+
+    @property
     def max_batches(self) -> list[int | float]:
         run = self._source()
         return list(run.limits.get(RunningStage.PREDICTING, [])) if run is not None else []
@@ -166,3 +181,13 @@ class PredictLoopView:
     @property
     def num_dataloaders(self) -> int:
         return len(self.max_batches)
+
+
+def _predict_position(run: Run) -> int:
+    """How far the running predict batch has gone, from the hook that is running."""
+    fx = fx_name(run)
+    if fx == "on_predict_batch_start":
+        return _READY
+    if fx == "predict_step":
+        return _STARTED
+    return _PROCESSED if fx == "on_predict_batch_end" else 0

@@ -60,9 +60,12 @@ def run_fit(run: Run) -> None:
     run.own_fetches = takes_dataloader_iter(run.module.training_step)
     epoch_fn = train_epoch_with_iter if run.own_fetches else train_epoch
     run_epoch = _timed(run, epoch_fn, "run_training_epoch")
-    while not fit_done(run):
-        run_epoch(run, iterator)
-        iterator = None
+    try:
+        while not fit_done(run):
+            run_epoch(run, iterator)
+            iterator = None
+    except StopIteration:  # from an epoch's start or end hooks: as Lightning's fit loop, training ends there
+        run.state.failed_batch = run.state.failed_eval_batch = 0  # not a failure (the counters stay where it was)
     call_hook(run, "on_train_end")
 
 
@@ -106,8 +109,17 @@ def can_stop_early(run: Run) -> bool:
 
 def train_epoch(run: Run, iterator: Iterator[Any] | None) -> None:
     """One training epoch: each batch with its hooks, validation when due, then the epoch-end hooks and logging."""
-    state = run.state
     batches = _start_epoch(run, iterator)
+    try:
+        _train_batches(run, batches)
+    except StopIteration:
+        _data_ended_inside(run)
+    _end_epoch(run)
+
+
+def _train_batches(run: Run, batches: Iterator[Any]) -> None:
+    """The epoch's batches, each with its hooks and the validation due after it."""
+    state = run.state
     # Per-batch hooks nobody overrides are not even dispatched (resolved once per run, see hook_resolution.py).
     batch_start, batch_end = ("on_train_batch_start" in run.hooks), ("on_train_batch_end" in run.hooks)
     transfer, legacy, store, guard = run.batch_to_device, run.legacy, run.train_store, run.finite_guard
@@ -151,7 +163,19 @@ def train_epoch(run: Run, iterator: Iterator[Any] | None) -> None:
     except BaseException:
         state.failed_batch = position  # 0 when it came from a validation (which records its own batch)
         raise
-    _end_epoch(run)
+
+
+def _data_ended_inside(run: Run) -> None:
+    """A StopIteration raised inside the epoch (by a step, a hook, or the validation it runs) ends the epoch, as
+    Lightning's epoch loop takes it for the end of the data (raised by the epoch's start or end hooks, it ends the
+    fit: `run_fit`). An interrupted validation is left as training resumes (Lightning leaves the module in eval mode
+    and the stage at validating; fulgor puts both back, eval_loop the mode)."""
+    state = run.state
+    state.failed_batch = state.failed_eval_batch = 0  # not a failure: nothing was interrupted
+    if state.stage != RunningStage.TRAINING:
+        run.eval_store.reset()
+        state.stage = RunningStage.TRAINING
+    state.phase = BETWEEN_BATCHES
 
 
 def _start_epoch(run: Run, iterator: Iterator[Any] | None) -> Iterator[Any]:
@@ -174,7 +198,8 @@ def _open_epoch(run: Run, iterator: Iterator[Any] | None) -> tuple[Any, Iterator
     state.batch_idx = 0
     state.is_last_batch = False
     state.phase = BETWEEN_BATCHES
-    call_hook(run, "on_train_epoch_start")
+    if not resume.continues_epoch(run):  # a resumed epoch already started (Lightning does not call it again)
+        call_hook(run, "on_train_epoch_start")
     state.val_batches_seen = 0  # in-fit validation progress counts per epoch (the hook still sees the last epoch's)
     data.check_train_mode(loader)
     if iterator is None:

@@ -21,6 +21,8 @@ def defines(obj: Any, name: str, parent: type) -> bool:
     """Whether calling `obj.name` can do anything `parent`'s default does not: its class overrides the method, or a
     callable was set on the instance (a wrapper included). A hook set to None on the instance (`model.validation_step
     = None`) is not defined, as Lightning does not call what is not callable."""
+    if not isinstance(type(obj), type) or not issubclass(type(obj), parent):
+        return callable(getattr(obj, name, None))  # duck-typed (a `Mock(spec=Callback)`): called, as Lightning does
     own = getattr(obj, "__dict__", {}).get(name, _MISSING)
     if own is not _MISSING:
         return callable(own)
@@ -77,11 +79,12 @@ def _callback_fns(
 ) -> list[Fn]:
     fns: list[Fn] = []
     for callback in callbacks:
-        if receiver == "C:plain" and callback.monitors_metrics:
+        # Read on the class: a duck-typed callback (a Mock) is a plain one with no idle hooks.
+        monitors = getattr(type(callback), "monitors_metrics", False) is True
+        if receiver == ("C:plain" if monitors else "C:monitoring"):
             continue
-        if receiver == "C:monitoring" and not callback.monitors_metrics:
-            continue
-        if wanted(callback, name, Callback) and (wanted is _callable or name not in callback._idle_hooks()):
+        idle = callback._idle_hooks() if issubclass(type(callback), Callback) else frozenset()
+        if wanted(callback, name, Callback) and (wanted is _callable or name not in idle):
             action = f"[Callback]{callback.state_key}.{name}"
             fns.append(timed(partial(getattr(callback, name), trainer, module), action))
     return fns

@@ -11,7 +11,7 @@ from numbers import Integral
 from typing import Any
 
 from fulgor.callbacks.callback import Callback
-from fulgor.errors import MisconfigurationException, PossibleUserWarning
+from fulgor.errors import ConfigurationTypeError, MisconfigurationException, PossibleUserWarning
 from fulgor.rank import rank_zero_warn
 
 __all__ = ["check_flags", "check_writable_folder", "warn_none_batch"]
@@ -81,6 +81,9 @@ def _check_ints(flags: dict[str, Any]) -> None:
         if value is None and none_ok:
             continue
         if not _is_int(value):
+            if name == "reload_dataloaders_every_n_epochs":  # Lightning's exception and sentence, then fulgor's help
+                message = _invalid(name, value, expected, _int_example(value))
+                raise ConfigurationTypeError(f"`{name}` should be an int >= 0, got {value}. {message}")
             raise TypeError(_invalid(name, value, expected, _int_example(value)))
         if value < lowest:
             if name == "reload_dataloaders_every_n_epochs":  # Lightning's own message

@@ -89,20 +89,35 @@ def setup(run: Run, ckpt_path: Any, weights_only: bool | None) -> None:
     for logger in trainer.loggers:
         # Creates the log directory before setup hooks run; a logger may do that without starting its experiment
         # object (`_prepare_for_setup`: the TensorBoard logger, whose writer would import tensorboard).
-        prepare = getattr(logger, "_prepare_for_setup", None)
-        _ = prepare() if prepare is not None else getattr(logger, "experiment", None)
+        # Looked up on the class: a logger answering any attribute (a Mock) sees only the `experiment` read.
+        prepare = getattr(type(logger), "_prepare_for_setup", None)
+        _ = prepare(logger) if prepare is not None else getattr(logger, "experiment", None)
     call_hook(run, "setup", stage=run.fn)
     if is_overridden("configure_sharded_model", run.module):  # the 1.x name (deprecated: see checks.py)
         call_module(run, "configure_sharded_model")
     if is_overridden("configure_model", run.module):
-        call_module(run, "configure_model")
-    if ckpt_path is not None:
+        # Layers built here get the root device and the "*-true" precision's dtype, as in Lightning.
+        with run.strategy.tensor_init_context(), run.precision.module_init_context():
+            call_module(run, "configure_model")
+    if ckpt_path is not None and run.strategy.restore_checkpoint_after_setup:
+        run.ckpt_request = (ckpt_path, weights_only)  # loaded by `restore_after_setup`
+    elif ckpt_path is not None:
         run.checkpoint_to_resume = checkpoint_restore.restore_before_setup(run, ckpt_path, weights_only)
-    run.strategy.setup_module(run.precision.convert_module(run.module))
+    run.strategy.setup(run.trainer)  # the precision's conversion, then the strategy's wrapping and placement
     run.batch_to_device = make_batch_transfer(run)
-    if not run.fitting:  # fit does both after `on_fit_start` (fit_loop.run_fit); the other runs here, as Lightning
+    if not run.fitting:  # fit does these after `on_fit_start` (fit_loop.run_fit); the other runs here, as Lightning
+        connect_precision(run)
         log_hyperparams(run)
+        restore_after_setup(run)
         run.module.zero_grad()  # Lightning clears the gradients as every stage starts
+
+
+def restore_after_setup(run: Run) -> None:
+    """Load the checkpoint a strategy with `restore_checkpoint_after_setup` asked to load late: after its
+    `setup(trainer)`, the `on_fit_start` hooks and the hyperparameter logging (Lightning's order)."""
+    request, run.ckpt_request = run.ckpt_request, None
+    if request is not None:
+        run.checkpoint_to_resume = checkpoint_restore.restore_before_setup(run, *request)
 
 
 def _resolve_step_functions(run: Run) -> None:
@@ -176,8 +191,19 @@ def setup_optimizers(run: Run) -> None:
     validate_schedulers(optimizers, configs, module)
     run.optimizers = optimizers
     run.lr_scheduler_configs = configs
-    run.lightning_optimizers = [LightningOptimizer(optimizer, run) for optimizer in optimizers]
+    connect_precision(run)
+    run.lightning_optimizers = [LightningOptimizer(optimizer, run) for optimizer in run.optimizers]
     run.plain = optimization.plain_steps(run)
+
+
+def connect_precision(run: Run) -> None:
+    """`Precision.connect` once the run's model and optimizers are set up (in every stage, as Lightning calls it); a
+    plugin may return wrapped ones, which the run then uses."""
+    strategy = run.strategy
+    if strategy.model is not None:
+        strategy.model, run.optimizers, run.lr_scheduler_configs = run.precision.connect(
+            strategy.model, run.optimizers, run.lr_scheduler_configs
+        )
 
 
 def log_hyperparams(run: Run) -> None:
@@ -195,7 +221,9 @@ def log_hyperparams(run: Run) -> None:
 
 def restore_training_state(run: Run) -> None:
     """Optimizers, schedulers, precision and loop counters of the checkpoint `fit(ckpt_path=...)` loaded (Lightning
-    restores them after `on_fit_start` and the hyperparameter logging)."""
+    restores them after `on_fit_start` and the hyperparameter logging), after the weights when a strategy loads them
+    only then (`restore_checkpoint_after_setup`)."""
+    restore_after_setup(run)
     checkpoint, run.checkpoint_to_resume = run.checkpoint_to_resume, None
     if checkpoint is not None:
         checkpoint_restore.restore_training_state(run, checkpoint)

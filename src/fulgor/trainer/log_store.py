@@ -211,14 +211,14 @@ class Entry:
 
     def step(self) -> Tensor | None:
         if self.metric is not None:
-            return getattr(self.metric, "_forward_cache", None)
+            return self._metric_tensor(getattr(self.metric, "_forward_cache", None))
         value = self.step_value
         return value if self.sync is None or value is None else self.sync(value.clone(), self.reduce)
 
     def epoch(self) -> Tensor | None:
         if self.computed is None:
             if self.metric is not None:
-                self.computed = self.metric.compute()
+                self.computed = self._metric_tensor(self.metric.compute())
             elif self.acc is not None:
                 acc = self.acc if self.sync is None else self.sync(self.acc.clone(), self.reduce)
                 if self.reduce == "mean":
@@ -227,6 +227,14 @@ class Entry:
                     acc = acc / count
                 self.computed = acc
         return self.computed
+
+    def _metric_tensor(self, value: Any) -> Tensor | None:
+        """`value` (a logged Metric's forward or compute result) if it is a tensor: anything else is an error."""
+        if value is None or isinstance(value, Tensor):
+            return value
+        raise ValueError(
+            f"The `.compute()` return of the metric logged as {self.base!r} must be a tensor. Found {value}"
+        )
 
     def _count_tensor(self, like: Tensor) -> Tensor:
         return torch.tensor(float(self.count), device=like.device, dtype=like.dtype)

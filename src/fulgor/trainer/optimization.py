@@ -134,6 +134,12 @@ _CLOSURE_NOT_RUN = (
 )
 
 
+_SKIP_IN_DISTRIBUTED = (
+    "Skipping the `training_step` by returning None in distributed training is not supported. It is recommended that"
+    " you rewrite your training logic to avoid having to skip the step in the first place."
+)
+
+
 def _training_step(run: Run, args: tuple[Any, ...], result: list[Any]) -> Tensor | None:
     """`training_step(*args)` with `self.log` context and the precision's autocast (entered only when it does
     something), then 1.x `training_step_end`; returns the loss to back-propagate, keeps the extra outputs."""
@@ -154,6 +160,8 @@ def _training_step(run: Run, args: tuple[Any, ...], result: list[Any]) -> Tensor
             raise
         raise hinted from error
     fx["_current_fx_name"] = previous
+    if output is None and run.trainer.world_size > 1:
+        raise RuntimeError(_SKIP_IN_DISTRIBUTED)  # the other processes would wait forever in the gradient all-reduce
     if run.legacy is not None:  # 1.x `training_step_end`
         output = run.legacy.after_step("training_step", output)
     loss, result[1] = parse_step_output(output, run.config.accumulate_grad_batches)

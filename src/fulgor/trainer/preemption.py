@@ -99,6 +99,7 @@ def install(run: Run) -> Callable[[], None]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         STOP.count += 1
+        run.received_sigterm = run.received_sigterm or signum == signal.SIGTERM
         if not STOP.pending and not STOP.handled:
             STOP.signum, STOP.received_at, STOP.pending = signum, time.monotonic(), True
         chained = previous.get(signum)

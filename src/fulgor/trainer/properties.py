@@ -75,7 +75,8 @@ class TrainerProperties:
     _module: LightningModule | None
     _metrics: MetricDicts
     _device_ids: list[int]
-    _user_ckpt_path: str | None
+    _user_ckpt_path: Any
+    _user_ckpt_fit_once: bool
 
     def _set_config(self, **changes: Any) -> None:
         raise NotImplementedError  # Trainer's
@@ -152,6 +153,11 @@ class TrainerProperties:
     @property
     def interrupted(self) -> bool:
         return self.state.status == TrainerStatus.INTERRUPTED
+
+    @property
+    def received_sigterm(self) -> bool:
+        """Whether SIGTERM arrived during the last `fit` (which then saved and ended with `SIGTERMException`)."""
+        return self._run is not None and self._run.received_sigterm
 
     # ------------------------------------------------------------------ stage flags
     def _is_stage(self, stage: RunningStage) -> bool:
@@ -460,15 +466,27 @@ class TrainerProperties:
 
     # ------------------------------------------------------------------ misc
     @property
-    def ckpt_path(self) -> str | None:
-        """The checkpoint the last run loaded; set it before `fit`/`validate`/... to load that checkpoint."""
+    def ckpt_path(self) -> Any:
+        """The checkpoint the last run loaded. Set it (`trainer.ckpt_path = path`) to load `path` in every later
+        `fit`/`validate`/`test`/`predict` not given a `ckpt_path` of its own; reads then return it as given."""
         if self._user_ckpt_path is not None or self._run is None:
             return self._user_ckpt_path
         return self._run.ckpt_path
 
     @ckpt_path.setter
     def ckpt_path(self, path: str | os.PathLike[str] | None) -> None:
-        self._user_ckpt_path = None if path is None else os.fspath(path)
+        self._user_ckpt_path, self._user_ckpt_fit_once = path or None, False
+        if not path and self._run is not None:
+            self._run.ckpt_path = None  # reads None until the next run, as in Lightning
+
+    @property
+    def resume_from_checkpoint(self) -> Any:
+        """Lightning 1.x's spelling (`Trainer(resume_from_checkpoint=path)`): the checkpoint the next `fit` loads."""
+        return self._user_ckpt_path if self._user_ckpt_fit_once else None
+
+    @resume_from_checkpoint.setter
+    def resume_from_checkpoint(self, path: str | os.PathLike[str] | None) -> None:
+        self._user_ckpt_path, self._user_ckpt_fit_once = path or None, bool(path)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """`print` on global rank 0 only."""

@@ -52,7 +52,7 @@ def translate_removed_args(kwargs: dict[str, Any]) -> tuple[Init, After]:
 
     Returns:
         `(init_kwargs, after_init)`: the arguments for `Trainer.__init__`, and `{attribute: value}` to set on the
-        trainer once it is built (`resume_from_checkpoint=p` becomes `trainer.ckpt_path = p`).
+        trainer once it is built (`resume_from_checkpoint=p`: the checkpoint of the next `fit`, as in 1.9.5).
 
     Raises:
         TypeError: the argument has no 2.x equivalent fulgor can run; the message names the replacement.
@@ -205,7 +205,7 @@ def _track_grad_norm(value: Any, init: Init, after: After) -> str | None:
 def _resume(value: Any, init: Init, after: After) -> str | None:
     if value is None:
         return None
-    after["ckpt_path"] = value
+    after["resume_from_checkpoint"] = value  # the next fit's checkpoint, as in 1.9.5 (not every later run's)
     return f"fulgor runs it as `trainer.ckpt_path = {value!r}` (2.x: `trainer.fit(model, ckpt_path=...)`)."
 
 

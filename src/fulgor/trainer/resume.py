@@ -27,6 +27,7 @@ __all__ = [
     "ResumedCycle",
     "capture",
     "continue_epoch",
+    "continues_epoch",
     "epoch_iterator",
     "get_rng_states",
     "make_resumable",
@@ -400,9 +401,32 @@ def _loader_record(run: Run) -> dict[str, Any] | None:
     return {"epoch": indices.epoch, "iter_start": indices.iter_start, "sampler": indices.sampler_start}
 
 
+def _continued_cut_epoch(run: Run, point: dict[str, Any]) -> dict[str, Any]:
+    """An epoch-end checkpoint of an epoch that ended before its last batch (`max_steps` reached, or a stop request):
+    a step-based fit (`max_steps` set) continues that epoch with its next batch, without `on_train_epoch_start`, as
+    Lightning does (and as the uninterrupted run would have); an epoch-based fit starts the next epoch."""
+    counters = point["counters"]
+    done = int(counters.get("batch_idx", 0))
+    if LoopPhase(point["phase"]) != LoopPhase.EPOCH_END or counters["is_last_batch"] or not done:
+        return point
+    if run.config.max_steps == -1:
+        return point
+    return {**point, "phase": LoopPhase.BETWEEN_BATCHES.value, "epoch": int(point["epoch"]) - 1, "consumed": done}
+
+
+def continues_epoch(run: Run) -> bool:
+    """Whether the epoch about to open continues one a restored checkpoint was taken inside (Lightning then skips
+    `on_train_epoch_start`: that epoch already started)."""
+    point = run.state.resume_point
+    if point is None or point["epoch"] != run.state.epoch:
+        return False
+    return LoopPhase(point["phase"]) not in _AT_EPOCH_START
+
+
 def restore(run: Run, point: dict[str, Any]) -> None:
     """Set the epoch-level counters from a fulgor checkpoint; the rest waits for the epoch's iterator (see
     `epoch_iterator` and `continue_epoch`)."""
+    point = _continued_cut_epoch(run, point)
     state = run.state
     counters = point["counters"]
     state.epoch = int(point["epoch"])

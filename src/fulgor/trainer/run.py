@@ -103,9 +103,12 @@ class Run:
     ckpt_path: str | None = None
     restarted_epoch: int | None = None  # the epoch a mid-epoch checkpoint resumed in (`fit_loop.restarting`)
     checkpoint_to_resume: dict[str, Any] | None = None
+    # `(ckpt_path, weights_only)` still to load when the strategy restores after its setup (restore_after_setup)
+    ckpt_request: tuple[Any, bool | None] | None = None
     loader_states: list[Any] | None = None  # the checkpoint's "combined_loader" states, loaded as training starts
     predict_view: Any = None  # what prediction writers read (eval_loop.PredictLoopView)
     finite_guard: FiniteGuard | None = None  # fit's non-finite loss guard (finite_guard.py), None when off
+    received_sigterm: bool = False  # `trainer.received_sigterm`: SIGTERM arrived during this fit
 
     def __post_init__(self) -> None:
         sync = _Reduce(self.strategy)

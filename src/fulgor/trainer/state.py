@@ -80,6 +80,7 @@ class TrainerState:
     is_last_batch: bool = False
     should_stop: bool = False
     val_batches_seen: int = 0  # validation batches run during this fit
+    predict_batches: int = 0  # predict batches finished by every `predict` so far (`predict_loop.batch_progress`)
     phase: LoopPhase = LoopPhase.OUTSIDE_EPOCH
     # Exact resume (fulgor.trainer.resume): the restored position, waiting for the epoch's iterator; the random
     # streams and validation count before the running in-fit validation.

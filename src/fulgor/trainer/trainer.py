@@ -16,6 +16,7 @@ import torch
 
 from fulgor import checkpoint_contents
 from fulgor.callbacks.callback import Callback
+from fulgor.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from fulgor.callbacks.timer import Timer
 from fulgor.datamodule import LightningDataModule
 from fulgor.errors import MisconfigurationException
@@ -110,7 +111,8 @@ class Trainer(TrainerProperties):
         self._metrics = MetricDicts()  # what the last run logged; each run starts a new one
         self._run: Run | None = None  # the current run, or the last one until the next starts (the views read it)
         self._module: LightningModule | None = None  # the model of the current or last run
-        self._user_ckpt_path: str | None = None  # `trainer.ckpt_path = ...`, applied by the next run
+        self._user_ckpt_path: Any = None  # `trainer.ckpt_path = ...` as given, loaded by the runs that follow
+        self._user_ckpt_fit_once = False  # set through `resume_from_checkpoint` (1.x): for the next fit only
 
     # ------------------------------------------------------------------ Lightning 1.x argparse helpers
     # Removed in 2.0, kept so 1.x scripts run unchanged; the Trainer's removed 1.x flags still parse.
@@ -232,7 +234,10 @@ class Trainer(TrainerProperties):
         self, filepath: str | os.PathLike[str], weights_only: bool | None = None, storage_options: Any = None
     ) -> None:
         """Write a checkpoint of the current state (Lightning's layout) to `filepath`, atomically."""
-        checkpoint_contents.save_trainer_checkpoint(self._run, filepath, weights_only, storage_options)
+        run, connected = self._run, self.strategy.lightning_module
+        if run is None and isinstance(connected, LightningModule):  # `strategy.connect(model)` before any run
+            run = checkpoint_contents.connected_run(self, self._config, self._metrics, connected)
+        checkpoint_contents.save_trainer_checkpoint(run, filepath, weights_only, storage_options)
 
     @contextmanager
     def init_module(self, empty_init: bool | None = None) -> Iterator[None]:
@@ -302,9 +307,18 @@ class Trainer(TrainerProperties):
         return given, datamodule, sources, self._take_ckpt_path(fn, ckpt_path, model_provided=model is not None)
 
     def _take_ckpt_path(self, fn: TrainerFn, ckpt_path: Any, model_provided: bool) -> Any:
-        """The checkpoint this run loads; a path set with `trainer.ckpt_path = ...` is used up by it."""
-        user_path, self._user_ckpt_path = self._user_ckpt_path, None
-        return call_inputs.choose_ckpt_path(fn, ckpt_path, user_path, model_provided, self._module is not None)
+        """The checkpoint this run loads. A path set with `trainer.ckpt_path = ...` stays for every later run, as in
+        Lightning, until a run is given its own `ckpt_path` (which warns and forgets it)."""
+        user_path = self._user_ckpt_path
+        if self._user_ckpt_fit_once:  # 1.x `resume_from_checkpoint`: the next fit's, unless it gets its own (1.9.5)
+            if fn == TrainerFn.FITTING:
+                self._user_ckpt_path, self._user_ckpt_fit_once = None, False
+            user_path = user_path if fn == TrainerFn.FITTING and not ckpt_path else None
+        elif user_path is not None and ckpt_path:
+            self._user_ckpt_path = None
+        user = None if user_path is None else os.fspath(user_path)
+        on_exception = any(isinstance(cb, OnExceptionCheckpoint) for cb in self.callbacks)
+        return call_inputs.choose_ckpt_path(fn, ckpt_path, user, model_provided, self._module is not None, on_exception)
 
 
 @contextmanager
@@ -324,6 +338,7 @@ def tuning_trial(
         _run=None,
         _module=None,
         _user_ckpt_path=None,
+        _user_ckpt_fit_once=False,
     )
     try:
         yield trial

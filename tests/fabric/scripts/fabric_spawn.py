@@ -1,5 +1,6 @@
 """`fabric_spawn.py START_METHOD OUT`: a function run by `Fabric.launch` in 2 workers; prints what rank 0 returned."""
 
+import atexit
 import sys
 
 import torch
@@ -21,7 +22,14 @@ class Net(nn.Module):
         return self.layer(x) * 2
 
 
+def _mark_exit(path: str) -> None:
+    with open(path, "w") as f:
+        f.write("atexit ran")
+
+
 def train(fabric: Fabric, out: str) -> dict:
+    # A worker's own atexit handlers still run when it ends (spawn; a fork child's would be the parent's).
+    atexit.register(_mark_exit, f"{out}.atexit{fabric.global_rank}")
     fabric.seed_everything(3, verbose=False)
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
