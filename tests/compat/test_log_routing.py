@@ -16,6 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONWARNINGS": "ignore"}
 FIT = (
+    "import torch\n"
+    "torch.manual_seed(0)  # the same losses every run, so the same EarlyStopping lines\n"
     "from {root}.demos.boring_classes import BoringModel\n"
     "class M(BoringModel):\n"
     "    def training_step(self, batch, batch_idx):\n"
