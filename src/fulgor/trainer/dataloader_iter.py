@@ -135,8 +135,7 @@ def run_predict_with_iter(run: Run, loaders: list[Any], limits: list[int | float
         if output is _STOPPED:
             break
         call_hook(run, "on_predict_batch_end", output, fetcher.batch, fetcher.batch_idx, *_idx(fetcher, multi))
-        run.predict_view.batches_done += 1  # `predict_loop.batch_progress` counts it (as in eval_loop)
-        run.state.predict_batches += 1
+        run.state.predict_batches += 1  # `predict_loop.batch_progress` counts it (as in eval_loop)
         outputs[fetcher.dataloader_idx].append(move_data_to_device(output, torch.device("cpu")))
 
 

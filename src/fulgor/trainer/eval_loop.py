@@ -197,8 +197,8 @@ def _restore_mode(run: Run, name: str, modes: dict[torch.nn.Module, bool]) -> No
 
 class PredictLoopView:
     """What prediction writers read during `predict` (Lightning's `trainer.predict_loop`): the outputs so far, the
-    dataset indices of each batch, and how many batches this `predict` has finished (`batches_before`: those of the
-    Trainer's earlier `predict` calls, which Lightning's totals keep counting)."""
+    dataset indices of each batch, and where this `predict`'s batches start in the Trainer's count of finished predict
+    batches (`TrainerState.predict_batches`: Lightning's totals keep counting over `predict` calls)."""
 
     def __init__(self, num_loaders: int, batches_before: int = 0) -> None:
         self.outputs: list[list[Any]] = [[] for _ in range(num_loaders)]
@@ -207,7 +207,6 @@ class PredictLoopView:
         # ... and set only for one that writes per batch; empty where a loader has no indices (iterable datasets).
         self.current_batch_indices: Any = []
         self.batches_before = batches_before
-        self.batches_done = 0
 
     @property
     def predictions(self) -> list[Any]:
@@ -279,7 +278,7 @@ def _predict_each_loader(
             if output is None:
                 warn_once("predict returned None if it was on purpose, ignore this warning...")
             call_hook(run, "on_predict_batch_end", output, batch, batch_idx, *hook_idx)
-            _count_predict_batch(run)
+            run.state.predict_batches += 1  # `predict_loop.batch_progress` counts it
             if keep:
                 view.outputs[dl_idx].append(_to_cpu(output))
 
@@ -291,12 +290,6 @@ def _record_indices(view: PredictLoopView, indices: Any, dl_idx: int, on_batch: 
         view.current_batch_indices = indices
     if on_epoch:
         view.epoch_batch_indices[dl_idx].append(indices)
-
-
-def _count_predict_batch(run: Run) -> None:
-    """A predict batch finished (its `on_predict_batch_end` ran): `predict_loop.batch_progress` counts it."""
-    run.predict_view.batches_done += 1
-    run.state.predict_batches += 1
 
 
 class _IndexRecorder:

@@ -170,8 +170,9 @@ class PredictLoopView:
         if record is None:  # another entry point runs now: the counts of the last `predict`
             return Progress(ProgressCounts.at(run.state.predict_batches, 0), ProgressCounts())
         position = _predict_position(run) if run.fn == TrainerFn.PREDICTING else 0
-        current = ProgressCounts.at(record.batches_done, position)
-        return Progress(ProgressCounts.at(record.batches_before + record.batches_done, position), current)
+        total = run.state.predict_batches
+        current = ProgressCounts.at(total - record.batches_before, position)
+        return Progress(ProgressCounts.at(total, position), current)
 
     @property
     def max_batches(self) -> list[int | float]:
